@@ -1,0 +1,265 @@
+"""The scikit-learn face shared by every family.
+
+A family declares its hyperparameters once, as a stdlib dataclass with a comment on each default;
+:func:`declare_params` turns those dataclasses into the estimator's keyword-only ``__init__`` (which
+only stores its arguments, as scikit-learn requires), into ``get_params``/``set_params`` and into the
+CLI's flags. Fitted state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
+from torch import Tensor, nn
+
+from aekit.preprocessing import Scaler, check_array
+from aekit.training import TrainConfig, fit_module, resolve_device
+
+E = TypeVar("E", bound=type)
+C = TypeVar("C")
+
+
+def declare_params(*configs: type) -> Callable[[E], E]:
+    """Give an estimator class a keyword-only ``__init__`` built from the fields of ``configs``.
+
+    The generated ``__init__`` stores each argument unchanged under its own name and has a real
+    signature, so scikit-learn's ``get_params``, ``clone`` and estimator checks see every parameter.
+    """
+    fields = [f for c in configs for f in dataclasses.fields(c)]
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"duplicate parameter names in {configs}")
+    params = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in fields
+    ]
+
+    def decorate(cls: E) -> E:
+        def __init__(self: Any, **kwargs: Any) -> None:
+            unknown = sorted(set(kwargs) - set(names))
+            if unknown:
+                raise TypeError(
+                    f"{cls.__name__} got unknown parameter(s) {unknown}; valid parameters are: {', '.join(names)}"
+                )
+            for p in params:
+                setattr(self, p.name, kwargs.get(p.name, p.default))
+
+        __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params]
+        )
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__ = __init__  # type: ignore[misc]
+        cls._param_configs = configs  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Shared behaviour of every aekit estimator.
+
+    Subclasses implement ``_build_module(sample_shape)`` and, when not trained by gradient descent,
+    ``_fit_module(Xs, y, seed, **fit_kw)``. The module must provide ``encode`` and ``decode``.
+    """
+
+    _family_name: ClassVar[str]
+    _param_configs: ClassVar[tuple[type, ...]]
+    #: scaling used when the estimator has no ``scaling`` parameter
+    _fixed_scaling: ClassVar[str] = "none"
+
+    # ------------------------------------------------------------------ configuration
+
+    def _config(self, cls: type[C]) -> C:
+        """Build the dataclass ``cls`` from this estimator's current parameters."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+    def _train_config(self) -> TrainConfig:
+        cfg = self._config(TrainConfig)
+        cfg.validate()
+        return cfg
+
+    def _validate_params(self) -> None:
+        """Check hyperparameters before any work; subclasses extend."""
+
+    def _scaling(self) -> str:
+        return str(getattr(self, "scaling", self._fixed_scaling))
+
+    def _seed(self) -> int:
+        rs = getattr(self, "random_state", None)
+        if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
+            return int(rs)
+        return int(check_random_state(rs).randint(0, 2**31 - 1))
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(
+        self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
+    ) -> BaseAutoencoder:
+        """Fit the model to ``X``.
+
+        Parameters
+        ----------
+        X : array-like, (n_samples, n_features) or (n_samples, C, H, W) or (n_samples, C, L)
+        y : ignored by unsupervised families; integer labels (-1 for unlabelled) for supervised ones.
+        checkpoint_dir : path, optional
+            Write a resumable checkpoint and ``history.csv`` there after every epoch.
+        resume : bool
+            Continue from the checkpoint in ``checkpoint_dir`` (same data, same parameters).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = check_array(X)
+        self._check_input(X)
+        seed = self._seed()
+        scaler = Scaler.fit(self._scaling(), X)
+        Xs = scaler.transform(X)
+        self._check_scaled_range(Xs)
+        self.scaler_ = scaler
+        self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
+        self.n_features_in_ = int(math.prod(self.sample_shape_))
+        torch.manual_seed(seed)
+        self.module_ = self._build_module(self.sample_shape_)
+        self.history_ = self._fit_module(Xs, y, seed, checkpoint_dir=checkpoint_dir, resume=resume)
+        self.module_.eval()
+        return self
+
+    def _check_input(self, X: np.ndarray) -> None:
+        """Hook for shape rules of a family (e.g. images only)."""
+
+    def _check_scaled_range(self, Xs: np.ndarray) -> None:
+        """Hook for checks of the scaled data against the output layer and loss."""
+
+    def _corruption(self) -> Callable[[Tensor], Tensor] | None:
+        return None
+
+    def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        return fit_module(
+            self.module_, Xs, _labels(y, Xs.shape[0]), self._train_config(), self._corruption(), seed=seed, **fit_kw
+        )
+
+    def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inference
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator, or load a saved model with aekit.load(path)."
+            )
+
+    def _prepare(self, X: Any) -> np.ndarray:
+        self._check_fitted()
+        X = check_array(X)
+        if X.shape[1:] != self.sample_shape_:
+            if X.ndim == 2 and len(self.sample_shape_) == 1:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                    "features as input. Pass data with the same features as in fit, or fit a new model."
+                )
+            if X.ndim == 2 and X.shape[1] == self.n_features_in_:
+                X = X.reshape(X.shape[0], *self.sample_shape_)
+            else:
+                raise ValueError(
+                    f"X has sample shape {tuple(X.shape[1:])}, but {type(self).__name__} was fitted on sample "
+                    f"shape {self.sample_shape_}. Pass data of the same shape as in fit, or fit a new model."
+                )
+        return self.scaler_.transform(X)
+
+    @property
+    def device_(self) -> torch.device:
+        try:
+            return next(self.module_.parameters()).device
+        except StopIteration:
+            return next(self.module_.buffers()).device
+
+    @torch.no_grad()
+    def _batched(self, fn: Callable[[Tensor], Tensor], A: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        self.module_.eval()
+        dev = self.device_
+        outs = [fn(torch.from_numpy(A[i : i + batch_size]).to(dev)).cpu().numpy() for i in range(0, A.shape[0], batch_size)]
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode ``X`` to codes of shape (n_samples, n_components)."""
+        Xs = self._prepare(X)
+        return self._batched(self.module_.encode, Xs)
+
+    def inverse_transform(self, Z: Any) -> np.ndarray:
+        """Decode codes (n_samples, n_components) back to data space, shape (n_samples, *sample_shape)."""
+        self._check_fitted()
+        Z = check_array(Z, name="Z")
+        k = self._n_features_out
+        if Z.ndim != 2 or Z.shape[1] != k:
+            raise ValueError(f"Z has shape {Z.shape}, but {type(self).__name__} decodes codes of shape (n_samples, {k})")
+        return self.scaler_.inverse_transform(self._batched(self.module_.decode, Z))
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """``decode(encode(X))`` in the units of ``X``, same shape as ``X``."""
+        Xs = self._prepare(X)
+        out = self._batched(lambda x: self.module_.decode(self.module_.encode(x)), Xs)
+        return self.scaler_.inverse_transform(out).reshape(np.shape(X) if np.ndim(X) > 1 else out.shape)
+
+    def reconstruction_error(self, X: Any) -> np.ndarray:
+        """Squared reconstruction error per sample, summed over features, in the units of ``X``; shape (n,)."""
+        Xarr = check_array(X)
+        R = self.reconstruct(Xarr)
+        return ((R - Xarr) ** 2).reshape(Xarr.shape[0], -1).sum(axis=1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample normality score, higher is more normal: minus the reconstruction error."""
+        return -self.reconstruction_error(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean of :meth:`score_samples`."""
+        return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_features_out(self) -> int:
+        self._check_fitted()
+        with torch.no_grad():
+            probe = torch.zeros((1, *self.sample_shape_), device=self.device_)
+            return int(self.module_.encode(probe).shape[1])
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
+        """Write a run directory (``config.json`` + ``model.safetensors``) at ``path``; returns the path."""
+        from aekit.runs import save_estimator
+
+        return save_estimator(self, path, overwrite=overwrite, extra=extra)
+
+    def _more_tags(self) -> dict[str, Any]:
+        return {"preserves_dtype": [np.float32], "non_deterministic": False}
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _labels(y: Any, n: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    arr = np.asarray(y)
+    if arr.shape != (n,):
+        raise ValueError(f"y has shape {arr.shape}, expected ({n},) to match X")
+    return arr
+
+
+def resolved_device(device: str) -> torch.device:
+    return resolve_device(device)

@@ -1,0 +1,137 @@
+"""Linear autoencoder: encoder V, decoder W, and its closed-form optimum, the PCA subspace.
+
+Solves::
+
+    min_{V, W}  (1/N) sum_n || (x_n - mu) - W V (x_n - mu) ||^2,   V: (K, D), W: (D, K)
+
+Baldi & Hornik (1989): every minimum spans the top-K principal subspace. ``solver="svd"`` takes it in
+closed form (V = top-K right singular vectors of the centred data, W = V^T); ``solver="gradient"``
+trains V and W (or V alone with tied W = V^T) with the training loop. With K >= D and no constraint the
+optimum is the identity map, which is why the lectures ask for a bottleneck or a regularizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aekit.estimator import BaseAutoencoder, declare_params
+from aekit.losses import squared_error
+from aekit.outputs import AEOutput, LossOutput
+from aekit.preprocessing import SCALINGS
+from aekit.registry import register
+from aekit.training import TrainConfig
+
+SOLVERS = ("svd", "gradient")
+
+
+@dataclass
+class LinearConfig:
+    """Hyperparameters of the linear autoencoder."""
+
+    latent_dim: int = 2  # K, the number of components
+    solver: str = "svd"  # "svd": exact PCA optimum; "gradient": trained by the loop
+    tied: bool = False  # decoder W = V^T (gradient solver; svd is always tied)
+    scaling: str = "none"  # PCA centres but does not scale; "standard" gives PCA on the correlation matrix
+
+
+class LinearModule(nn.Module):
+    """z = V (x - mu), x_hat = W z + mu. Shapes: x (B, *sample_shape), z (B, K)."""
+
+    def __init__(self, sample_shape: tuple[int, ...], latent_dim: int, tied: bool) -> None:
+        super().__init__()
+        d = int(np.prod(sample_shape))
+        self.sample_shape = sample_shape
+        self.register_buffer("mean", torch.zeros(d))
+        self.V = nn.Parameter(torch.randn(latent_dim, d) / d**0.5)
+        self.W = None if tied else nn.Parameter(torch.randn(d, latent_dim) / latent_dim**0.5)
+
+    def decoder_matrix(self) -> Tensor:
+        """W, shape (D, K) (V^T when tied)."""
+        return self.V.t() if self.W is None else self.W
+
+    def encode(self, x: Tensor) -> Tensor:
+        return (x.reshape(x.shape[0], -1) - self.mean) @ self.V.t()  # (B, K)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return (z @ self.decoder_matrix().t() + self.mean).reshape(z.shape[0], *self.sample_shape)
+
+    def forward(self, x: Tensor) -> AEOutput:
+        z = self.encode(x)
+        return AEOutput(z=z, x_hat=self.decode(z))
+
+    def loss(self, x: Tensor, out: AEOutput) -> LossOutput:
+        rec = squared_error(out.x_hat, x).mean()
+        return LossOutput(rec, {"reconstruction": rec})
+
+
+@register(
+    "linear",
+    "linear encoder V and decoder W; solver 'svd' gives the PCA optimum in closed form, 'gradient' trains it",
+    capabilities=("images",),
+)
+@declare_params(LinearConfig, TrainConfig)
+class LinearAutoencoder(BaseAutoencoder):
+    """Linear autoencoder / PCA.
+
+    Parameters
+    ----------
+    latent_dim, solver, tied, scaling
+        See :class:`LinearConfig`.
+    max_epochs, batch_size, learning_rate, ... , random_state, verbose
+        Training settings for ``solver="gradient"`` (see :class:`aekit.training.TrainConfig`).
+
+    Attributes
+    ----------
+    components_ : ndarray (K, D)
+        Rows of the encoder V (for ``svd``, the principal axes).
+    explained_variance_ : ndarray (K,)
+        Variance of the data along each component (``svd`` only).
+    """
+
+    def _validate_params(self) -> None:
+        cfg = self._config(LinearConfig)
+        if cfg.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {cfg.solver!r}; valid: {', '.join(SOLVERS)}")
+        if isinstance(cfg.latent_dim, bool) or not isinstance(cfg.latent_dim, int | np.integer) or cfg.latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {cfg.latent_dim!r}")
+        if cfg.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {cfg.scaling!r}; valid: {', '.join(SCALINGS)}")
+        if cfg.solver == "gradient":
+            self._train_config()
+
+    def _check_input(self, X: np.ndarray) -> None:
+        d = int(np.prod(X.shape[1:]))
+        if self.solver == "svd" and self.latent_dim > min(X.shape[0], d):
+            raise ValueError(
+                f"latent_dim={self.latent_dim} must be at most min(n_samples, n_features) = {min(X.shape[0], d)} "
+                "with solver='svd'; lower latent_dim, or use solver='gradient' for an overcomplete linear autoencoder"
+            )
+
+    def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
+        return LinearModule(sample_shape, int(self.latent_dim), bool(self.tied) or self.solver == "svd")
+
+    def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        X2 = torch.from_numpy(Xs.reshape(Xs.shape[0], -1)).double()
+        mean = X2.mean(dim=0)
+        self.module_.mean.copy_(mean.float())
+        if self.solver == "gradient":
+            return super()._fit_module(Xs, y, seed, **fit_kw)
+        # Closed form: the top-K right singular vectors of the centred data (the PCA axes).
+        _, S, Vt = torch.linalg.svd(X2 - mean, full_matrices=False)
+        # Fix the sign as scikit-learn does (largest |loading| positive) so runs are comparable.
+        V = Vt[: self.latent_dim]
+        signs = torch.sign(V.gather(1, V.abs().argmax(dim=1, keepdim=True)))
+        with torch.no_grad():
+            self.module_.V.copy_((V * signs).float())
+        self.explained_variance_ = (S[: self.latent_dim] ** 2 / max(Xs.shape[0] - 1, 1)).numpy()
+        return []
+
+    @property
+    def components_(self) -> np.ndarray:
+        self._check_fitted()
+        return self.module_.V.detach().cpu().numpy()

@@ -1,0 +1,111 @@
+"""Pure loss and penalty functions. Families combine these and never copy them.
+
+Convention: every reconstruction term and every per-sample penalty returns one value per sample,
+summed over features, shape (B,). The training loop averages over the batch, so a loss reads in the
+units of the literature (e.g. squared error summed over the 784 pixels of an MNIST image).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)  # (B, D)
+
+
+def squared_error(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Squared error ``||x_hat - x||^2`` per sample, shape (B,)."""
+    return _flat(x_hat - x).pow(2).sum(dim=1)
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, x: Tensor) -> Tensor:
+    """Bernoulli negative log-likelihood ``-sum_i x_i log p_i + (1-x_i) log(1-p_i)``, p = sigmoid(logits).
+
+    Per sample, shape (B,). Works on logits for numerical stability; x may be any value in [0, 1].
+    """
+    return _flat(F.binary_cross_entropy_with_logits(logits, x, reduction="none")).sum(dim=1)
+
+
+def gaussian_nll(mean: Tensor, logvar: Tensor | float, x: Tensor) -> Tensor:
+    """Gaussian negative log-likelihood ``-log N(x; mean, exp(logvar))`` per sample, shape (B,)."""
+    lv = logvar if isinstance(logvar, Tensor) else torch.full_like(mean, float(logvar))
+    nll = 0.5 * (math.log(2 * math.pi) + lv + (x - mean).pow(2) * torch.exp(-lv))
+    return _flat(nll).sum(dim=1)
+
+
+def kl_normal_std(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per sample, shape (B,).
+
+    ``0.5 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)``; zero exactly at the prior.
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
+
+
+def l1_penalty(h: Tensor) -> Tensor:
+    """``||h||_1`` per sample, shape (B,): the MAP penalty of a Laplace prior on the code."""
+    return _flat(h).abs().sum(dim=1)
+
+
+def kl_sparsity(h: Tensor, rho: float, eps: float = 1e-6) -> Tensor:
+    """Sparsity penalty ``sum_j KL(rho || rho_hat_j)`` with rho_hat_j the mean activation over the batch.
+
+    ``h`` must lie in (0, 1) (sigmoid units). Returns a scalar (the penalty is a batch statistic).
+    """
+    rho_hat = h.mean(dim=0).clamp(eps, 1 - eps)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+def contractive_sigmoid_exact(h: Tensor, weight: Tensor) -> Tensor:
+    """Exact ``||J_f(x)||_F^2`` for one sigmoid layer h = sigmoid(W x + b), per sample, shape (B,).
+
+    ``sum_j (h_j (1 - h_j))^2 * ||W_j||^2`` with W_j the j-th row of ``weight`` (shape (K, D)).
+    """
+    row_norms = weight.pow(2).sum(dim=1)  # (K,)
+    return ((h * (1 - h)).pow(2) * row_norms).sum(dim=1)
+
+
+def contractive_autograd(encode: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Exact ``||J_f(x)||_F^2`` per sample by autograd, shape (B,); one backward pass per code unit.
+
+    Differentiable (uses ``create_graph``), so it can be minimized. Cost grows with the code size K.
+    """
+    x = x if x.requires_grad else x.detach().requires_grad_(True)
+    h = _flat(encode(x))
+    total = x.new_zeros(x.shape[0])
+    for j in range(h.shape[1]):
+        (g,) = torch.autograd.grad(h[:, j].sum(), x, create_graph=True)
+        total = total + _flat(g).pow(2).sum(dim=1)
+    return total
+
+
+def contractive_projection(encode: Callable[[Tensor], Tensor], x: Tensor, n_projections: int = 1) -> Tensor:
+    """Unbiased random-projection estimate of ``||J_f(x)||_F^2`` per sample, shape (B,).
+
+    For v ~ N(0, I_K), E ||J^T v||^2 = ||J||_F^2; each projection costs one vector-Jacobian product
+    instead of K of them.
+    """
+    x = x if x.requires_grad else x.detach().requires_grad_(True)
+    h = _flat(encode(x))
+    total = x.new_zeros(x.shape[0])
+    for _ in range(n_projections):
+        v = torch.randn_like(h)
+        (g,) = torch.autograd.grad(h, x, grad_outputs=v, create_graph=True)
+        total = total + _flat(g).pow(2).sum(dim=1)
+    return total / n_projections
+
+
+def reconstruction(kind: str, x: Tensor, x_hat: Tensor, logits: Tensor | None) -> Tensor:
+    """Dispatch to the reconstruction term named ``kind`` ("bce" or "mse"), per sample, shape (B,)."""
+    if kind == "bce":
+        if logits is None:
+            raise ValueError("loss='bce' needs a sigmoid output; use output='sigmoid' or loss='mse'")
+        return binary_cross_entropy_with_logits(logits, x)
+    if kind == "mse":
+        return squared_error(x_hat, x)
+    raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'bce', 'mse'")

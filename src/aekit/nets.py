@@ -1,0 +1,232 @@
+"""Generic building blocks shared by the families: activations, MLP stacks, convolutional stacks.
+
+Networks are sized from the data: ``input_shape`` is a sample's shape, (D,) for tabular data,
+(C, L) for 1-D signals and (C, H, W) for images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+}
+OUTPUTS = ("sigmoid", "linear", "tanh")
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name; unknown names list the valid ones."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
+
+
+def apply_output(kind: str, raw: Tensor) -> Tensor:
+    """Map the decoder's raw output to data space: sigmoid, tanh or identity."""
+    if kind == "sigmoid":
+        return torch.sigmoid(raw)
+    if kind == "tanh":
+        return torch.tanh(raw)
+    return raw
+
+
+class Flatten(nn.Module):
+    """(B, *shape) -> (B, prod(shape))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+class Unflatten(nn.Module):
+    """(B, prod(shape)) -> (B, *shape)."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def mlp(dims: Sequence[int], act: str, last_act: bool = False) -> nn.Sequential:
+    """Linear layers ``dims[0] -> dims[1] -> ... -> dims[-1]`` with ``act`` between them.
+
+    The last layer is linear unless ``last_act``: a linear code layer, as in Hinton & Salakhutdinov.
+    """
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2 or last_act:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class TiedDecoder(nn.Module):
+    """Decoder whose weight matrices are the transposes of an MLP encoder's (W_dec = W_enc^T).
+
+    Only the biases are its own. Autograd sums the encoder and decoder contributions into the shared
+    matrix's gradient.
+    """
+
+    def __init__(self, encoder: nn.Sequential, act: str) -> None:
+        super().__init__()
+        self._linears = [m for m in encoder if isinstance(m, nn.Linear)][::-1]
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(m.in_features)) for m in self._linears])
+        self.act = activation(act)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = z
+        for i, (lin, b) in enumerate(zip(self._linears, self.biases)):
+            h = F.linear(h, lin.weight.t(), b)
+            if i < len(self._linears) - 1:
+                h = self.act(h)
+        return h
+
+
+def _conv_out(n: int) -> int:
+    return (n + 2 - 3) // 2 + 1  # Conv k3 s2 p1
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions (k3 s2 p1, one per entry of ``channels``), then a linear map to the code.
+
+    Works for images (C, H, W) and 1-D signals (C, L) of any size; ``spatial_shapes`` records the
+    size after each layer so the decoder can mirror it exactly.
+    """
+
+    def __init__(self, input_shape: Sequence[int], channels: Sequence[int], latent_dim: int, act: str) -> None:
+        super().__init__()
+        if len(input_shape) not in (2, 3):
+            raise ValueError(
+                f"a convolutional network needs images (C, H, W) or signals (C, L), got sample shape "
+                f"{tuple(input_shape)}; use architecture='mlp' for tabular data"
+            )
+        conv = nn.Conv2d if len(input_shape) == 3 else nn.Conv1d
+        c, *spatial = (int(s) for s in input_shape)
+        shapes = [tuple(spatial)]
+        layers: list[nn.Module] = []
+        for ch in channels:
+            layers += [conv(c, ch, 3, stride=2, padding=1), activation(act)]
+            c = ch
+            shapes.append(tuple(_conv_out(s) for s in shapes[-1]))
+        self.spatial_shapes = shapes
+        self.feature_shape = (c, *shapes[-1])
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(math.prod(self.feature_shape), latent_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.convs(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: linear, then transposed convolutions back to the input size."""
+
+    def __init__(self, encoder: ConvEncoder, out_channels: int, channels: Sequence[int], latent_dim: int, act: str) -> None:
+        super().__init__()
+        nd = len(encoder.feature_shape) - 1
+        convt = nn.ConvTranspose2d if nd == 2 else nn.ConvTranspose1d
+        self.fc = nn.Linear(latent_dim, math.prod(encoder.feature_shape))
+        self.unflatten = Unflatten(encoder.feature_shape)
+        outs = list(channels[::-1][1:]) + [out_channels]
+        targets = encoder.spatial_shapes[::-1][1:]
+        layers: list[nn.Module] = [activation(act)]
+        c = channels[-1]
+        for i, (ch, target) in enumerate(zip(outs, targets)):
+            # k3 s2 p1 maps n -> 2n - 1 + output_padding; an even target needs output_padding 1.
+            pad = tuple(1 - t % 2 for t in target)
+            layers.append(convt(c, ch, 3, stride=2, padding=1, output_padding=pad if nd == 2 else pad[0]))
+            if i < len(outs) - 1:
+                layers.append(activation(act))
+            c = ch
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.convs(self.unflatten(self.fc(z)))
+
+
+class LectureConvEncoder(nn.Sequential):
+    """The lecture's encoder for (1, 28, 28): Conv 16 k3 s3 p1, ReLU, MaxPool 2 s2, Conv 8 k3 s2 p1,
+    ReLU, MaxPool 2 s1, giving an (8, 2, 2) code, flattened to 32 values."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 16, 3, stride=3, padding=1),  # (B, 16, 10, 10)
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),  # (B, 16, 5, 5)
+            nn.Conv2d(16, 8, 3, stride=2, padding=1),  # (B, 8, 3, 3)
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=1),  # (B, 8, 2, 2)
+            Flatten(),  # (B, 32)
+        )
+
+
+class LectureConvDecoder(nn.Sequential):
+    """The lecture's decoder: ConvT 8->16 k3 s2, ReLU, ConvT 16->8 k5 s3 p1, ReLU, ConvT 8->1 k2 s2 p1.
+
+    The first transposed convolution has no padding: with padding 1 (as one transcription of the
+    lecture writes it) the output would be 16x16, not 28x28. The Tanh is applied as the output
+    non-linearity by the model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            Unflatten((8, 2, 2)),
+            nn.ConvTranspose2d(8, 16, 3, stride=2),  # (B, 16, 5, 5)
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, 8, 5, stride=3, padding=1),  # (B, 8, 15, 15)
+            nn.ReLU(),
+            nn.ConvTranspose2d(8, 1, 2, stride=2, padding=1),  # (B, 1, 28, 28)
+        )
+
+
+ARCHITECTURES = ("mlp", "conv", "lecture-conv")
+
+
+def build_encoder_decoder(
+    sample_shape: Sequence[int],
+    architecture: str,
+    hidden_dims: Sequence[int],
+    latent_dim: int,
+    act: str,
+    tied: bool = False,
+) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder sized from ``sample_shape``.
+
+    ``mlp``: flatten, ``D -> hidden_dims... -> latent_dim`` with a linear code layer, mirrored (or tied)
+    decoder, reshaped back to the sample shape. ``conv``: :class:`ConvEncoder`/:class:`ConvDecoder`
+    with ``hidden_dims`` as channel counts. ``lecture-conv``: the fixed lecture network for (1, 28, 28).
+    """
+    shape = tuple(int(s) for s in sample_shape)
+    if architecture == "mlp":
+        dims = [math.prod(shape), *hidden_dims, latent_dim]
+        enc_mlp = mlp(dims, act)
+        encoder = nn.Sequential(Flatten(), enc_mlp)
+        dec: nn.Module = TiedDecoder(enc_mlp, act) if tied else mlp(dims[::-1], act)
+        return encoder, nn.Sequential(dec, Unflatten(shape))
+    if tied:
+        raise ValueError(f"tied weights are available for architecture='mlp' only, not {architecture!r}")
+    if architecture == "conv":
+        if not hidden_dims:
+            raise ValueError("architecture='conv' needs at least one entry in hidden_dims (channel counts)")
+        cenc = ConvEncoder(shape, hidden_dims, latent_dim, act)
+        return cenc, ConvDecoder(cenc, shape[0], hidden_dims, latent_dim, act)
+    if architecture == "lecture-conv":
+        if shape != (1, 28, 28):
+            raise ValueError(
+                f"the lecture-conv network is defined for 28x28 single-channel images (1, 28, 28), got sample shape "
+                f"{shape}; use architecture='conv' for other sizes"
+            )
+        return LectureConvEncoder(), LectureConvDecoder()
+    raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")

@@ -1,0 +1,100 @@
+"""Input validation and the data scaling that is stored with every model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SCALINGS = ("auto", "none", "standard", "minmax", "normalize")
+
+
+def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Validate model input and return it as float32 of shape (N, *sample_shape).
+
+    Raises a ValueError naming the problem and the fix for: non-numeric data, a 1-D or 0-D array,
+    no samples, NaN or inf, and a sample shape different from ``expected_shape``.
+    """
+    if hasattr(X, "X") and hasattr(X, "kind"):  # an aekit Dataset
+        X = X.X
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}; convert strings or categories to numbers first")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(
+            f"Expected a 2-D array of shape (n_samples, n_features) or an image batch (N, C, H, W), got a "
+            f"{arr.ndim}-D array of shape {arr.shape}; reshape your data with array.reshape(-1, 1) if it has a "
+            "single feature or array.reshape(1, -1) if it contains a single sample"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 samples (shape {arr.shape}); at least one sample is required")
+    if arr.size == 0:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least one feature is required")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1))
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or infinity: {int(bad.sum())} values in {rows.size} samples (first at sample "
+            f"{int(rows[0])}); drop or impute those values before fitting"
+        )
+    if expected_shape is not None and tuple(arr.shape[1:]) != tuple(expected_shape):
+        got = arr.shape[1:]
+        if arr.ndim == 2 and len(expected_shape) == 1:
+            msg = f"{name} has {got[0]} features, but this model was fitted with {expected_shape[0]} features"
+        else:
+            msg = f"{name} has sample shape {tuple(got)}, but this model was fitted on sample shape {tuple(expected_shape)}"
+        raise ValueError(msg + "; pass data with the same features as in fit, or fit a new model")
+    return np.ascontiguousarray(arr)
+
+
+@dataclass
+class Scaler:
+    """Affine data scaling ``x_s = (x - shift) / scale``, stored with the model and inverted on output.
+
+    kind: ``none`` (identity), ``standard`` (per-feature mean and std), ``minmax`` (per feature to
+    [0, 1]), ``normalize`` (global mean 0.5, std 0.5, as the lecture normalizes MNIST to [-1, 1]).
+    """
+
+    kind: str
+    shift: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, kind: str, X: np.ndarray) -> Scaler:
+        sample_shape = X.shape[1:]
+        if kind == "auto":
+            kind = "none" if X.ndim > 2 or (X.min() >= 0 and X.max() <= 1) else "standard"
+        if kind == "none":
+            shift, scale = np.zeros(sample_shape, np.float32), np.ones(sample_shape, np.float32)
+        elif kind == "standard":
+            shift, scale = X.mean(axis=0), X.std(axis=0)
+        elif kind == "minmax":
+            shift = X.min(axis=0)
+            scale = X.max(axis=0) - shift
+        elif kind == "normalize":
+            shift, scale = np.full(sample_shape, 0.5, np.float32), np.full(sample_shape, 0.5, np.float32)
+        else:
+            raise ValueError(f"unknown scaling {kind!r}; valid: {', '.join(SCALINGS)}")
+        # A constant feature would divide by zero; leave it unscaled instead.
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        return cls(kind, np.asarray(shift, np.float32), np.asarray(scale, np.float32))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "none":
+            return X
+        return ((X - self.shift) / self.scale).astype(np.float32)
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "none":
+            return X
+        return (X * self.scale + self.shift).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"shift": self.shift, "scale": self.scale}
