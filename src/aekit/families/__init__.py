@@ -1,3 +1,8 @@
-"""Importing this package registers every family (one file per family)."""
+"""Importing this package registers every family: each module in it is one family, self-contained."""
 
-from aekit.families import autoencoder, factor_analysis, linear  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
