@@ -13,7 +13,6 @@ CUDA graph and replayed.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import os
@@ -311,23 +310,34 @@ def fit_module(
         cbs.append(CSVLogger(Path(checkpoint_dir) / "history.csv"))
     cbs += list(callbacks)
 
-    def compute_loss(xb: Tensor, yb: Tensor | None) -> LossOutput:
+    def compute_loss(idx: Tensor) -> LossOutput:
+        xb = Xt[idx]  # (B, *sample_shape), drawn on the device
         out = module(corruption(xb) if corruption is not None else xb)
-        return module.loss(xb, out, yb) if uses_labels else module.loss(xb, out)
+        return module.loss(xb, out, yt[idx]) if (uses_labels and yt is not None) else module.loss(xb, out)
 
-    def eager_step(xb: Tensor, yb: Tensor | None) -> LossOutput:
-        lo = compute_loss(xb, yb)
+    # Running sums of the loss and its named terms, weighted by batch size; read once per epoch so the
+    # device never waits for the host inside an epoch.
+    acc: dict[str, Tensor] = {}
+
+    def accumulate(lo: LossOutput, w: float) -> None:
+        for k, v in {"loss": lo.total, **lo.terms}.items():
+            if k not in acc:
+                acc[k] = torch.zeros((), device=device)
+            acc[k] += v.detach() * w
+
+    def eager_step(idx: Tensor) -> None:
+        lo = compute_loss(idx)
         opt.zero_grad(set_to_none=True)
         lo.total.backward()
         opt.step()
         if after_step is not None:
             with torch.no_grad():
                 after_step()
-        return lo
+        accumulate(lo, float(idx.numel()))
 
-    step_fn: Callable[[Tensor, Tensor | None], LossOutput] = eager_step
+    step_fn: Callable[[Tensor], None] = eager_step
     if use_graph and not state["stop"]:
-        graph_step = _capture_cuda_graph(module, opt, compute_loss, Xt, yt, train_idx_d[:bs])
+        graph_step = _capture_cuda_graph(module, opt, compute_loss, accumulate, train_idx_d[:bs], acc)
         if graph_step is not None:
             step_fn = graph_step
 
@@ -341,25 +351,21 @@ def fit_module(
             module.train()
             t0 = time.perf_counter()
             perm = train_idx_d[torch.randperm(n_train, generator=gen).to(device)]
-            sums: dict[str, Tensor] = {}
-            total = torch.zeros((), device=device)
+            for v in acc.values():
+                v.zero_()
             for b in range(n_batches):
-                idx = perm[b * bs : (b + 1) * bs]
-                lo = step_fn(Xt[idx], yt[idx] if yt is not None else None)
-                w = float(idx.numel())
-                total += lo.total.detach() * w
-                for k, v in lo.terms.items():
-                    sums[k] = sums.get(k, 0) + v.detach() * w
+                step_fn(perm[b * bs : (b + 1) * bs])
                 if b % 16 == 15 or b == n_batches - 1:
                     progress.advance(16 if b % 16 == 15 else (b % 16) + 1)
             state["step"] += n_batches
             seen = float(min(n_batches * bs, n_train))
-            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr_at(config, epoch), "loss": float(total) / seen}
-            row.update({k: float(v) / seen for k, v in sums.items()})
+            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr_at(config, epoch)}
+            row.update({k: float(v) / seen for k, v in acc.items()})
             if not math.isfinite(row["loss"]):
                 module.load_state_dict(good_state)
                 where = f" of epoch {epoch} (also in {checkpoint_dir})" if checkpoint_dir else f" of epoch {epoch}"
-                raise TrainingDivergedError(_divergence_message(epoch + 1, {k: row[k] for k in sums}, config, where))
+                terms = {k: v for k, v in row.items() if k not in ("epoch", "lr", "loss")}
+                raise TrainingDivergedError(_divergence_message(epoch + 1, terms, config, where))
             if n_val:
                 row["val_loss"] = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels)
             dt = time.perf_counter() - t0
@@ -407,18 +413,20 @@ def evaluate_loss(
 def _capture_cuda_graph(
     module: nn.Module,
     opt: torch.optim.Optimizer,
-    compute_loss: Callable[[Tensor, Tensor | None], LossOutput],
-    Xt: Tensor,
-    yt: Tensor | None,
+    compute_loss: Callable[[Tensor], LossOutput],
+    accumulate: Callable[[LossOutput, float], None],
     first_idx: Tensor,
-) -> Callable[[Tensor, Tensor | None], LossOutput] | None:
-    """Capture forward + backward + optimizer step as one CUDA graph; None if capture fails.
+    acc: dict[str, Tensor],
+) -> Callable[[Tensor], None] | None:
+    """Capture gather + forward + backward + optimizer step + loss bookkeeping as one CUDA graph.
 
-    The warm-up steps that capture needs are undone: parameters and optimizer moments are restored,
-    so the graph path starts from the same weights as the eager path.
+    Returns a step function taking the batch's indices, or None if capture fails (then the loop runs
+    eagerly). The warm-up steps that capture needs are undone: parameters and optimizer moments are
+    restored, so the graph path starts from the same weights as the eager path. Only full batches
+    are captured, so the last partial batch of an epoch is dropped.
     """
-    static_x = Xt[first_idx].clone()
-    static_y = yt[first_idx].clone() if yt is not None else None
+    static_idx = first_idx.clone()
+    bs = float(static_idx.numel())
     saved_params = _snapshot(module)
     try:
         side = torch.cuda.Stream()
@@ -426,19 +434,23 @@ def _capture_cuda_graph(
         with torch.cuda.stream(side):
             for _ in range(3):
                 opt.zero_grad(set_to_none=True)
-                compute_loss(static_x, static_y).total.backward()
+                lo = compute_loss(static_idx)
+                lo.total.backward()
                 opt.step()
+                accumulate(lo, bs)  # allocates the accumulators outside the graph's private pool
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
-            static_lo = compute_loss(static_x, static_y)
-            static_lo.total.backward()
+            lo = compute_loss(static_idx)
+            lo.total.backward()
             opt.step()
+            accumulate(lo, bs)
     except Exception as exc:  # capture is an optimization: fall back to eager, loudly
         warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly instead", RuntimeWarning, stacklevel=3)
         module.load_state_dict(saved_params)
         opt.state.clear()
+        acc.clear()
         return None
     with torch.no_grad():
         for k, v in module.state_dict().items():
@@ -447,16 +459,12 @@ def _capture_cuda_graph(
             for v in st.values():
                 if isinstance(v, Tensor):
                     v.zero_()
-    frozen = copy.copy(static_lo)
 
-    def step(xb: Tensor, yb: Tensor | None) -> LossOutput:
-        if xb.shape[0] != static_x.shape[0]:
-            raise AssertionError("CUDA graph step needs full batches")
-        static_x.copy_(xb)
-        if static_y is not None and yb is not None:
-            static_y.copy_(yb)
+    def step(idx: Tensor) -> None:
+        if idx.numel() != static_idx.numel():
+            raise AssertionError("the CUDA graph step takes full batches only")
+        static_idx.copy_(idx)
         graph.replay()
-        return frozen
 
     return step
 
