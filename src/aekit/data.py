@@ -253,11 +253,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             f"(it starts with {raw[:16]!r}); {redownload}"
         )
     if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)")
-    if raw[:2] != b"\x00\x00":
         raise ValueError(
-            f"{path}: not an IDX file (magic number 0x{raw[:4].hex()} should start with 0x0000)"
+            f"{path}: truncated IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)"
         )
+    if raw[:2] != b"\x00\x00":
+        raise ValueError(f"{path}: not an IDX file (magic number 0x{raw[:4].hex()} should start with 0x0000)")
     code, ndim = raw[2], raw[3]
     dtype = _IDX_DTYPES.get(code)
     if dtype is None:
@@ -269,7 +269,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{path}: corrupt IDX header (zero dimensions)")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX file (the header needs {header} bytes, the file has {len(raw)})")
+        raise ValueError(
+            f"{path}: truncated IDX file (the header needs {header} bytes, the file has {len(raw)})"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     count = math.prod(dims)
     expected = count * dtype.itemsize
@@ -445,6 +447,13 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        # Without this, np.load guesses "pickle" and gives a misleading message.
+        raise ValueError(
+            f"{path}: not a .npz archive (no zip header); save arrays with numpy.savez or numpy.savez_compressed"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: np.asarray(npz[key]) for key in npz.files}
@@ -575,9 +584,9 @@ def _load_csv(path: Path, label_column: int | str | None) -> tuple[np.ndarray, n
                 try:
                     X[r, c] = float(row[i])
                 except ValueError:
-                    hint = "" if label_column is not None else (
-                        "; if this column holds class labels, pass label_column (CLI: --label-column)"
-                    )
+                    hint = ""
+                    if label_column is None:
+                        hint = "; if this column holds class labels, pass label_column (CLI: --label-column)"
                     raise ValueError(
                         f"{path}: non-numeric value {row[i]!r} at line {lineno}, {column_name(i)}; "
                         f"every feature must be a number, so fix or remove that value{hint}"
@@ -623,9 +632,7 @@ def _resolve_label_column(
                 f"{', '.join(header)}"
             ) from None
     if isinstance(label_column, bool) or not isinstance(label_column, int | np.integer):
-        raise ValueError(
-            f"label_column must be a column index or header name, got {label_column!r}"
-        )
+        raise ValueError(f"label_column must be a column index or header name, got {label_column!r}")
     if not -n_cols <= label_column < n_cols:
         raise ValueError(
             f"label_column={label_column} is out of range: {path} has {n_cols} columns "
@@ -790,14 +797,10 @@ def _split_indices(n: int, y: np.ndarray | None, split: str, name: str) -> np.nd
     from sklearn.model_selection import train_test_split
 
     if n < 2:
-        raise ValueError(
-            f"{name}: cannot split {n} sample into train and test parts; use split='all'"
-        )
+        raise ValueError(f"{name}: cannot split {n} sample into train and test parts; use split='all'")
     index = np.arange(n)
     try:
-        train, test = train_test_split(
-            index, test_size=_TEST_FRACTION, random_state=_SPLIT_SEED, stratify=y
-        )
+        train, test = train_test_split(index, test_size=_TEST_FRACTION, random_state=_SPLIT_SEED, stratify=y)
     except ValueError:
         # Too few samples in some class to stratify: a plain shuffled split is
         # still deterministic, and better than refusing small data.
@@ -843,7 +846,10 @@ def _finalize(
     if kind == "image" and source_dtype == np.uint8:
         X = X.astype(np.float32) / np.float32(255.0)
     else:
-        X = X.astype(np.float32)
+        # Overflow to inf is reported by the check below with a clear message,
+        # rather than as a RuntimeWarning (an error under -W error).
+        with np.errstate(over="ignore"):
+            X = X.astype(np.float32)
     if source_dtype.kind == "f" and source_dtype.itemsize > 4:
         _check_finite(X, name, when=" after conversion to float32 (values beyond +-3.4e38)")
     if kind == "image" and source_dtype != np.uint8:
@@ -950,9 +956,7 @@ def load_dataset(
     ((1797, 1, 8, 8), 'image')
     """
     if split not in SPLITS:
-        raise ValueError(
-            f"unknown split {split!r}; valid splits: {', '.join(repr(s) for s in SPLITS)}"
-        )
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(repr(s) for s in SPLITS)}")
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1
     ):
@@ -963,8 +967,7 @@ def load_dataset(
     path = None if builtin is not None else Path(name_or_path).expanduser()
     if label_column is not None and (path is None or path.suffix.lower() != ".csv"):
         raise ValueError(
-            f"label_column={label_column!r} only applies to .csv files; other sources carry "
-            "their own labels"
+            f"label_column={label_column!r} only applies to .csv files; other sources carry their own labels"
         )
 
     if builtin == "digits":
@@ -974,13 +977,24 @@ def load_dataset(
         # Pixel intensities in load_digits are counts 0..16.
         X = (digits.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
         return _finalize(
-            X, digits.target, name="digits", split=split, presplit=False, limit=limit,
+            X,
+            digits.target,
+            name="digits",
+            split=split,
+            presplit=False,
+            limit=limit,
             classes=_CLASS_NAMES["digits"],
         )
     if builtin is not None:
         images, targets = _load_idx_dataset(builtin, split, data_dir, download)
         return _finalize(
-            images, targets, name=builtin, split=split, presplit=True, limit=limit, classes=_CLASS_NAMES[builtin]
+            images,
+            targets,
+            name=builtin,
+            split=split,
+            presplit=True,
+            limit=limit,
+            classes=_CLASS_NAMES[builtin],
         )
 
     assert path is not None
