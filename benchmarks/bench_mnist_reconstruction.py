@@ -16,10 +16,11 @@ import argparse
 import time
 
 import numpy as np
-from _common import add_data_args, machine, table
 
 import aekit
 from aekit.metrics import reconstruction_metrics
+
+from _common import add_data_args, machine, table
 
 ANCHOR_SQ = {"pca": 13.87, "hinton": 3.00}
 ANCHOR_BCE = {"keras-dense": 0.09}

@@ -19,11 +19,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import add_data_args, machine, table
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import aekit
+
+from _common import add_data_args, machine, table
 
 
 def hinton_net() -> nn.Sequential:

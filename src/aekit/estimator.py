@@ -74,6 +74,9 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     _family_name: ClassVar[str]
     _param_configs: ClassVar[tuple[type, ...]]
+    # The fitted nn.Module. Typed Any because each family's module has its own methods and buffers
+    # (nn.Module's __getattr__ would type every one of them as ``Tensor | Module``).
+    module_: Any
     #: scaling used when the estimator has no ``scaling`` parameter
     _fixed_scaling: ClassVar[str] = "none"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -145,7 +146,7 @@ class ConvDecoder(nn.Module):
         c = channels[-1]
         for i, (ch, target) in enumerate(zip(outs, targets)):
             # k3 s2 p1 maps n -> 2n - 1 + output_padding; an even target needs output_padding 1.
-            pad = tuple(1 - t % 2 for t in target)
+            pad: Any = tuple(1 - t % 2 for t in target)  # one entry per spatial dimension
             layers.append(convt(c, ch, 3, stride=2, padding=1, output_padding=pad if nd == 2 else pad[0]))
             if i < len(outs) - 1:
                 layers.append(activation(act))

@@ -157,6 +157,9 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
     tensors.update(opt_tensors)
     tensors["rng.generator"] = state["generator"].get_state()
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        # Corruption and dropout on a GPU draw from the CUDA generator, not the CPU one.
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     if state["best_state"] is not None:
         tensors.update({f"best.{k}": v for k, v in state["best_state"].items()})
     meta = {
@@ -182,6 +185,8 @@ def load_checkpoint(directory: Path, state: dict[str, Any]) -> None:
     _unflatten_optimizer(state["optimizer"], tensors, meta["optimizer"])
     state["generator"].set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
     state["best_state"] = best or None
     for key in ("epoch", "step", "history", "best_val", "best_epoch", "bad_epochs", "stop"):
@@ -224,25 +229,40 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
     from aekit.training import write_history_csv
 
     est._check_fitted()
-    p = check_out_dir(path, overwrite)
-    tensors = {f"module.{k}": v for k, v in est.module_.state_dict().items()}
-    tensors["scaler.shift"] = torch.from_numpy(np.asarray(est.scaler_.shift, np.float32))
-    tensors["scaler.scale"] = torch.from_numpy(np.asarray(est.scaler_.scale, np.float32))
+    params = est.get_params(deep=False)
+    if not isinstance(params.get("random_state"), int | np.integer | None):
+        # A generator object is not a setting that JSON can hold; the weights are what a reload needs.
+        params["random_state"] = None
     config = {
         "format": FORMAT,
         "aekit_version": __version__,
         "family": est._family_name,
-        "params": est.get_params(deep=False),
+        "params": params,
         "sample_shape": list(est.sample_shape_),
         "scaling": est.scaler_.kind,
         "fitted": getattr(est, "fitted_info_", {}),
     }
     if extra:
         config.update(extra)
+    # Serialize before touching the disk, so a parameter JSON cannot hold leaves no half-written run.
+    try:
+        config_text = json.dumps(config, indent=2, sort_keys=True, default=_json_default) + "\n"
+    except TypeError as exc:
+        raise ValueError(
+            f"cannot save this {type(est).__name__}: {exc}; its parameters must be numbers, strings, booleans, "
+            "lists or None"
+        ) from None
+    p = check_out_dir(path, overwrite)
+    tensors = {f"module.{k}": v for k, v in est.module_.state_dict().items()}
+    tensors["scaler.shift"] = torch.from_numpy(np.asarray(est.scaler_.shift, np.float32))
+    tensors["scaler.scale"] = torch.from_numpy(np.asarray(est.scaler_.scale, np.float32))
     save_tensors(p / MODEL_FILE, tensors, metadata={"format": FORMAT, "family": est._family_name})
-    write_json(p / CONFIG_FILE, config)
+    atomic_write_text(p / CONFIG_FILE, config_text)
     if getattr(est, "history_", None):
         write_history_csv(p / "history.csv", est.history_)
+    else:
+        # An overwritten run must not keep the history of the model it replaced.
+        (p / "history.csv").unlink(missing_ok=True)
     return p
 
 

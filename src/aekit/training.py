@@ -276,7 +276,8 @@ def fit_module(
     n = X.shape[0]
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)
-    n_val = int(round(n * config.validation_fraction)) if n >= 20 else 0
+    # Validation never takes every sample: at least one is left to train on.
+    n_val = min(int(round(n * config.validation_fraction)), n - 1) if n >= 20 else 0
     val_idx, train_idx = order[:n_val], order[n_val:]
     n_train = train_idx.numel()
     bs = min(config.batch_size, n_train)
@@ -313,7 +314,8 @@ def fit_module(
     def compute_loss(idx: Tensor) -> LossOutput:
         xb = Xt[idx]  # (B, *sample_shape), drawn on the device
         out = module(corruption(xb) if corruption is not None else xb)
-        return module.loss(xb, out, yt[idx]) if (uses_labels and yt is not None) else module.loss(xb, out)
+        # nn.Module types unknown attributes as Tensor | Module; ``loss`` is the model's method.
+        return module.loss(xb, out, yt[idx]) if (uses_labels and yt is not None) else module.loss(xb, out)  # type: ignore[operator]
 
     # Running sums of the loss and its named terms, weighted by batch size; read once per epoch so the
     # device never waits for the host inside an epoch.
@@ -403,7 +405,7 @@ def evaluate_loss(
         j = idx[i : i + batch_size]
         xb = Xt[j]
         out = module(corruption(xb) if corruption is not None else xb)
-        lo = module.loss(xb, out, yt[j] if yt is not None else None) if uses_labels else module.loss(xb, out)
+        lo = module.loss(xb, out, yt[j] if yt is not None else None) if uses_labels else module.loss(xb, out)  # type: ignore[operator]
         total += float(lo.total) * j.numel()
         count += j.numel()
     module.train(was_training)

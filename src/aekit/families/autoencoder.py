@@ -12,7 +12,7 @@ with L the Bernoulli negative log-likelihood (sigmoid output, data in [0, 1]) or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor, nn
@@ -109,6 +109,11 @@ class Autoencoder(BaseAutoencoder):
     >>> ae.transform(X).shape
     (1437, 2)
     """
+
+    #: A tiny, fast configuration for the shared test suite (subclasses inherit it).
+    _test_params: ClassVar[dict[str, Any]] = {
+        "hidden_dims": (16,), "latent_dim": 4, "max_epochs": 2, "batch_size": 32, "verbose": 0, "random_state": 0,
+    }
 
     def _resolved(self) -> dict[str, Any]:
         cfg = self._config(AutoencoderConfig)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,10 @@ class FactorAnalysisConfig:
 
 class FactorAnalysisModule(nn.Module):
     """Holds W (D, K), Psi (D,), mu (D,) as buffers; no gradient training."""
+
+    W: Tensor
+    psi: Tensor
+    mean: Tensor
 
     def __init__(self, sample_shape: tuple[int, ...], latent_dim: int) -> None:
         super().__init__()
@@ -147,6 +151,9 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
     n_iter_ : int
     """
 
+    #: A tiny, fast configuration for the shared test suite.
+    _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_iter": 200, "tol": 1e-6}
+
     def _validate_params(self) -> None:
         cfg = self._config(FactorAnalysisConfig)
         if isinstance(cfg.latent_dim, bool) or not isinstance(cfg.latent_dim, int | np.integer) or cfg.latent_dim < 1:
@@ -157,6 +164,15 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
             raise ValueError(f"tol must be >= 0, got {cfg.tol!r}")
         if not cfg.min_noise_variance > 0:
             raise ValueError(f"min_noise_variance must be > 0, got {cfg.min_noise_variance!r}")
+
+    def _check_input(self, X: np.ndarray) -> None:
+        d = int(np.prod(X.shape[1:]))
+        if self.latent_dim > d:
+            # More factors than features cannot be identified, and the PCA initialization has only D axes.
+            raise ValueError(
+                f"latent_dim={self.latent_dim} must be at most the number of features (n_features={d}); "
+                "lower latent_dim"
+            )
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
         return FactorAnalysisModule(sample_shape, int(self.latent_dim))
@@ -170,8 +186,7 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
         m.W.copy_(torch.from_numpy(W))
         m.psi.copy_(torch.from_numpy(psi))
         m.mean.copy_(torch.from_numpy(mu))
-        self.loglike_ = ll
-        self.n_iter_ = len(ll)
+        # loglike_ and n_iter_ are read from this history, which a saved run keeps in history.csv.
         return [{"epoch": float(i + 1), "loss": -v} for i, v in enumerate(ll)]
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -181,6 +196,16 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
             ll = self.module_.log_likelihood(torch.from_numpy(Xs).to(self.device_)).cpu().numpy()
         # Likelihood in the units of X: correct for the scaling's Jacobian.
         return ll - float(np.log(self.scaler_.scale).sum())
+
+    @property
+    def loglike_(self) -> list[float]:
+        self._check_fitted()
+        return [-row["loss"] for row in self.history_]
+
+    @property
+    def n_iter_(self) -> int:
+        self._check_fitted()
+        return len(self.history_)
 
     @property
     def components_(self) -> np.ndarray:

@@ -13,7 +13,7 @@ optimum is the identity map, which is why the lectures ask for a bottleneck or a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ class LinearConfig:
 
 class LinearModule(nn.Module):
     """z = V (x - mu), x_hat = W z + mu. Shapes: x (B, *sample_shape), z (B, K)."""
+
+    mean: Tensor  # buffer (D,)
 
     def __init__(self, sample_shape: tuple[int, ...], latent_dim: int, tied: bool) -> None:
         super().__init__()
@@ -93,6 +95,9 @@ class LinearAutoencoder(BaseAutoencoder):
         Variance of the data along each component (``svd`` only).
     """
 
+    #: A tiny, fast configuration for the shared test suite.
+    _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
+
     def _validate_params(self) -> None:
         cfg = self._config(LinearConfig)
         if cfg.solver not in SOLVERS:
@@ -109,7 +114,8 @@ class LinearAutoencoder(BaseAutoencoder):
         if self.solver == "svd" and self.latent_dim > min(X.shape[0], d):
             raise ValueError(
                 f"latent_dim={self.latent_dim} must be at most min(n_samples, n_features) = {min(X.shape[0], d)} "
-                "with solver='svd'; lower latent_dim, or use solver='gradient' for an overcomplete linear autoencoder"
+                f"with solver='svd' (got n_samples={X.shape[0]}, n_features={d}); lower latent_dim, or use "
+                "solver='gradient' for an overcomplete linear autoencoder"
             )
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -119,6 +125,7 @@ class LinearAutoencoder(BaseAutoencoder):
         X2 = torch.from_numpy(Xs.reshape(Xs.shape[0], -1)).double()
         mean = X2.mean(dim=0)
         self.module_.mean.copy_(mean.float())
+        self.fitted_info_: dict[str, Any] = {}
         if self.solver == "gradient":
             return super()._fit_module(Xs, y, seed, **fit_kw)
         # Closed form: the top-K right singular vectors of the centred data (the PCA axes).
@@ -128,10 +135,19 @@ class LinearAutoencoder(BaseAutoencoder):
         signs = torch.sign(V.gather(1, V.abs().argmax(dim=1, keepdim=True)))
         with torch.no_grad():
             self.module_.V.copy_((V * signs).float())
-        self.explained_variance_ = (S[: self.latent_dim] ** 2 / max(Xs.shape[0] - 1, 1)).numpy()
+        # Kept in fitted_info_ (saved in config.json) so a loaded model still has it.
+        self.fitted_info_ = {"explained_variance": (S[: self.latent_dim] ** 2 / max(Xs.shape[0] - 1, 1)).tolist()}
         return []
 
     @property
     def components_(self) -> np.ndarray:
         self._check_fitted()
         return self.module_.V.detach().cpu().numpy()
+
+    @property
+    def explained_variance_(self) -> np.ndarray:
+        self._check_fitted()
+        ev = getattr(self, "fitted_info_", {}).get("explained_variance")
+        if ev is None:
+            raise AttributeError("explained_variance_ is computed by solver='svd' only")
+        return np.asarray(ev, dtype=np.float64)

@@ -1,0 +1,104 @@
+"""Denoising autoencoder: reconstruct the clean x from a corrupted copy x' ~ q(x' | x).
+
+P. Vincent, H. Larochelle, Y. Bengio and P.-A. Manzagol, "Extracting and composing robust features
+with denoising autoencoders", ICML 2008; P. Vincent, H. Larochelle, I. Lajoie, Y. Bengio and
+P.-A. Manzagol, "Stacked denoising autoencoders: learning useful representations in a deep network
+with a local denoising criterion", JMLR 11 (2010). Solves::
+
+    min_{f, g}  (1/N) sum_n  E_{x'_n ~ q(x' | x_n)} [ L(x_n, g(f(x'_n))) ]
+
+with L the Bernoulli negative log-likelihood or the squared error, and the expectation estimated by
+drawing a fresh x' for every sample at every step (see :mod:`aekit.corruption` for q). The model
+cannot copy its input, so even an overcomplete code has to learn the structure of the data: for
+Gaussian noise of small sigma, g(f(x)) - x estimates sigma^2 * grad log p(x) (Alain and Bengio, 2014).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from aekit.corruption import Corruption, make_corruption
+from aekit.estimator import declare_params
+from aekit.families.autoencoder import Autoencoder, AutoencoderConfig
+from aekit.preprocessing import check_array
+from aekit.registry import register
+from aekit.training import TrainConfig
+
+
+@dataclass
+class DenoisingConfig:
+    """Hyperparameters of the corruption process."""
+
+    # Vincent et al. (2010) find masking noise with nu around 0.25 a robust choice on MNIST-like data.
+    corruption: str = "masking:0.25"  # q(x'|x) as a spec string, e.g. "gaussian:0.3", "block:8", "masking:0.25+gaussian:0.1"
+
+
+@register(
+    "denoising",
+    "autoencoder trained to undo a corruption q(x'|x) sampled every step: gaussian, masking, salt-and-pepper, block, grayscale",
+    capabilities=("gradient", "images"),
+)
+@declare_params(AutoencoderConfig, DenoisingConfig, TrainConfig)
+class DenoisingAutoencoder(Autoencoder):
+    """Denoising autoencoder, scikit-learn style.
+
+    Parameters
+    ----------
+    corruption : str, default "masking:0.25"
+        The corruption process q(x'|x), applied to the scaled data of each training batch afresh (and to
+        the validation batches, so the validation loss is the denoising loss). Terms ``gaussian:sigma``,
+        ``masking:nu``, ``salt-and-pepper:p``, ``block:size[:n_blocks]``, ``grayscale``, joined by ``+``;
+        see :func:`aekit.corruption.make_corruption`.
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
+        See :class:`aekit.families.autoencoder.AutoencoderConfig`.
+    max_epochs, batch_size, learning_rate, ..., random_state, verbose
+        See :class:`aekit.training.TrainConfig`; ``random_state`` also seeds the corruption.
+
+    Examples
+    --------
+    >>> import aekit
+    >>> X = aekit.load_dataset("digits").X                          # (1437, 1, 8, 8)
+    >>> dae = aekit.DenoisingAutoencoder(corruption="gaussian:0.3", max_epochs=5, verbose=0).fit(X)
+    >>> X_noisy = dae.corrupt(X, random_state=0)
+    >>> dae.denoise(X_noisy).shape
+    (1437, 1, 8, 8)
+    """
+
+    def _corruption_process(self) -> Corruption:
+        try:
+            return make_corruption(self.corruption)
+        except ValueError as exc:
+            raise ValueError(f"invalid corruption={self.corruption!r}: {exc}") from None
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        self._corruption_process()
+
+    def _check_input(self, X: np.ndarray) -> None:
+        super()._check_input(X)
+        try:
+            self._corruption_process().check_shape(X.shape[1:])
+        except ValueError as exc:
+            raise ValueError(f"corruption={self.corruption!r} cannot be applied to this data: {exc}") from None
+
+    def _corruption(self) -> Corruption:
+        return self._corruption_process()
+
+    def corrupt(self, X: Any, random_state: int | None = None) -> np.ndarray:
+        """Draw x' ~ q(x'|x) for each row of ``X`` with the training corruption, in the units of ``X``.
+
+        The corruption acts on the scaled data, as in training, and the result is scaled back.
+        """
+        Xs = self._prepare(X)
+        gen = torch.Generator().manual_seed(int(random_state)) if random_state is not None else None
+        noisy = self._corruption_process()(torch.from_numpy(Xs), gen).numpy()
+        return self.scaler_.inverse_transform(noisy).reshape(np.shape(check_array(X)))
+
+    def denoise(self, X_noisy: Any) -> np.ndarray:
+        """Clean estimate g(f(x')) of corrupted data, same shape and units as ``X_noisy`` (= :meth:`reconstruct`)."""
+        return self.reconstruct(X_noisy)
+

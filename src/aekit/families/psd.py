@@ -1,0 +1,272 @@
+"""Predictive sparse decomposition: sparse coding plus a fast encoder trained to predict the codes.
+
+K. Kavukcuoglu, M. Ranzato and Y. LeCun, "Fast inference in sparse coding algorithms with
+applications to object recognition", arXiv:1010.3467 (2008). With the 0.5 convention of
+:mod:`aekit.families.sparse_coding` (dictionary D (K, n_features), atoms as rows), training solves::
+
+    min_{D, W_e, z_n}  (1/N) sum_n  0.5 ||x_n - z_n D||^2 + alpha ||z_n||_1 + 0.5 beta ||z_n - F(x_n)||^2
+
+with ||D_k|| = 1 and the fast encoder F(x) = g * tanh(x W_e^T + b) (the paper's choice: a learned
+per-unit gain g, since codes are signed) or F(x) = shrink_theta(x W_e^T + b) (soft shrinkage with
+learned per-unit thresholds theta, which gives exact zeros like the codes it predicts; it starts at one
+ISTA step from zero, W_e = D / L, theta = alpha / L, as LISTA does). Per batch:
+
+1. the codes z are inferred without gradient by FISTA on the whole energy, warm-started at F(x). The
+   prediction term adds beta * I to the smooth part's Hessian: the gradient is z (D D^T + beta I) -
+   (x D^T + beta F(x)) and the Lipschitz constant is lambda_max(D D^T) + beta;
+2. one Adam step on D (through the reconstruction term) and on W_e, b, g or theta (through the
+   prediction term);
+3. the atoms are renormalized to unit norm.
+
+At inference ``transform`` returns F(x), one matrix product instead of an optimization; with
+``transform_algorithm="optimize"`` it returns the exact sparse codes of the learned dictionary
+(argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1, FISTA warm-started at F(x)). :meth:`code_gap` measures
+how far F(x) is from those codes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aekit.estimator import BaseAutoencoder, declare_params
+from aekit.families.sparse_coding import (
+    _check_alpha,
+    _check_positive_int,
+    _check_tol,
+    _init_dictionary,
+    _lasso,
+    _lipschitz,
+    _unit_rows,
+)
+from aekit.losses import l1_penalty, squared_error
+from aekit.outputs import AEOutput, LossOutput
+from aekit.preprocessing import SCALINGS
+from aekit.registry import register
+from aekit.training import TrainConfig, resolve_device
+
+ENCODER_ACTIVATIONS = ("tanh", "shrink")
+TRANSFORM_ALGORITHMS = ("encoder", "optimize")
+
+
+class PSDModule(nn.Module):
+    """Dictionary D (K, n_features), fast encoder F and the FISTA inference of the PSD energy.
+
+    Shapes: x (B, *sample_shape), codes (B, K). ``forward`` returns the inferred codes as ``z``, the
+    reconstruction ``z D`` as ``x_hat`` and the prediction F(x) as ``extras["prediction"]``.
+    """
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        n_components: int,
+        alpha: float,
+        beta: float,
+        activation: str,
+        transform_algorithm: str,
+        max_iter: int,
+        tol: float,
+    ) -> None:
+        super().__init__()
+        d = int(np.prod(sample_shape))
+        self.sample_shape = sample_shape
+        self.alpha, self.beta, self.max_iter, self.tol = float(alpha), float(beta), int(max_iter), float(tol)
+        self.activation, self.transform_algorithm = activation, transform_algorithm
+        self.dictionary = nn.Parameter(_unit_rows(torch.randn(n_components, d)))
+        self.encoder = nn.Linear(d, n_components)
+        if activation == "tanh":
+            self.scale = nn.Parameter(torch.ones(n_components))  # the paper's diagonal gain G
+        else:
+            self.scale = nn.Parameter(torch.zeros(n_components))  # shrinkage thresholds, used as |theta|
+
+    def predict(self, x: Tensor) -> Tensor:
+        """The fast encoder F(x), (B, K); differentiable in W_e, b and the gain or thresholds."""
+        u = self.encoder(x.reshape(x.shape[0], -1))
+        if self.activation == "tanh":
+            return self.scale * torch.tanh(u)
+        return torch.sign(u) * torch.relu(u.abs() - self.scale.abs())
+
+    @torch.no_grad()
+    def infer(self, x: Tensor, prediction: Tensor, beta: float, max_iter: int | None = None) -> Tensor:
+        """argmin_z 0.5 ||x - z D||^2 + alpha ||z||_1 + 0.5 beta ||z - prediction||^2 by FISTA from ``prediction``."""
+        D = self.dictionary.detach()
+        X = x.reshape(x.shape[0], -1).to(D.dtype)  # (B, n_features)
+        p = prediction.detach()
+        return _lasso(X, D, self.alpha, max_iter or self.max_iter, self.tol, p, beta=beta, prior=p)[0]
+
+    def optimal_codes(self, x: Tensor) -> Tensor:
+        """Exact sparse codes of the learned dictionary (no prediction term), FISTA warm-started at F(x)."""
+        with torch.no_grad():
+            return self.infer(x, self.predict(x), 0.0)
+
+    def encode(self, x: Tensor) -> Tensor:
+        if self.transform_algorithm == "optimize":
+            return self.optimal_codes(x)
+        return self.predict(x)
+
+    def decode(self, h: Tensor) -> Tensor:
+        return (h @ self.dictionary).reshape(h.shape[0], *self.sample_shape)
+
+    def forward(self, x: Tensor) -> AEOutput:
+        p = self.predict(x)
+        z = self.infer(x, p, self.beta)
+        return AEOutput(z=z, x_hat=self.decode(z), extras={"prediction": p})
+
+    def loss(self, x: Tensor, out: AEOutput) -> LossOutput:
+        rec = 0.5 * squared_error(out.x_hat, x).mean()
+        l1 = self.alpha * l1_penalty(out.z).mean()
+        pred = 0.5 * self.beta * squared_error(out.extras["prediction"], out.z).mean()
+        return LossOutput(rec + l1 + pred, {"reconstruction": rec, "l1": l1, "prediction": pred})
+
+    def after_step(self) -> None:
+        """Atoms back to unit norm, so the L1 term cannot be cheated by growing D and shrinking z."""
+        self.dictionary.copy_(_unit_rows(self.dictionary))
+
+
+@dataclass
+class PSDConfig:
+    """Hyperparameters of predictive sparse decomposition."""
+
+    latent_dim: int = 128  # K, the number of atoms (2x overcomplete for digits)
+    alpha: float = 1.0  # L1 weight (scikit-learn's default for sparse coding); scale with the data's norm
+    beta: float = 1.0  # weight of the prediction term, 1 as in the paper
+    encoder_activation: str = "tanh"  # "tanh" with a learned gain (the paper) or "shrink" (exact zeros)
+    transform_algorithm: str = "encoder"  # "encoder": F(x), fast; "optimize": exact sparse codes by FISTA
+    transform_max_iter: int = 1000  # FISTA iterations at most (training inference and "optimize")
+    tol: float = 1e-4  # FISTA stops when codes change by at most tol relative
+    scaling: str = "none"  # the data as given; centre them (e.g. patch means removed) for natural images
+
+
+@register(
+    "psd",
+    "predictive sparse decomposition: sparse coding with a fast encoder sigma(W_e x) trained to predict the codes",
+    capabilities=("gradient", "images"),
+)
+@declare_params(PSDConfig, TrainConfig)
+class PredictiveSparseDecomposition(BaseAutoencoder):
+    """Predictive sparse decomposition (scikit-learn style).
+
+    Parameters
+    ----------
+    latent_dim, alpha, beta, encoder_activation, transform_algorithm, transform_max_iter, tol, scaling
+        See :class:`PSDConfig`.
+    max_epochs, batch_size, learning_rate, ..., device, random_state, verbose
+        See :class:`aekit.training.TrainConfig`.
+
+    Attributes
+    ----------
+    components_ : ndarray, (latent_dim, n_features)
+        The dictionary, unit-norm atoms as rows.
+    history_ : list of dict
+        Per epoch: ``loss`` and its terms ``reconstruction``, ``l1``, ``prediction``.
+
+    Examples
+    --------
+    >>> import aekit
+    >>> X = aekit.load_dataset("digits").X.reshape(-1, 64)
+    >>> psd = aekit.PredictiveSparseDecomposition(latent_dim=32, alpha=0.5, max_epochs=5).fit(X)
+    >>> psd.transform(X).shape, psd.code_gap(X)["relative_distance"] < 1.0
+    ((1437, 32), True)
+    """
+
+    def _validate_params(self) -> None:
+        _check_positive_int("latent_dim", self.latent_dim)
+        _check_alpha(self.alpha)
+        if isinstance(self.beta, bool) or not isinstance(self.beta, int | float) or not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ValueError(
+                f"beta must be a finite number > 0, got {self.beta!r}; it weighs how strongly the codes are pulled "
+                "toward the fast encoder's prediction (1.0 in the paper)"
+            )
+        if self.encoder_activation not in ENCODER_ACTIVATIONS:
+            raise ValueError(f"unknown encoder_activation {self.encoder_activation!r}; valid: {', '.join(ENCODER_ACTIVATIONS)}")
+        if self.transform_algorithm not in TRANSFORM_ALGORITHMS:
+            raise ValueError(
+                f"unknown transform_algorithm {self.transform_algorithm!r}; valid: {', '.join(TRANSFORM_ALGORITHMS)}"
+            )
+        _check_positive_int("transform_max_iter", self.transform_max_iter)
+        _check_tol(self.tol)
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; valid: {', '.join(SCALINGS)}")
+        self._train_config()
+
+    def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
+        return PSDModule(
+            sample_shape, int(self.latent_dim), float(self.alpha), float(self.beta), str(self.encoder_activation),
+            str(self.transform_algorithm), int(self.transform_max_iter), float(self.tol),
+        )
+
+    def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        m: PSDModule = self.module_.to(resolve_device(self._train_config().device))
+        X2 = torch.from_numpy(np.ascontiguousarray(Xs.reshape(Xs.shape[0], -1))).to(m.dictionary.device)
+        with torch.no_grad():
+            D = _init_dictionary(X2, int(self.latent_dim), torch.Generator().manual_seed(seed))
+            m.dictionary.copy_(D)
+            if m.activation == "shrink":
+                # Start the shrinkage encoder at one ISTA step from zero, shrink(x D^T / L, alpha / L)
+                # (the LISTA initialization of Gregor and LeCun, 2010), rather than at random.
+                L = _lipschitz(D @ D.t())
+                m.encoder.weight.copy_(D / L)
+                m.encoder.bias.zero_()
+                m.scale.fill_(m.alpha / L)
+        return super()._fit_module(Xs, y, seed, **fit_kw)
+
+    def _prepare(self, X: Any) -> np.ndarray:
+        # Inference settings may change after fit (set_params), as scikit-learn's SparseCoder allows.
+        Xs = super()._prepare(X)
+        if self.transform_algorithm not in TRANSFORM_ALGORITHMS:
+            raise ValueError(
+                f"unknown transform_algorithm {self.transform_algorithm!r}; valid: {', '.join(TRANSFORM_ALGORITHMS)}"
+            )
+        m: PSDModule = self.module_
+        m.transform_algorithm = str(self.transform_algorithm)
+        m.max_iter, m.tol = _check_positive_int("transform_max_iter", self.transform_max_iter), _check_tol(self.tol)
+        return Xs
+
+    def code_gap(self, X: Any) -> dict[str, float]:
+        """How close the fast codes F(x) are to the exact sparse codes of the learned dictionary.
+
+        Parameters
+        ----------
+        X : array-like, (n_samples, n_features) or (n_samples, *sample_shape)
+
+        Returns
+        -------
+        dict with
+            ``relative_distance``: ||F(X) - H*||_F / ||H*||_F over all samples (0 when exact);
+            ``objective_ratio``: mean objective 0.5 ||x - h D||^2 + alpha ||h||_1 at F(X) divided by
+            that at H* (1 when exact, above 1 otherwise);
+            ``objective_fast``, ``objective_optimal``: the two mean objectives (in the scaled data).
+        """
+        Xs = self._prepare(X)
+        m: PSDModule = self.module_
+        m.eval()
+        dev = self.device_
+        sq_diff = sq_opt = obj_fast = obj_opt = 0.0
+        D = m.dictionary.detach()
+        with torch.no_grad():
+            for i in range(0, Xs.shape[0], 2048):
+                x = torch.from_numpy(Xs[i : i + 2048]).to(dev)
+                xf = x.reshape(x.shape[0], -1)
+                fast = m.predict(x)
+                opt = m.infer(x, fast, 0.0)
+                sq_diff += float((fast - opt).pow(2).sum())
+                sq_opt += float(opt.pow(2).sum())
+                obj_fast += float((0.5 * squared_error(fast @ D, xf) + m.alpha * l1_penalty(fast)).sum())
+                obj_opt += float((0.5 * squared_error(opt @ D, xf) + m.alpha * l1_penalty(opt)).sum())
+        n = Xs.shape[0]
+        return {
+            "relative_distance": math.sqrt(sq_diff) / max(math.sqrt(sq_opt), 1e-30),
+            "objective_ratio": obj_fast / max(obj_opt, 1e-30),
+            "objective_fast": obj_fast / n,
+            "objective_optimal": obj_opt / n,
+        }
+
+    @property
+    def components_(self) -> np.ndarray:
+        self._check_fitted()
+        return self.module_.dictionary.detach().cpu().numpy()

@@ -1,0 +1,132 @@
+"""Tests of aekit.metrics (against hand-computed values) and aekit.report (files, HTML, captions)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.data import Dataset
+from aekit.metrics import reconstruction_metrics
+from aekit.report import decoder_samples, latent_figure, loss_figure, write_report
+
+torch.set_num_threads(1)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def test_metrics_hand_computed() -> None:
+    X = np.array([[0.0, 1.0], [1.0, 0.0]])
+    R = np.array([[0.25, 0.75], [0.75, 0.25]])
+    m = reconstruction_metrics(X, R)
+    assert m["sq_err_per_image"] == pytest.approx(0.125)  # 2 pixels x 0.0625, per image
+    assert m["mse_per_pixel"] == pytest.approx(0.0625)
+    assert m["bce_per_pixel"] == pytest.approx(-math.log(0.75))
+    assert m["psnr_db"] == pytest.approx(10 * math.log10(1 / 0.0625))
+    assert m["n_samples"] == 2
+
+
+def test_metrics_images_sum_over_all_pixels() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(5, 1, 4, 4)).astype(np.float32)
+    R = np.clip(X + 0.1, 0, 1)
+    m = reconstruction_metrics(X, R)
+    assert m["sq_err_per_image"] == pytest.approx(((X - R) ** 2).reshape(5, -1).sum(1).mean(), rel=1e-6)
+    assert m["sq_err_per_image"] == pytest.approx(16 * m["mse_per_pixel"])
+
+
+def test_metrics_real_valued_data() -> None:
+    X = np.array([[-2.0, 3.0], [1.0, 0.0]])
+    m = reconstruction_metrics(X, X + 0.5)
+    assert "bce_per_pixel" not in m  # cross-entropy needs data in [0, 1]
+    assert m["psnr_db"] == pytest.approx(10 * math.log10(5.0**2 / 0.25))  # peak = data range
+    assert reconstruction_metrics(X, X)["psnr_db"] == math.inf
+
+
+def test_metrics_bce_is_clipped_and_finite() -> None:
+    m = reconstruction_metrics(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
+    assert m["bce_per_pixel"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+
+
+def test_metrics_reject_mismatched_shapes_and_nan() -> None:
+    with pytest.raises(ValueError, match=r"X_hat has shape \(3, 2\) but X has shape \(2, 2\)"):
+        reconstruction_metrics(np.zeros((2, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        reconstruction_metrics(np.zeros((2, 2)), np.full((2, 2), np.nan))
+
+
+# ------------------------------------------------------------------------------------- report
+
+
+def _digits(n: int = 120) -> Dataset:
+    return aekit.load_dataset("digits", split="train", limit=n)
+
+
+@pytest.fixture(scope="module")
+def fitted_ae() -> Any:
+    ds = _digits()
+    return aekit.Autoencoder(latent_dim=3, hidden_dims=(16,), max_epochs=3, verbose=0, random_state=0, device="cpu").fit(ds.X)
+
+
+def test_write_report_images(fitted_ae: Any, tmp_path: Path) -> None:
+    ds = _digits()
+    path = write_report(fitted_ae, ds, tmp_path)
+    assert path == tmp_path / "report.html"
+    html = path.read_text()
+    assert html.count("data:image/png;base64,") == 4
+    for name in ("reconstructions.png", "loss.png", "latent.png", "samples.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    for key in ("sq_err_per_image", "mse_per_pixel", "bce_per_pixel", "psnr_db", "n_samples"):
+        assert f"<td>{key}</td>" in html
+    assert "3 epochs" in html and "autoencoder" in html
+    assert "projected with PCA" in html  # a 3-D code is shown on its principal plane
+    assert "Gaussian" in html  # the family has no sample method
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_write_report_closed_form_tabular_without_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 6)).astype(np.float32)
+    ds = Dataset(X=X, y=None, name="table.npy", split="train", kind="tabular")
+    est = aekit.LinearAutoencoder(latent_dim=2).fit(X)
+    html = write_report(est, ds, tmp_path, metrics={"train": reconstruction_metrics(X, est.reconstruct(X))}).read_text()
+    assert "fitted in closed form" in html and not (tmp_path / "loss.png").exists()
+    assert "no labels: one colour" in html and "the 2-D code itself" in html
+    assert "<td>bce_per_pixel</td>" not in html  # real-valued data
+    assert html.count("data:image/png;base64,") == 3
+
+
+def test_loss_figure_skips_empty_history_and_draws_terms() -> None:
+    assert loss_figure([]) is None
+    rows = [{"epoch": i + 1.0, "loss": 3.0 - i, "val_loss": 3.1 - i, "reconstruction": 2.0 - i, "l1": 1.0}
+            for i in range(3)]
+    assert loss_figure(rows)[:8] == PNG  # type: ignore[index]
+
+
+def test_latent_figure_many_classes_and_1d_codes() -> None:
+    png, how = latent_figure(np.random.default_rng(0).standard_normal((50, 1)), np.arange(50) % 20)
+    assert png[:8] == PNG and "1-D code" in how
+
+
+def test_decoder_samples_needs_data_without_a_sample_method(fitted_ae: Any) -> None:
+    with pytest.raises(ValueError, match="has no sample method.*pass data"):
+        decoder_samples(fitted_ae, 4)
+    S, how = decoder_samples(fitted_ae, 4, _digits().X, source="digits")
+    assert S.shape == (4, 1, 8, 8) and "Gaussian" in how and "digits" in how
+
+
+def test_decoder_samples_prefers_the_sample_method() -> None:
+    class WithPrior:
+        def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
+            return np.full((n, 3), float(random_state or 0))
+
+    S, how = decoder_samples(WithPrior(), 2, seed=5)
+    assert S.shape == (2, 3) and S[0, 0] == 5.0 and "sample method" in how

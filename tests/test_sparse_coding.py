@@ -1,0 +1,247 @@
+"""Tests for sparse coding (FISTA/ISTA, the SparseCoding estimator) and predictive sparse decomposition."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import sparse_encode as sk_sparse_encode
+from sklearn.exceptions import ConvergenceWarning
+
+import aekit
+from aekit.families.psd import PredictiveSparseDecomposition
+from aekit.families.sparse_coding import (
+    SparseCoding,
+    _lipschitz,
+    _prox_grad,
+    sparse_coding_objective,
+    sparse_encode,
+)
+from aekit.registry import get_family
+
+
+def random_problem(n: int = 50, d: int = 20, k: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    D = rng.standard_normal((k, d))
+    return X, D / np.linalg.norm(D, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return aekit.load_dataset("digits").X  # (1437, 1, 8, 8) in [0, 1]
+
+
+# ------------------------------------------------------------------ sparse_encode
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2, 1.0, 3.0])
+def test_objective_no_worse_than_sklearn_lasso_cd(alpha):
+    X, D = random_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # sklearn's own solver, not ours
+        ref = sk_sparse_encode(X, D, algorithm="lasso_cd", alpha=alpha)
+    ours = sparse_encode(X, D, alpha)
+    assert ours.shape == (50, 30) and ours.dtype == np.float64
+    obj_ref = sparse_coding_objective(X, D, ref, alpha).mean()
+    obj_ours = sparse_coding_objective(X, D, ours, alpha).mean()
+    assert obj_ours <= obj_ref * (1 + 1e-4)
+
+
+def test_float32_and_ista_reach_the_same_objective():
+    X, D = random_problem(seed=1)
+    ref = sparse_coding_objective(X, D, sparse_encode(X, D, 0.5), 0.5).mean()
+    f32 = sparse_encode(X.astype(np.float32), D.astype(np.float32), 0.5)
+    assert f32.dtype == np.float32
+    ista = sparse_encode(X, D, 0.5, algorithm="ista", max_iter=20000, tol=1e-10)
+    for codes in (f32, ista):
+        assert sparse_coding_objective(X, D, codes, 0.5).mean() == pytest.approx(ref, rel=1e-5)
+
+
+def test_fista_converges_faster_than_ista():
+    # O(1/k^2) against O(1/k): after the same number of iterations FISTA is far closer to the optimum.
+    X, D = random_problem(seed=2)
+    alpha = 0.1
+    best = sparse_coding_objective(X, D, sparse_encode(X, D, alpha, max_iter=20000, tol=0), alpha).mean()
+    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
+    gram = Dt @ Dt.T
+    L = _lipschitz(gram)
+    gaps = {}
+    for k in (10, 50):
+        for name, momentum in (("fista", True), ("ista", False)):
+            h, _ = _prox_grad(gram, Xt @ Dt.T, L, alpha, k, 0.0, None, momentum=momentum)
+            gaps[name, k] = sparse_coding_objective(X, D, h.numpy(), alpha).mean() - best
+    assert gaps["fista", 50] < 0.2 * gaps["ista", 50]
+    assert gaps["fista", 50] < gaps["fista", 10]
+    assert all(g >= -1e-9 for g in gaps.values())
+
+
+def test_alpha_zero_orthonormal_dictionary_gives_least_squares_codes():
+    rng = np.random.default_rng(3)
+    Q, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    X = rng.standard_normal((40, 20))
+    codes = sparse_encode(X, Q.T, 0.0)  # atoms = rows of Q^T
+    np.testing.assert_allclose(codes, X @ Q, atol=1e-10)
+    np.testing.assert_allclose(codes @ Q.T, X, atol=1e-10)
+
+
+def test_soft_thresholding_with_identity_dictionary():
+    X = np.array([[2.0, 0.5, -3.0], [0.0, -1.5, 1.0]])
+    codes = sparse_encode(X, np.eye(3), 1.0)
+    np.testing.assert_allclose(codes, [[1.0, 0.0, -2.0], [0.0, -0.5, 0.0]])
+
+
+def test_warm_start_and_batch_independence():
+    X, D = random_problem(seed=4)
+    full = sparse_encode(X, D, 0.3, tol=1e-10, max_iter=5000)
+    rows = np.concatenate([sparse_encode(X[i : i + 7], D, 0.3, tol=1e-10, max_iter=5000) for i in range(0, 50, 7)])
+    np.testing.assert_allclose(full, rows, atol=1e-6)
+    warm = sparse_encode(X, D, 0.3, init=full, max_iter=10)
+    np.testing.assert_allclose(warm, full, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"alpha": -1.0}, r"alpha must be a finite number >= 0, got -1.0; use alpha=0"),
+        ({"alpha": float("nan")}, r"alpha must be a finite number >= 0"),
+        ({"dictionary": np.ones((30, 19))}, r"dictionary has 19 features \(shape \(30, 19\)\), but X has 20"),
+        ({"dictionary": np.ones(20)}, r"dictionary must be a 2-D array of shape \(n_components, n_features\)"),
+        ({"X": np.full((5, 20), np.nan)}, r"X contains NaN or infinity \(100 values\)"),
+        ({"dictionary": np.full((30, 20), np.inf)}, r"dictionary contains NaN or infinity"),
+        ({"algorithm": "lars"}, r"unknown algorithm 'lars'; valid: fista, ista"),
+        ({"max_iter": 0}, r"max_iter must be a positive integer, got 0"),
+        ({"tol": -1}, r"tol must be a number >= 0, got -1"),
+        ({"init": np.zeros((50, 29))}, r"init has shape \(50, 29\), expected \(n_samples, n_components\) = \(50, 30\)"),
+    ],
+)
+def test_sparse_encode_bad_input_messages(kwargs, match):
+    X, D = random_problem()
+    args = {"X": X, "dictionary": D, "alpha": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sparse_encode(args.pop("X"), args.pop("dictionary"), args.pop("alpha"), **args)
+
+
+# ------------------------------------------------------------------ the SparseCoding estimator
+
+
+def test_registered():
+    assert get_family("sparse-coding").estimator is SparseCoding
+    assert get_family("psd").estimator is PredictiveSparseDecomposition
+
+
+def test_alternating_fit_shapes_unit_atoms_and_monotone_objective(digits):
+    sc = SparseCoding(latent_dim=32, alpha=0.5, fit_algorithm="alternating", max_epochs=6, random_state=0, verbose=0)
+    sc.fit(digits)
+    assert sc.components_.shape == (32, 64)
+    np.testing.assert_allclose(np.linalg.norm(sc.components_, axis=1), 1.0, atol=1e-5)
+    losses = [row["loss"] for row in sc.history_]
+    assert all(b <= a * (1 + 1e-3) for a, b in zip(losses, losses[1:])), losses
+    H = sc.transform(digits)
+    assert H.shape == (1437, 32) and H.dtype == np.float32
+    assert 0 < (H != 0).mean() < 0.5  # sparse, not empty
+    assert sc.inverse_transform(H).shape == (1437, 1, 8, 8)
+    assert sc.reconstruct(digits).shape == digits.shape
+    # transform is sparse_encode on the learned dictionary, with the estimator's settings
+    ref = sparse_encode(digits.reshape(-1, 64), sc.components_, 0.5, max_iter=1000, tol=1e-4)
+    np.testing.assert_allclose(H, ref, atol=1e-5)
+    # Flat input with the same number of features is accepted
+    assert sc.transform(digits.reshape(-1, 64)[:5]).shape == (5, 32)
+
+
+def test_minibatch_fit_keeps_atoms_unit_norm_and_learns(digits):
+    X = digits.reshape(-1, 64)[:600]
+    sc = SparseCoding(latent_dim=24, alpha=0.5, max_epochs=3, batch_size=100, random_state=0, verbose=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(sc.components_, axis=1), 1.0, atol=1e-5)
+    assert [set(r) >= {"loss", "reconstruction", "l1"} for r in sc.history_] == [True] * 3
+    assert sc.history_[-1]["loss"] < sc.history_[0]["loss"]
+
+
+def test_save_load_round_trip(tmp_path, digits):
+    X = digits[:300]
+    sc = SparseCoding(latent_dim=16, alpha=0.5, fit_algorithm="alternating", max_epochs=2, random_state=0).fit(X)
+    loaded = aekit.load(sc.save(tmp_path / "sc"))
+    np.testing.assert_array_equal(loaded.components_, sc.components_)
+    np.testing.assert_array_equal(loaded.transform(X), sc.transform(X))
+    psd = PredictiveSparseDecomposition(latent_dim=16, alpha=0.5, max_epochs=1, random_state=0, verbose=0).fit(X)
+    loaded = aekit.load(psd.save(tmp_path / "psd"))
+    np.testing.assert_array_equal(loaded.transform(X), psd.transform(X))
+    assert loaded.code_gap(X) == psd.code_gap(X)
+
+
+def test_same_seed_same_fit(digits):
+    X = digits[:200]
+    a, b = (SparseCoding(latent_dim=8, alpha=0.5, fit_algorithm="alternating", max_epochs=2, random_state=3).fit(X) for _ in range(2))
+    np.testing.assert_array_equal(a.components_, b.components_)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"alpha": -0.5}, r"alpha must be a finite number >= 0, got -0.5"),
+        ({"latent_dim": 0}, r"latent_dim must be a positive integer, got 0"),
+        ({"fit_algorithm": "online"}, r"unknown fit_algorithm 'online'; valid: minibatch, alternating"),
+        ({"transform_max_iter": 0}, r"transform_max_iter must be a positive integer"),
+        ({"scaling": "zscore"}, r"unknown scaling 'zscore'"),
+    ],
+)
+def test_estimator_bad_params(params, match):
+    with pytest.raises(ValueError, match=match):
+        SparseCoding(**params).fit(np.ones((10, 4)))
+
+
+def test_estimator_bad_input(digits):
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        SparseCoding().fit(np.full((10, 4), np.nan))
+    sc = SparseCoding(latent_dim=4, fit_algorithm="alternating", max_epochs=1).fit(np.eye(6, 5))
+    with pytest.raises(ValueError, match="X has 3 features, but SparseCoding is expecting 5 features"):
+        sc.transform(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Z has shape \(2, 3\), but SparseCoding decodes codes of shape \(n_samples, 4\)"):
+        sc.inverse_transform(np.ones((2, 3)))
+
+
+# ------------------------------------------------------------------ predictive sparse decomposition
+
+
+def test_psd_fast_codes_approach_optimal_codes(digits):
+    X = digits.reshape(-1, 64)[:800]
+    kw = {"latent_dim": 32, "alpha": 0.5, "batch_size": 64, "random_state": 0, "verbose": 0, "validation_fraction": 0.0}
+    early = PredictiveSparseDecomposition(max_epochs=1, **kw).fit(X).code_gap(X)
+    late_est = PredictiveSparseDecomposition(max_epochs=15, **kw).fit(X)
+    late = late_est.code_gap(X)
+    assert late["relative_distance"] < 0.85 * early["relative_distance"]
+    assert 1.0 <= late["objective_ratio"] < early["objective_ratio"]
+    np.testing.assert_allclose(np.linalg.norm(late_est.components_, axis=1), 1.0, atol=1e-5)
+    assert set(late_est.history_[-1]) >= {"reconstruction", "l1", "prediction"}
+    # "optimize" returns the exact sparse codes of the learned dictionary
+    late_est.set_params(transform_algorithm="optimize")
+    H = late_est.transform(X[:50])
+    ref = sparse_encode(X[:50], late_est.components_, 0.5, tol=1e-8, max_iter=5000)
+    obj = sparse_coding_objective(X[:50], late_est.components_, H, 0.5).mean()
+    assert obj <= sparse_coding_objective(X[:50], late_est.components_, ref, 0.5).mean() * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "shrink"])
+def test_psd_shapes(activation, digits):
+    psd = PredictiveSparseDecomposition(
+        latent_dim=12, alpha=0.5, encoder_activation=activation, max_epochs=1, random_state=0, verbose=0
+    ).fit(digits[:200])
+    H = psd.transform(digits[:20])
+    assert H.shape == (20, 12)
+    assert psd.inverse_transform(H).shape == (20, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"beta": 0.0}, r"beta must be a finite number > 0, got 0.0"),
+        ({"alpha": -1.0}, r"alpha must be a finite number >= 0"),
+        ({"encoder_activation": "relu"}, r"unknown encoder_activation 'relu'; valid: tanh, shrink"),
+        ({"transform_algorithm": "fista"}, r"unknown transform_algorithm 'fista'; valid: encoder, optimize"),
+    ],
+)
+def test_psd_bad_params(params, match):
+    with pytest.raises(ValueError, match=match):
+        PredictiveSparseDecomposition(**params).fit(np.ones((10, 4)))
