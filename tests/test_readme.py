@@ -26,6 +26,7 @@ def test_family_table_lists_every_family() -> None:
     text = README.read_text()
     for name, info in aekit.families().items():
         assert f"| `{name}` | `{info.estimator.__name__}` |" in text, name
+        assert getattr(aekit, info.estimator.__name__) is info.estimator, f"aekit.{info.estimator.__name__} is not exported"
 
 
 def test_two_commands_match_ci() -> None:

@@ -2,20 +2,47 @@
 
 __version__ = "0.1.0"
 
+from aekit.corruption import (
+    BlockOcclusion,
+    Compose,
+    Corruption,
+    GaussianNoise,
+    Grayscale,
+    MaskingNoise,
+    SaltAndPepper,
+    make_corruption,
+)
 from aekit.data import Dataset, load_dataset
 from aekit.families.autoencoder import Autoencoder
+from aekit.families.contractive import ContractiveAutoencoder
+from aekit.families.denoising import DenoisingAutoencoder
 from aekit.families.factor_analysis import FactorAnalysisAutoencoder
 from aekit.families.linear import LinearAutoencoder
+from aekit.families.psd import PredictiveSparseDecomposition
+from aekit.families.sparse import SparseAutoencoder
+from aekit.families.sparse_coding import SparseCoding, sparse_coding_objective, sparse_encode
 from aekit.registry import families, get_family
 from aekit.runs import ModelFileError, load
 from aekit.training import TrainConfig, TrainingDivergedError
 
 __all__ = [
     "Autoencoder",
+    "BlockOcclusion",
+    "Compose",
+    "ContractiveAutoencoder",
+    "Corruption",
     "Dataset",
+    "DenoisingAutoencoder",
     "FactorAnalysisAutoencoder",
+    "GaussianNoise",
+    "Grayscale",
     "LinearAutoencoder",
+    "MaskingNoise",
     "ModelFileError",
+    "PredictiveSparseDecomposition",
+    "SaltAndPepper",
+    "SparseAutoencoder",
+    "SparseCoding",
     "TrainConfig",
     "TrainingDivergedError",
     "__version__",
@@ -23,4 +50,7 @@ __all__ = [
     "get_family",
     "load",
     "load_dataset",
+    "make_corruption",
+    "sparse_coding_objective",
+    "sparse_encode",
 ]

@@ -423,13 +423,18 @@ def _capture_cuda_graph(
     """Capture gather + forward + backward + optimizer step + loss bookkeeping as one CUDA graph.
 
     Returns a step function taking the batch's indices, or None if capture fails (then the loop runs
-    eagerly). The warm-up steps that capture needs are undone: parameters and optimizer moments are
-    restored, so the graph path starts from the same weights as the eager path. Only full batches
+    eagerly). The warm-up steps that capture needs are undone: parameters and optimizer state are
+    restored (a fresh optimizer's to zero, a resumed one's to the loaded moments and step counts), so
+    the graph path starts from the same point as the eager path. Only full batches
     are captured, so the last partial batch of an epoch is dropped.
     """
     static_idx = first_idx.clone()
     bs = float(static_idx.numel())
     saved_params = _snapshot(module)
+    # A resumed run arrives with Adam's moments and step counts loaded: they must survive the warm-up.
+    saved_opt = {
+        p: {k: v.detach().clone() for k, v in st.items() if isinstance(v, Tensor)} for p, st in opt.state.items()
+    }
     try:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -452,15 +457,21 @@ def _capture_cuda_graph(
         warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly instead", RuntimeWarning, stacklevel=3)
         module.load_state_dict(saved_params)
         opt.state.clear()
+        for p, st in saved_opt.items():
+            opt.state[p] = st
         acc.clear()
         return None
     with torch.no_grad():
         for k, v in module.state_dict().items():
             v.copy_(saved_params[k])
-        for st in opt.state.values():
-            for v in st.values():
+        for p, st in opt.state.items():
+            before = saved_opt.get(p, {})
+            for k, v in st.items():
                 if isinstance(v, Tensor):
-                    v.zero_()
+                    if k in before:
+                        v.copy_(before[k])
+                    else:
+                        v.zero_()
 
     def step(idx: Tensor) -> None:
         if idx.numel() != static_idx.numel():
