@@ -18,6 +18,13 @@ ESTIMATORS = [
     aekit.FactorAnalysisAutoencoder(latent_dim=2, max_iter=100),
     aekit.Autoencoder(hidden_dims=(8,), latent_dim=2, max_epochs=2, batch_size=16, verbose=0),
     aekit.Autoencoder(hidden_dims=(8,), latent_dim=2, tied=True, max_epochs=2, batch_size=16, verbose=0),
+    aekit.SparseAutoencoder(hidden_dims=(8,), latent_dim=6, penalty="topk", k=2, max_epochs=2, batch_size=16, verbose=0),
+    aekit.SparseAutoencoder(hidden_dims=(), latent_dim=4, penalty="kl", max_epochs=2, batch_size=16, verbose=0),
+    aekit.DenoisingAutoencoder(hidden_dims=(8,), latent_dim=2, corruption="gaussian:0.1", max_epochs=2, batch_size=16, verbose=0),
+    aekit.ContractiveAutoencoder(hidden_dims=(), latent_dim=3, max_epochs=2, batch_size=16, verbose=0),
+    aekit.SparseCoding(latent_dim=4, alpha=0.1, max_epochs=2, batch_size=16, verbose=0),
+    aekit.SparseCoding(latent_dim=4, alpha=0.1, fit_algorithm="alternating", max_epochs=2),
+    aekit.PredictiveSparseDecomposition(latent_dim=4, alpha=0.1, max_epochs=2, batch_size=16, verbose=0),
 ]
 
 
