@@ -44,7 +44,8 @@ def _check_number(name: str, value: Any, low: float, high: float, *, what: str) 
     interval = f"[{low:g}, inf)" if math.isinf(high) else f"[{low:g}, {high:g}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number in {interval} ({what}), got {value!r}")
-    if not low <= float(value) <= high:  # also rejects NaN
+    # Also rejects NaN, and infinity: the intervals are closed only at finite ends.
+    if not low <= float(value) <= high or math.isinf(float(value)):
         raise ValueError(f"{name} must be in {interval} ({what}), got {value!r}")
     return float(value)
 
@@ -164,6 +165,11 @@ class SaltAndPepper(Corruption):
     def __init__(self, p: float, low: float = 0.0, high: float = 1.0) -> None:
         self.p = _check_number("p", p, 0.0, 1.0, what="the probability that a value is replaced by 0 or 1")
         self.low, self.high = float(low), float(high)
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(
+                f"salt-and-pepper needs finite values low < high (the pepper and salt values, the minimum and "
+                f"maximum of the data), got low={low!r}, high={high!r}; the defaults 0 and 1 suit images in [0, 1]"
+            )
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.p == 0.0:

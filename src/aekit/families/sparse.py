@@ -245,7 +245,7 @@ class SparseAutoencoder(Autoencoder):
         return r
 
     def sparsity_report(self, X: Any, threshold: float | None = None) -> dict[str, Any]:
-        """How sparse the codes of ``X`` are.
+        """How sparse the codes of ``X`` are, beside how well ``X`` is reconstructed (the trade-off alpha sets).
 
         A code value counts as active when ``|h| > threshold``. The default threshold is 1e-3 for ReLU and
         linear codes (ReLU and top-k give exact zeros) and 0.05 for sigmoid codes, which never reach 0: a
@@ -262,11 +262,18 @@ class SparseAutoencoder(Autoencoder):
             ``threshold``; ``fraction_zero`` (fraction of code values that are off); ``mean_l0`` (mean number of
             active units per sample); ``n_dead`` and ``dead_fraction`` (units never active on ``X``);
             ``activation_frequency`` (list of K fractions of samples on which each unit is active);
-            ``mean_activation`` (list of K mean values, the rho_hat_j of the KL penalty).
+            ``mean_activation`` (list of K mean values, the rho_hat_j of the KL penalty);
+            ``reconstruction_error`` (mean of :meth:`reconstruction_error` over ``X``).
         """
+        X = check_array(X)
         H = self.transform(X)  # (N, K)
         if threshold is None:
             threshold = ZERO_THRESHOLD[self._sparse()["code_activation"]]
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < math.inf:
+            raise ValueError(
+                f"threshold must be a finite number >= 0 (|h| above it counts as active), got {threshold!r}; "
+                "leave threshold=None for the default of the code activation"
+            )
         active = np.abs(H) > threshold  # (N, K)
         freq = active.mean(axis=0)
         dead = ~active.any(axis=0)
@@ -278,6 +285,7 @@ class SparseAutoencoder(Autoencoder):
             "dead_fraction": float(dead.mean()),
             "activation_frequency": [float(f) for f in freq],
             "mean_activation": [float(m) for m in H.mean(axis=0)],
+            "reconstruction_error": float(self.reconstruction_error(X).mean()),
         }
 
     def dead_units(self, X: Any, threshold: float | None = None) -> np.ndarray:
