@@ -21,6 +21,7 @@ from aekit.families.linear import LinearAutoencoder
 from aekit.families.psd import PredictiveSparseDecomposition
 from aekit.families.sparse import SparseAutoencoder
 from aekit.families.sparse_coding import SparseCoding, sparse_coding_objective, sparse_encode
+from aekit.families.stacked import StackedAutoencoder
 from aekit.registry import families, get_family
 from aekit.runs import ModelFileError, load
 from aekit.training import TrainConfig, TrainingDivergedError
@@ -43,6 +44,7 @@ __all__ = [
     "SaltAndPepper",
     "SparseAutoencoder",
     "SparseCoding",
+    "StackedAutoencoder",
     "TrainConfig",
     "TrainingDivergedError",
     "__version__",

@@ -40,7 +40,7 @@ __all__ = [
 REPORT_FILE = "report.html"
 FIGURE_FILES = ("reconstructions.png", "loss.png", "latent.png", "samples.png")
 # History columns that are bookkeeping, not loss terms.
-_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s"})
+_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer"})
 # Points drawn in the latent map at most: beyond this a scatter plot only gets slower, not clearer.
 _MAX_LATENT_POINTS = 5000
 _DPI = 110
@@ -401,6 +401,10 @@ def write_report(
         metrics = {dataset.split: reconstruction_metrics(X, est.reconstruct(X))}
     cfg = _run_config(run)
     history = list(getattr(est, "history_", None) or [])
+    # Layer-wise pretraining rows (``layer`` >= 1) have their own objectives and epoch counts: the curves
+    # and the epoch count below are of the final training stage; pretraining is summarized apart.
+    pretrain = [r for r in history if r.get("layer", 0) >= 1]
+    history = [r for r in history if r.get("layer", 0) < 1]
     from aekit.registry import get_family
 
     try:
@@ -455,10 +459,13 @@ def write_report(
     data_name = str(data_spec.get("name")) if data_spec else dataset.name
     train_split = str(data_spec.get("split")) if data_spec else "?"
     seconds = cfg.get("train_seconds")
-    if seconds is None and history:
-        seconds = sum(float(r.get("seconds", 0.0)) for r in history) or None
-    if history:
+    if seconds is None and (history or pretrain):
+        seconds = sum(float(r.get("seconds", 0.0)) for r in history + pretrain) or None
+    if history or pretrain:
         epochs = f"{len(history)} {'epochs' if gradient else 'iterations'}"
+        if pretrain:
+            n_layers = len({r["layer"] for r in pretrain})
+            epochs = f"{len(pretrain)} epochs of layer-wise pretraining ({n_layers} layers), then {epochs}"
         if seconds is not None:
             epochs += f" in {float(seconds):.1f} s"
         vals = [(r["val_loss"], int(r.get("epoch", i + 1))) for i, r in enumerate(history) if "val_loss" in r]
