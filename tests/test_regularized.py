@@ -588,3 +588,16 @@ def test_bad_sparsity_report_threshold() -> None:
         with pytest.raises(ValueError, match=rf"threshold must be a finite number >= 0 \(\|h\| above it counts as active\), got {bad}"):
             est.sparsity_report(digits_data(), threshold=bad)
 
+
+
+def test_apply_corrupts_numpy_arrays_reproducibly() -> None:
+    X = digits_data()
+    c = make_corruption("masking:0.5")
+    a, b = c.apply(X, random_state=3), c.apply(X, random_state=3)
+    assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == X.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c.apply(X, random_state=4))
+    assert 0.4 < float(np.mean((a == 0) & (X != 0)) / np.mean(X != 0)) < 0.6
+    np.testing.assert_array_equal(X, digits_data())  # the input is left alone
+    with pytest.raises(ValueError, match=r"shape \(n_samples, \.\.\.\), got shape \(64,\)"):
+        c.apply(X[0])

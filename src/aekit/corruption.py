@@ -29,6 +29,7 @@ import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,6 +70,21 @@ class Corruption:
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def apply(self, X: Any, random_state: int | None = None) -> np.ndarray:
+        """Corrupt a NumPy array (or anything array-like) of samples; returns a new float32 array.
+
+        ``random_state`` seeds the noise (an int gives the same draw every time; None, a fresh one).
+        The input is never modified. For a batch already in torch, call the corruption itself.
+        """
+        arr = np.asarray(X, dtype=np.float32)
+        if arr.ndim < 2:
+            raise ValueError(
+                f"expected samples as rows, an array of shape (n_samples, ...), got shape {arr.shape}; "
+                "reshape a single sample with x[None]"
+            )
+        gen = torch.Generator().manual_seed(int(random_state)) if random_state is not None else None
+        return self(torch.from_numpy(arr.copy()), gen).numpy()
 
     @property
     def spec(self) -> str:
