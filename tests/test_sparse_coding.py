@@ -95,11 +95,62 @@ def test_soft_thresholding_with_identity_dictionary():
 
 def test_warm_start_and_batch_independence():
     X, D = random_problem(seed=4)
-    full = sparse_encode(X, D, 0.3, tol=1e-10, max_iter=5000)
-    rows = np.concatenate([sparse_encode(X[i : i + 7], D, 0.3, tol=1e-10, max_iter=5000) for i in range(0, 50, 7)])
-    np.testing.assert_allclose(full, rows, atol=1e-6)
-    warm = sparse_encode(X, D, 0.3, init=full, max_iter=10)
+    full = sparse_encode(X, D, 0.3)
+    rows = np.concatenate([sparse_encode(X[i : i + 7], D, 0.3) for i in range(0, 50, 7)])
+    np.testing.assert_allclose(full, rows, atol=1e-12)  # exact: batching changes nothing but rounding
+    fista = sparse_encode(X, D, 0.3, algorithm="fista", tol=1e-10, max_iter=5000)
+    np.testing.assert_allclose(fista, full, atol=1e-6)
+    warm = sparse_encode(X, D, 0.3, algorithm="fista", init=full, max_iter=10)
     np.testing.assert_allclose(warm, full, atol=1e-6)
+
+
+def kkt_violation(X: np.ndarray, D: np.ndarray, H: np.ndarray, alpha: float) -> float:
+    """Largest violation of the lasso optimality conditions, relative to the largest correlation."""
+    c = (X - H @ D) @ D.T  # (n, K) minus the gradient of the smooth part
+    on = np.where(H != 0, np.abs(c - alpha * np.sign(H)), 0.0)
+    off = np.where(H == 0, np.maximum(np.abs(c) - alpha, 0.0), 0.0)
+    return float(np.maximum(on, off).max() / max(alpha, np.abs(X @ D.T).max()))
+
+
+@pytest.mark.parametrize(("n", "d", "k", "alpha"), [(50, 20, 30, 0.05), (400, 16, 64, 0.02), (300, 32, 32, 0.5)])
+def test_feature_sign_codes_are_exact(n, d, k, alpha):
+    # Optimality conditions to rounding, whatever the support sizes (400 x 64 atoms in 16 dimensions:
+    # supports up to the dimension, rows moving between slot capacities, the last ones batched together).
+    X, D = random_problem(n, d, k, seed=5)
+    H = sparse_encode(X, D, alpha)
+    assert kkt_violation(X, D, H, alpha) < 1e-10
+    H32 = sparse_encode(X.astype(np.float32), D.astype(np.float32), alpha)
+    assert H32.dtype == np.float32
+    np.testing.assert_allclose(H32, sparse_encode(X.astype(np.float32).astype(np.float64),
+                                                  D.astype(np.float32).astype(np.float64), alpha), rtol=1e-6, atol=1e-6)
+
+
+def test_feature_sign_with_dependent_atoms_and_large_alpha():
+    X, D = random_problem(seed=6)
+    D2 = np.concatenate([D, D[:5], -D[5:8]])  # repeated (and negated) atoms: supports can be singular
+    H = sparse_encode(X, D2, 0.1)
+    ref = sparse_encode(X, D2, 0.1, algorithm="fista", tol=1e-10, max_iter=20000)
+    obj = sparse_coding_objective(X, D2, H, 0.1)
+    assert obj.mean() <= sparse_coding_objective(X, D2, ref, 0.1).mean() * (1 + 1e-6)
+    alpha_max = np.abs(X @ D.T).max()
+    np.testing.assert_array_equal(sparse_encode(X, D, alpha_max * 1.01), 0.0)
+
+
+def test_feature_sign_with_a_prior_matches_fista():
+    # PSD's inference: the lasso plus 0.5 beta ||h - p||^2, a quadratic positive definite on every support.
+    from aekit.families.sparse_coding import _exact_lasso, _lasso
+
+    X, D = (torch.from_numpy(a) for a in random_problem(80, 10, 40, seed=7))
+    p = torch.randn(80, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = _exact_lasso(X, D, 0.2, 1000, 1e-6, beta=0.5, prior=p)
+    fista = _lasso(X, D, 0.2, 5000, 1e-13, None, beta=0.5, prior=p, polish=False)[0]
+
+    def energy(H: torch.Tensor) -> float:
+        return float((0.5 * (X - H @ D).pow(2).sum(1) + 0.2 * H.abs().sum(1) + 0.25 * (H - p).pow(2).sum(1)).mean())
+
+    assert energy(exact) <= energy(fista) + 1e-12
+    np.testing.assert_allclose(exact.numpy(), fista.numpy(), atol=1e-7)
+    assert (exact != 0).sum() > 10 * 80  # far denser than the plain lasso codes (beyond 10 dimensions)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +162,7 @@ def test_warm_start_and_batch_independence():
         ({"dictionary": np.ones(20)}, r"dictionary must be a 2-D array of shape \(n_components, n_features\)"),
         ({"X": np.full((5, 20), np.nan)}, r"X contains NaN or infinity \(100 values\)"),
         ({"dictionary": np.full((30, 20), np.inf)}, r"dictionary contains NaN or infinity"),
-        ({"algorithm": "lars"}, r"unknown algorithm 'lars'; valid: fista, ista"),
+        ({"algorithm": "lars"}, r"unknown algorithm 'lars'; valid: feature-sign, fista, ista"),
         ({"max_iter": 0}, r"max_iter must be a positive integer, got 0"),
         ({"tol": -1}, r"tol must be a number >= 0, got -1"),
         ({"init": np.zeros((50, 29))}, r"init has shape \(50, 29\), expected \(n_samples, n_components\) = \(50, 30\)"),
@@ -213,6 +264,7 @@ def test_psd_fast_codes_approach_optimal_codes(digits):
     late = late_est.code_gap(X)
     assert late["relative_distance"] < 0.85 * early["relative_distance"]
     assert 1.0 <= late["objective_ratio"] < early["objective_ratio"]
+    assert 0.0 <= late["support_precision"] <= 1.0 and late["support_recall"] > 0.9  # tanh: no exact zeros
     np.testing.assert_allclose(np.linalg.norm(late_est.components_, axis=1), 1.0, atol=1e-5)
     assert set(late_est.history_[-1]) >= {"reconstruction", "l1", "prediction"}
     # "optimize" returns the exact sparse codes of the learned dictionary

@@ -11,17 +11,18 @@ per-unit gain g, since codes are signed) or F(x) = shrink_theta(x W_e^T + b) (so
 learned per-unit thresholds theta, which gives exact zeros like the codes it predicts; it starts at one
 ISTA step from zero, W_e = D / L, theta = alpha / L, as LISTA does). Per batch:
 
-1. the codes z are inferred without gradient by FISTA on the whole energy, warm-started at F(x). The
-   prediction term adds beta * I to the smooth part's Hessian: the gradient is z (D D^T + beta I) -
-   (x D^T + beta F(x)) and the Lipschitz constant is lambda_max(D D^T) + beta;
+1. the codes z are inferred exactly, without gradient, on the whole energy: it is a lasso problem
+   whose quadratic part has Hessian D D^T + beta I and linear part x D^T + beta F(x), solved by the
+   feature-sign search of :mod:`aekit.families.sparse_coding` (the prediction term keeps that
+   Hessian positive definite on every support);
 2. one Adam step on D (through the reconstruction term) and on W_e, b, g or theta (through the
    prediction term);
 3. the atoms are renormalized to unit norm.
 
 At inference ``transform`` returns F(x), one matrix product instead of an optimization; with
 ``transform_algorithm="optimize"`` it returns the exact sparse codes of the learned dictionary
-(argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1, FISTA warm-started at F(x)). :meth:`code_gap` measures
-how far F(x) is from those codes.
+(argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1, by feature-sign search). :meth:`code_gap` measures how
+far F(x) is from those codes.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from aekit.families.sparse_coding import (
     _check_alpha,
     _check_positive_int,
     _check_tol,
+    _exact_lasso,
     _init_dictionary,
-    _lasso,
     _lipschitz,
     _unit_rows,
 )
@@ -55,7 +56,7 @@ TRANSFORM_ALGORITHMS = ("encoder", "optimize")
 
 
 class PSDModule(nn.Module):
-    """Dictionary D (K, n_features), fast encoder F and the FISTA inference of the PSD energy.
+    """Dictionary D (K, n_features), fast encoder F and the exact inference of the PSD energy.
 
     Shapes: x (B, *sample_shape), codes (B, K). ``forward`` returns the inferred codes as ``z``, the
     reconstruction ``z D`` as ``x_hat`` and the prediction F(x) as ``extras["prediction"]``.
@@ -92,17 +93,20 @@ class PSDModule(nn.Module):
         return torch.sign(u) * torch.relu(u.abs() - self.scale.abs())
 
     @torch.no_grad()
-    def infer(self, x: Tensor, prediction: Tensor, beta: float, max_iter: int | None = None) -> Tensor:
-        """argmin_z 0.5 ||x - z D||^2 + alpha ||z||_1 + 0.5 beta ||z - prediction||^2 by FISTA from ``prediction``."""
+    def infer(self, x: Tensor, prediction: Tensor | None, beta: float) -> Tensor:
+        """argmin_z 0.5 ||x - z D||^2 + alpha ||z||_1 + 0.5 beta ||z - prediction||^2, exactly.
+
+        The search starts from zero, not from the prediction: early in training F(x) is far from
+        sparse, and starting from a dense point costs more than the whole search.
+        """
         D = self.dictionary.detach()
         X = x.reshape(x.shape[0], -1).to(D.dtype)  # (B, n_features)
-        p = prediction.detach()
-        return _lasso(X, D, self.alpha, max_iter or self.max_iter, self.tol, p, beta=beta, prior=p)[0]
+        p = prediction.detach() if prediction is not None and beta else None
+        return _exact_lasso(X, D, self.alpha, self.max_iter, self.tol, beta=beta, prior=p)
 
     def optimal_codes(self, x: Tensor) -> Tensor:
-        """Exact sparse codes of the learned dictionary (no prediction term), FISTA warm-started at F(x)."""
-        with torch.no_grad():
-            return self.infer(x, self.predict(x), 0.0)
+        """Exact sparse codes of the learned dictionary (no prediction term), (B, K)."""
+        return self.infer(x, None, 0.0)
 
     def encode(self, x: Tensor) -> Tensor:
         if self.transform_algorithm == "optimize":
@@ -136,9 +140,9 @@ class PSDConfig:
     alpha: float = 1.0  # L1 weight (scikit-learn's default for sparse coding); scale with the data's norm
     beta: float = 1.0  # weight of the prediction term, 1 as in the paper
     encoder_activation: str = "tanh"  # "tanh" with a learned gain (the paper) or "shrink" (exact zeros)
-    transform_algorithm: str = "encoder"  # "encoder": F(x), fast; "optimize": exact sparse codes by FISTA
-    transform_max_iter: int = 1000  # FISTA iterations at most (training inference and "optimize")
-    tol: float = 1e-4  # FISTA stops when codes change by at most tol relative
+    transform_algorithm: str = "encoder"  # "encoder": F(x), fast; "optimize": exact sparse codes
+    transform_max_iter: int = 1000  # feature-sign steps at most (training inference and "optimize")
+    tol: float = 1e-4  # of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
     scaling: str = "none"  # the data as given; centre them (e.g. patch means removed) for natural images
 
 
@@ -240,20 +244,28 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
             ``relative_distance``: ||F(X) - H*||_F / ||H*||_F over all samples (0 when exact);
             ``objective_ratio``: mean objective 0.5 ||x - h D||^2 + alpha ||h||_1 at F(X) divided by
             that at H* (1 when exact, above 1 otherwise);
-            ``objective_fast``, ``objective_optimal``: the two mean objectives (in the scaled data).
+            ``objective_fast``, ``objective_optimal``: the two mean objectives (in the scaled data);
+            ``support_precision``: of the entries where F(X) is nonzero, the fraction where H* is
+            nonzero with the same sign; ``support_recall``: of the nonzero entries of H*, the fraction
+            F(X) gets nonzero with the same sign (the tanh encoder has no exact zeros: precision is
+            then the density of H*).
         """
         Xs = self._prepare(X)
         m: PSDModule = self.module_
         m.eval()
         dev = self.device_
         sq_diff = sq_opt = obj_fast = obj_opt = 0.0
+        n_fast = n_opt = n_both = 0
         D = m.dictionary.detach()
         with torch.no_grad():
             for i in range(0, Xs.shape[0], 2048):
                 x = torch.from_numpy(Xs[i : i + 2048]).to(dev)
                 xf = x.reshape(x.shape[0], -1)
                 fast = m.predict(x)
-                opt = m.infer(x, fast, 0.0)
+                opt = m.optimal_codes(x)
+                n_fast += int((fast != 0).sum())
+                n_opt += int((opt != 0).sum())
+                n_both += int(((fast * opt) > 0).sum())
                 sq_diff += float((fast - opt).pow(2).sum())
                 sq_opt += float(opt.pow(2).sum())
                 obj_fast += float((0.5 * squared_error(fast @ D, xf) + m.alpha * l1_penalty(fast)).sum())
@@ -264,6 +276,8 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
             "objective_ratio": obj_fast / max(obj_opt, 1e-30),
             "objective_fast": obj_fast / n,
             "objective_optimal": obj_opt / n,
+            "support_precision": n_both / max(n_fast, 1),
+            "support_recall": n_both / max(n_opt, 1),
         }
 
     @property

@@ -6,17 +6,19 @@ the lasso::
 
     h*(x) = argmin_h  0.5 * ||x - h D||_2^2 + alpha * ||h||_1,      D: (K, n_features), atoms = rows
 
-by FISTA (A. Beck and M. Teboulle, "A fast iterative shrinkage-thresholding algorithm for linear
-inverse problems", SIAM J. Imaging Sciences 2 (2009)) or ISTA, and the dictionary solves::
+exactly, by feature-sign search (H. Lee, A. Battle, R. Raina and A. Y. Ng, "Efficient sparse coding
+algorithms", NIPS 2007), run for all samples at once; FISTA (A. Beck and M. Teboulle, "A fast
+iterative shrinkage-thresholding algorithm for linear inverse problems", SIAM J. Imaging Sciences 2
+(2009)) and ISTA are there too, for teaching and comparison. The dictionary solves::
 
     min_{D, ||D_k|| = 1}  (1/N) sum_n  0.5 * ||x_n - h*(x_n) D||^2 + alpha * ||h*(x_n)||_1
 
 The 0.5 and the row convention are scikit-learn's (``sklearn.decomposition.sparse_encode`` with
 ``algorithm="lasso_cd"`` minimizes the same objective for the same ``alpha``), so objectives can be
-compared number for number. Two ways to learn D: ``"minibatch"`` (codes of each batch by FISTA, then
-one Adam step on D, then the atoms renormalized: the training loop) and ``"alternating"`` (full batch:
-codes of all data, then the least-squares update D = argmin_D ||X - H D||^2 under ||D_k|| <= 1, as in
-the "method of optimal directions" of K. Engan et al., ICASSP 1999, solved exactly atom by atom as in
+compared number for number. Two ways to learn D: ``"minibatch"`` (codes of each batch, then one Adam
+step on D, then the atoms renormalized: the training loop) and ``"alternating"`` (full batch: codes of
+all data, then the least-squares update D = argmin_D ||X - H D||^2 under ||D_k|| <= 1, as in the
+"method of optimal directions" of K. Engan et al., ICASSP 1999, solved exactly atom by atom as in
 Mairal et al., JMLR 2010, then renormalization; every round lowers the objective).
 """
 
@@ -29,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from aekit.estimator import BaseAutoencoder, declare_params
 from aekit.losses import l1_penalty, squared_error
@@ -37,7 +40,7 @@ from aekit.preprocessing import SCALINGS
 from aekit.registry import register
 from aekit.training import TrainConfig, resolve_device
 
-ALGORITHMS = ("fista", "ista")
+ALGORITHMS = ("feature-sign", "fista", "ista")
 FIT_ALGORITHMS = ("minibatch", "alternating")
 # How often the stopping rule is checked: each check moves a few numbers to the host (a GPU sync).
 _CHECK_EVERY = 10
@@ -248,7 +251,575 @@ def _ista(X: Tensor, D: Tensor, alpha: float, max_iter: int, tol: float, init: T
     return _lasso(X, D, alpha, max_iter, tol, init, momentum=False, polish=False)[0]
 
 
-_SOLVERS = {"fista": _fista, "ista": _ista}
+# ------------------------------------------------------------------------- feature-sign search
+
+# Coordinates activated per step, the most violating first: four at a time needs about half the
+# gradient passes of one at a time, and a wrong guess is dropped before it costs anything.
+_FS_ADD = 4
+_FS_MIN_SLOTS = 8
+_FS_MERGE = 512  # sets of equal capacity smaller than this together are merged
+_FS_TAIL = 256  # this few rows left go in one set
+_FS_FIELDS = (
+    "rows", "idx", "val", "sgn", "G", "live", "grad", "refined", "exact", "settled", "cS", "cand", "cand_sgn", "cand_c"
+)
+
+
+@dataclass
+class _ActiveSet:
+    """Feature-sign state of rows that share one slot capacity M.
+
+    Each row keeps its support in M slots: the atom (``K`` marks a free slot), the code and the sign
+    pattern theta, and G, the inverse of A restricted to the support, embedded in (M, M) with zero rows
+    and columns on free slots, so that adding or removing coordinates is a low-rank update of G (the
+    bordering formulas) instead of a new factorization.
+    """
+
+    rows: Tensor  # (n,) row of the problem
+    idx: Tensor  # (n, M) int64 atom per slot, K when free
+    val: Tensor  # (n, M) float64 codes on the slots
+    sgn: Tensor  # (n, M) float64 theta, 0 on free slots
+    G: Tensor  # (n, M, M) float64 inverse of A[S, S]
+    live: Tensor  # (n,) bool: still being solved (finished rows wait here for the next compaction)
+    grad: Tensor  # (n,) bool: cS holds the gradient b - h A at the current codes
+    refined: Tensor  # (n,) bool: the last step refined the codes with a gradient at full precision
+    exact: Tensor  # (n,) bool: the next optimality check is to be made at full precision
+    settled: Tensor  # (n,) bool: the last full-precision check found the codes optimal on their support
+    cS: Tensor  # (n, M) float64 the gradient on the slots, when grad
+    cand: Tensor  # (n, C) int64 coordinates to activate, the valid ones first, K for none
+    cand_sgn: Tensor  # (n, C) float64 their signs
+    cand_c: Tensor  # (n, C) float64 their gradients
+
+    def take(self, sel: Tensor) -> _ActiveSet:
+        return _ActiveSet(*(getattr(self, f)[sel] for f in _FS_FIELDS))
+
+    def grown(self, M: int, K: int) -> _ActiveSet:
+        """The same rows with M slots (free slots appended)."""
+        pad = M - self.idx.shape[1]
+        if pad == 0:
+            return self
+        return _ActiveSet(
+            self.rows, F.pad(self.idx, (0, pad), value=K), F.pad(self.val, (0, pad)), F.pad(self.sgn, (0, pad)),
+            F.pad(self.G, (0, pad, 0, pad)), self.live, self.grad, self.refined, self.exact, self.settled,
+            F.pad(self.cS, (0, pad)), self.cand, self.cand_sgn, self.cand_c,
+        )
+
+
+def _capacity(need: int, K: int) -> int:
+    """Slots for a support of ``need`` coordinates: a multiple of 8 up to 64, of 16 up to 128, then of 32.
+
+    Work on G grows as the square of the slots, so they follow the support closely; the coarser steps
+    further up keep the number of distinct capacities (each a batch of its own) small.
+    """
+    unit = 8 if need <= 64 else 16 if need <= 128 else 32
+    return min(K, max(_FS_MIN_SLOTS, -(-need // unit) * unit))
+
+
+def _cat_sets(sets: list[_ActiveSet]) -> _ActiveSet:
+    return _ActiveSet(*(torch.cat([getattr(s, f) for s in sets]) for f in _FS_FIELDS))
+
+
+def _schur_inverse(S: Tensor, diag: Tensor, allow: Tensor, piv: float) -> tuple[Tensor, Tensor]:
+    """Inverse of the symmetric (n, C, C) ``S`` on the allowed candidates whose pivots are large enough.
+
+    Cholesky in candidate order: the squared diagonal of the factor holds the pivots, each the squared
+    distance of a candidate's atom (in the metric of A) to the span of the support's and the earlier
+    candidates' atoms. Below ``piv`` times the atom's own norm the atoms are nearly dependent: the
+    first such candidate of a row is refused and the row factored again (rare). Returns (C^-1 on the
+    accepted candidates, 0 elsewhere) and the accepted mask.
+    """
+    C = S.shape[1]
+    eye = torch.eye(C, dtype=S.dtype, device=S.device)
+    acc = allow.clone()
+    while True:
+        both = acc.unsqueeze(2) & acc.unsqueeze(1)
+        L, info = torch.linalg.cholesky_ex(torch.where(both, S, eye))
+        d = torch.diagonal(L, dim1=1, dim2=2).square()  # (n, C); beyond a failed pivot, garbage
+        small = acc & ~(d > piv * diag)
+        first = torch.where(small.any(1), small.to(torch.uint8).argmax(1), C)
+        first = torch.where(info > 0, torch.minimum(first, info - 1), first)
+        refuse = first < C
+        if not bool(refuse.any()):
+            return torch.where(both, torch.cholesky_inverse(L), 0.0), acc
+        r = torch.nonzero(refuse).flatten()
+        acc[r, first[r]] = False
+
+
+def _free(st: _ActiveSet, r: Tensor, p: Tensor, K: int) -> None:
+    """Empty slots ``p`` of rows ``r`` (G's row and column there are already 0 up to rounding)."""
+    st.G[r, p, :] = 0.0
+    st.G[r, :, p] = 0.0
+    st.idx[r, p] = K
+    st.val[r, p] = 0.0
+    st.sgn[r, p] = 0.0
+
+
+def _refresh(st: _ActiveSet, sel: Tensor, A: Tensor) -> Tensor:
+    """Recompute G of rows ``sel`` from A (Cholesky); returns the rows where A[S, S] is not positive definite."""
+    K1 = A.shape[0]
+    idx = st.idx[sel]
+    free = idx == K1 - 1
+    Ass = A.take(idx.unsqueeze(2) * K1 + idx.unsqueeze(1)) + torch.diag_embed(free.to(A.dtype))  # 1 on free slots
+    L, info = torch.linalg.cholesky_ex(Ass.to(st.G.dtype))
+    G = torch.cholesky_inverse(L)
+    G = torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G)
+    ok = info == 0
+    st.G[sel[ok]] = G[ok]
+    return sel[~ok]
+
+
+def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alpha: float, piv: float) -> Tensor:
+    """Let atom ``j`` of rows ``sel`` enter a support whose atoms span it; False where that fails.
+
+    With S spanning d_j, A[S + j, S + j] is singular and has the null direction e (e_j = theta, the
+    sign of c_j = b_j - (h A)_j, e_S = -theta G A[S, j]): along it the smooth part stays put and, at
+    an optimum on S, the objective falls at the rate |c_j| - alpha. Walk along e until a coordinate of
+    S reaches zero, then exchange it for j (a downdate and a bordering of G): the degenerate step of the
+    simplex method, which feature-sign search needs when supports reach the dimension of the data
+    (K > n_features and a small alpha).
+    """
+    K1 = A.shape[0]
+    K = K1 - 1
+    n = sel.numel()
+    ar = torch.arange(n, device=sel.device)
+    idx, val, G = st.idx[sel], st.val[sel], st.G[sel]
+    used = idx < K
+    a = A.take(j.unsqueeze(1) * K1 + idx)  # (n, M) A[j, S]
+    c = Bflat[st.rows[sel] * K1 + j] - (a * val).sum(1)  # b_j - (h A)_j at the codes after this step
+    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)  # (n, M)
+    ajj = A.take(j * (K1 + 1))
+    # This step may have settled j or removed a coordinate of S (j's pivot is then no longer 0 and the
+    # next step adds it as usual): only the rows still degenerate and violating swap.
+    need = (c.abs() > alpha) & (ajj - (a * u).sum(1) <= piv * ajj)
+    theta = torch.sign(c)
+    e = -theta.unsqueeze(1) * u
+    hit = used & (val * e < 0)
+    t = torch.where(hit, -val / torch.where(hit, e, 1.0), torch.inf)
+    t1, q = t.min(1)
+    ok = torch.isfinite(t1) & need
+    val = torch.where(ok.unsqueeze(1), val + torch.where(ok, t1, 0.0).unsqueeze(1) * e, val)
+    val[ar, q] = torch.where(ok, 0.0, val[ar, q])
+    # Remove q (downdate of G), then border with j in its slot.
+    g = G[ar, q]
+    coef = torch.where(ok, 1.0 / torch.where(ok, g[ar, q], 1.0), 0.0)
+    G = G - coef[:, None, None] * g.unsqueeze(2) * g.unsqueeze(1)
+    G[ar, q, :] = torch.where(ok.unsqueeze(1), 0.0, G[ar, q, :])
+    G[ar, :, q] = torch.where(ok.unsqueeze(1), 0.0, G[ar, :, q])
+    idx = idx.clone()
+    idx[ar, q] = torch.where(ok, K, idx[ar, q])
+    a = A.take(j.unsqueeze(1) * K1 + idx)
+    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)
+    s = ajj - (a * u).sum(1)
+    ok &= s > piv * ajj
+    u[ar, q] = -1.0
+    G = G + torch.where(ok, 1.0 / torch.where(ok, s, 1.0), 0.0)[:, None, None] * (u.unsqueeze(2) * u.unsqueeze(1))
+    idx[ar, q] = torch.where(ok, j, idx[ar, q])
+    val[ar, q] = torch.where(ok, t1 * theta, val[ar, q])
+    r = sel[ok]
+    st.idx[r], st.val[r], st.G[r] = idx[ok], val[ok], G[ok]
+    st.sgn[r] = torch.sign(st.val[r])
+    return ok | ~need
+
+
+def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) -> tuple[Tensor, Tensor]:
+    """One feature-sign step for every live row of ``st`` (in place); returns two bool (n,) masks.
+
+    With S the support, theta its signs and J the candidates (signs from their gradients), the codes
+    minimizing the quadratic with the linear term alpha theta.h on S + J are found by block
+    elimination: G gives the solution on S, the small Schur complement C = A[J, J] - A[J, S] G A[S, J]
+    adds the candidates. A candidate whose solution takes the other sign is dropped (its sign is then
+    no descent direction; alone, the most violating one always keeps its sign, so at least one enters
+    from an optimum on the support). Then the line search of Lee et al. (below). G is updated for the
+    candidates and the coordinates that left in a single low-rank product.
+
+    Returns ``stuck`` (the most violating candidate was refused: its atom lies in the span of the
+    support's, and no candidate entered; :func:`_swap` lets it in) and ``lost`` (it was dropped for its
+    sign, which at an optimum on the support only rounding can cause).
+    """
+    K1 = A.shape[0]
+    K = K1 - 1
+    n, M = st.idx.shape
+    ar = torch.arange(n, device=st.idx.device)
+    live = st.live.unsqueeze(1)
+    used = st.idx < K
+    grad = st.grad.unsqueeze(1)
+    BS = Bflat[(st.rows * K1).unsqueeze(1) + st.idx]  # (n, M) b on the slots, 0 on free ones
+    # With the gradient at hand, solve for the correction from the current codes (iterative refinement:
+    # exact whatever rounding G has gathered); otherwise for the codes.
+    rS = torch.where(used, torch.where(grad, st.cS, BS) - alpha * st.sgn, 0.0)  # (n, M)
+    valid = (st.cand < K) & live
+    C = int(valid.sum(1).max()) if n else 0
+    stuck = torch.zeros(n, dtype=torch.bool, device=ar.device)
+    lost = stuck
+    W: Tensor | None = None  # (n, M, C) and W C^-1, the candidates' low-rank update of G
+    WC: Tensor | None = None
+    if C:
+        cand, csgn = st.cand[:, :C], st.cand_sgn[:, :C]
+        valid = valid[:, :C]
+        AJ = A.take(st.idx.unsqueeze(2) * K1 + cand.unsqueeze(1))  # (n, M, C) A[S, J]
+        Y = torch.bmm(torch.cat([AJ, rS.unsqueeze(2)], 2).transpose(1, 2), st.G)  # (n, C + 1, M), G symmetric
+        Ut, g0 = Y[:, :C], Y[:, C]  # U^T = (G A[S, J])^T and G r_S
+        S = A.take(cand.unsqueeze(2) * K1 + cand.unsqueeze(1)) - torch.bmm(Ut, AJ)  # (n, C, C)
+        diag = A.take(cand * (K1 + 1))
+        bJ = torch.where(grad, st.cand_c[:, :C], Bflat[(st.rows * K1).unsqueeze(1) + cand])  # as for r_S
+        zJ = torch.where(valid, bJ - alpha * csgn, 0.0) - (AJ * g0.unsqueeze(2)).sum(1)  # (n, C)
+        Cinv, acc = _schur_inverse(S, diag, valid, piv)
+        stuck = valid[:, 0] & ~acc[:, 0]
+        if bool(stuck.any()):  # these rows take a swap step instead (see _swap): no candidate enters now
+            acc &= ~stuck.unsqueeze(1)
+            Cinv = torch.where(stuck[:, None, None], 0.0, Cinv)
+        took = acc[:, 0].clone()
+        xJ = torch.bmm(Cinv, zJ.unsqueeze(2)).squeeze(2)  # (n, C) the candidates' codes
+        for _ in range(C + 1):
+            bad = acc & (xJ * csgn <= 0)
+            if not bool(bad.any()):
+                break
+            # Drop the wrong-signed candidates; if the most violating one is among them, drop the others
+            # instead: alone it keeps its sign. Each drop is a rank-1 downdate of C^-1.
+            top_bad = bad[:, :1] & acc[:, 1:].any(1, keepdim=True)
+            drop = torch.where(top_bad, acc, bad)
+            drop[:, 0] &= ~top_bad[:, 0]
+            for j in torch.nonzero(drop.any(0)).flatten().tolist():
+                m = drop[:, j]
+                col = Cinv[:, :, j]
+                coef = torch.where(m, 1.0 / torch.where(m, col[:, j], 1.0), 0.0)
+                Cinv = Cinv - col.unsqueeze(2) * (col * coef[:, None]).unsqueeze(1)
+            acc &= ~drop
+            Cinv = torch.where(acc.unsqueeze(2) & acc.unsqueeze(1), Cinv, 0.0)
+            xJ = torch.bmm(Cinv, zJ.unsqueeze(2)).squeeze(2)
+        xJ = torch.where(acc, xJ, 0.0)
+        lost = took & ~acc[:, 0]
+        xS = g0 - (Ut * xJ.unsqueeze(2)).sum(1)  # (n, M) the support's codes (or correction)
+        if bool(acc.any()):
+            slots = torch.sort(used.to(torch.uint8), dim=1, stable=True).indices[:, :C]  # free slots first
+            W = Ut.transpose(1, 2).clone()  # (n, M, C): U - E, E placing the candidates in their slots
+            r, c = torch.nonzero(acc, as_tuple=True)
+            W[r, slots[r, c], c] = -1.0
+            WC = torch.bmm(W, Cinv)
+    else:
+        xS = torch.bmm(rS.unsqueeze(1), st.G).squeeze(1)
+    hn = torch.where(used, xS + torch.where(grad, st.val, 0.0), 0.0)  # (n, M) the solution on the support
+    # The low-rank update of G, as factors Z V^T: + W C^-1 W^T for the candidates, then - g g^T / g_q
+    # for each coordinate q that leaves (g the column q of the inverse updated so far).
+    Zs: list[Tensor] = [WC] if WC is not None else []
+    Vs: list[Tensor] = [W] if W is not None else []
+    val, sgn = st.val, st.sgn
+    if W is not None:
+        hn[r, slots[r, c]] = xJ[r, c]  # the candidates enter with their signs (at 0 so far)
+        val = val.clone()
+        sgn = sgn.clone()
+        sgn[r, slots[r, c]] = csgn[r, c]
+    # Line search of Lee et al.: walk toward the solution; where a coordinate reaches zero first, stop,
+    # remove it (its row of the solution vanishes: h <- h - g h_q / g_q) and walk on toward the
+    # solution on the smaller support. On each piece the objective is the quadratic with the linear
+    # term alpha theta.h, which decreases strictly: every piece lowers the objective.
+    gone = torch.zeros_like(used)
+    removed: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (rows, their position map, g * coef, g)
+    for _ in range(M):
+        cross = (sgn != 0) & live & (hn * sgn <= 0)
+        rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
+        if rq.numel() == 0:
+            break
+        cr, v, h = cross[rq], val[rq], hn[rq]
+        t = torch.where(cr, v / torch.where(cr, v - h, 1.0), torch.inf)
+        t1 = t.amin(1, keepdim=True)
+        q = (cr & (t <= t1)).to(torch.uint8).argmax(1)  # the first to reach zero
+        g = st.G[rq, q]  # (nq, M) row q of G (symmetric), then of the inverse updated so far
+        if W is not None and WC is not None:
+            g += (WC[rq] * W[rq, q].unsqueeze(1)).sum(2)
+        for _rk, pos, zk, vk in removed:
+            p = pos[rq]
+            m = torch.nonzero(p >= 0).flatten()
+            if m.numel():
+                g[m] += zk[p[m]] * vk[p[m], q[m]].unsqueeze(1)
+        coef = -1.0 / g.gather(1, q.unsqueeze(1))  # (nq, 1)
+        h = h + g * (coef * h.gather(1, q.unsqueeze(1)))
+        v = v + t1 * (hn[rq] - v)
+        pos = torch.full((n,), -1, dtype=torch.long, device=rq.device)
+        pos[rq] = torch.arange(rq.numel(), device=rq.device)
+        removed.append((rq, pos, g * coef, g))
+        gone[rq, q] = True
+        for x, y in ((hn, h), (val, v)):
+            y[torch.arange(rq.numel(), device=rq.device), q] = 0.0
+            x[rq] = y
+        sgn[rq, q] = 0.0
+    if removed:
+        # Pack each row's removals side by side: the update's rank is the most any row had.
+        count = torch.zeros(n, dtype=torch.long, device=ar.device)
+        cols = []
+        for rk, _, _, _ in removed:
+            cols.append(count[rk].clone())
+            count[rk] += 1
+        L = int(count.max())
+        Zr = st.G.new_zeros(n, M, L)
+        Vr = st.G.new_zeros(n, M, L)
+        for (rk, _, zk, vk), ck in zip(removed, cols):
+            Zr[rk, :, ck] = zk
+            Vr[rk, :, ck] = vk
+        Zs.append(Zr)
+        Vs.append(Vr)
+    if Zs:
+        st.G.baddbmm_(torch.cat(Zs, 2), torch.cat(Vs, 2).transpose(1, 2))
+    if W is not None:
+        st.idx[r, slots[r, c]] = cand[r, c]
+    st.val = torch.where(live, hn, st.val)
+    if bool(gone.any()):
+        rg, pg = torch.nonzero(gone, as_tuple=True)
+        _free(st, rg, pg, K)
+    st.sgn = torch.sign(st.val)
+    st.refined = st.grad & st.live
+    st.grad = torch.zeros_like(st.live)
+    C_next = min(_FS_ADD, K)
+    st.cand = torch.full((n, C_next), K, dtype=st.cand.dtype, device=ar.device)
+    st.cand_sgn = st.val.new_zeros(n, C_next)
+    st.cand_c = st.val.new_zeros(n, C_next)
+    st.cS = torch.zeros_like(st.val)
+    return stuck, lost
+
+
+def _gradient_fn(A: Tensor, D: Tensor | None, beta: float) -> Any:
+    """``(b, h) -> b - h A`` for A = D D^T + beta I (or A as given when D is None), in the cheaper form."""
+    if D is not None and 2 * D.shape[1] < D.shape[0]:
+        Dt = D.t().contiguous()
+        if beta:
+            return lambda b, h: torch.addmm(b - beta * h, h @ D, Dt, alpha=-1.0)
+        return lambda b, h: torch.addmm(b, h @ D, Dt, alpha=-1.0)
+    return lambda b, h: torch.addmm(b, h, A, alpha=-1.0)
+
+
+def _feature_sign(
+    A: Tensor,
+    B: Tensor,
+    alpha: float,
+    max_iter: int,
+    D: Tensor | None = None,
+    beta: float = 0.0,
+) -> tuple[Tensor, Tensor, int]:
+    """Exact lasso codes by feature-sign search, all rows at once; no checks.
+
+    Minimizes ``0.5 h A h^T - h . b + alpha ||h||_1`` for every row b of ``B`` (N, K); A (K, K) is
+    symmetric positive semidefinite, equal to ``D D^T + beta I`` when ``D`` (K, F) is given (used for
+    the cheaper gradient when K > 2F).
+
+    H. Lee, A. Battle, R. Raina and A. Y. Ng, "Efficient sparse coding algorithms", NIPS 2007, with
+    all rows stepping together. Each round: (1) every row gets its gradient c = b - h A (in float32
+    first, several times cheaper on a CPU; a row that looks optimal is checked again at full
+    precision); rows whose optimality conditions hold (|c_j| <= alpha off the support, c_j = alpha
+    theta_j on it, to rounding) are done, the others get their most violating coordinates as
+    candidates; (2) rows whose supports outgrow their slots move to sets of larger capacity; (3) one
+    step (:func:`_step`, or :func:`_swap` when a candidate's atom lies in the span of the support).
+    Rows of similar support size share a batch, so the work on G follows each row's support.
+
+    Returns the codes (N, K) in float64, a bool (N,) marking rows that met nearly dependent atoms
+    (their codes are the best found, for another solver to finish) and the number of rounds taken.
+    """
+    N, K = B.shape
+    dev, f64 = B.device, torch.float64
+    eps = torch.finfo(B.dtype).eps
+    # Pivots below this (relative) mean nearly dependent atoms: refused, as G would lose accuracy.
+    piv = 1e-6
+    gradient = _gradient_fn(A, D, beta)
+    # Gradients for choosing candidates are taken in float32 (several times faster on a CPU); a row
+    # is declared optimal only after a check at the problem's precision.
+    screen = B.dtype == torch.float64 and B.device.type == "cpu"
+    B32 = B.float() if screen else B
+    gradient32 = _gradient_fn(A.float(), D.float() if D is not None else None, beta) if screen else gradient
+    slack32 = 64 * torch.finfo(torch.float32).eps
+    A64 = torch.zeros(K + 1, K + 1, dtype=f64, device=dev)  # row and column K: the free slots' zeros
+    A64[:K, :K] = A
+    B64 = torch.zeros(N, K + 1, dtype=f64, device=dev)
+    B64[:, :K] = B
+    Bflat = B64.reshape(-1)
+    scale = B64.abs().amax(1).clamp_min(alpha)  # (N,) the largest correlation
+    rel = 64 * eps  # KKT violations tolerated: rounding (the solution is exact)
+    slack = rel * scale
+    amax = float(A.diagonal().abs().max())
+    caps = torch.tensor([_capacity(i, K) for i in range(K + 1)], device=dev)
+    out = torch.zeros(N, K + 1, dtype=f64, device=dev)
+    failed = torch.zeros(N, dtype=torch.bool, device=dev)
+
+    def finish(st: _ActiveSet, sel: Tensor) -> None:
+        codes = torch.zeros(int(sel.sum()), K + 1, dtype=f64, device=dev)
+        out[st.rows[sel]] = codes.scatter_(1, st.idx[sel], st.val[sel])
+        st.live = st.live & ~sel
+
+    def check(st: _ActiveSet, fi: Tensor, single: bool) -> Tensor:
+        """Gradient of rows ``fi``, their next candidates; returns which rows are optimal.
+
+        ``single``: in float32 (only to choose candidates; "optimal" then means "worth a check").
+        """
+        r, idx = st.rows[fi], st.idx[fi]
+        dt = torch.float32 if single else B.dtype
+        h = torch.zeros(fi.numel(), K + 1, dtype=dt, device=dev).scatter_(1, idx, st.val[fi].to(dt))[:, :K]
+        c = torch.zeros(fi.numel(), K + 1, dtype=dt, device=dev)
+        c[:, :K] = gradient32(B32[r], h) if single else gradient(B[r], h)
+        # Rounding of b - h A grows with ||h||_1 (entries of A are at most amax in size).
+        rounding = 64 * torch.finfo(dt).eps * amax * st.val[fi].abs().sum(1)
+        tolerance = ((slack32 if single else rel) * scale[r] + rounding).to(dt)
+        cS = torch.gather(c, 1, idx)
+        res = (cS - alpha * st.sgn[fi].to(dt)).abs().amax(1)  # 0 on free slots (c[:, K] = 0)
+        v = c.abs().scatter_(1, idx, 0.0)[:, :K]  # |gradient| off the support
+        top, ti = v.topk(min(_FS_ADD, K), dim=1)
+        viol = top > (alpha + tolerance).unsqueeze(1)
+        ti = torch.where(viol, ti, K)
+        cc = torch.gather(c, 1, ti).to(f64)
+        st.cand[fi, : ti.shape[1]] = ti
+        st.cand_c[fi, : ti.shape[1]] = cc
+        st.cand_sgn[fi, : ti.shape[1]] = torch.sign(cc)
+        if not single:  # the step refines the codes with this gradient
+            st.cS[fi] = cS.to(f64)
+            st.grad[fi] = True
+            st.exact[fi] = False
+            st.settled[fi] = res <= tolerance
+        return ~viol[:, 0] & (res <= tolerance)
+
+    sets: list[_ActiveSet] = []
+    # The first step, from h = 0 where the gradient is b: its most violating coordinates.
+    top, cand = B64[:, :K].abs().topk(min(_FS_ADD, K), dim=1)
+    cand = torch.where(top > (alpha + slack).unsqueeze(1), cand, K)
+    rows = torch.nonzero(cand[:, 0] < K).flatten()  # rows with nothing to activate are solved by h = 0
+    if rows.numel():
+        n, M = rows.numel(), _capacity(min(_FS_ADD, K), K)
+        no = torch.zeros(n, dtype=torch.bool, device=dev)
+        z = torch.zeros(n, M, dtype=f64, device=dev)
+        cand_c = torch.gather(B64, 1, cand)[rows]
+        sets.append(_ActiveSet(
+            rows, torch.full((n, M), K, dtype=torch.long, device=dev), z, z.clone(),
+            torch.zeros(n, M, M, dtype=f64, device=dev), ~no, no, no, no, no, z.clone(), cand[rows],
+            torch.sign(cand_c), cand_c,
+        ))
+    n_steps = 0
+    for it in range(max_iter):
+        if not sets:
+            break
+        n_steps = it + 1
+        # Every row after its first step: gradient, optimality check, the next candidates.
+        for st in sets if it else ():
+            fi = torch.nonzero(st.live).flatten()
+            if fi.numel() == 0:
+                continue
+            if screen:
+                ex = st.exact[fi]
+                fi = torch.cat([fi[ex], fi[~ex][check(st, fi[~ex], True)]])  # those that look optimal
+                if fi.numel() == 0:
+                    continue
+            done = check(st, fi, False)
+            # A refined row still off optimality on its support: G has lost accuracy (nearly
+            # dependent atoms); recompute it.
+            stale = fi[~st.settled[fi] & st.refined[fi]]
+            if stale.numel():
+                failed_rows = _refresh(st, stale, A64)
+                if failed_rows.numel():
+                    failed[st.rows[failed_rows]] = True
+                    sel = torch.zeros_like(st.live)
+                    sel[failed_rows] = True
+                    finish(st, sel)
+            if bool(done.any()):
+                sel = torch.zeros_like(st.live)
+                sel[fi[done]] = True
+                finish(st, sel)
+        # Rows whose support outgrows their slots move to a larger capacity.
+        for st in list(sets):
+            need = (st.idx < K).sum(1) + (st.cand < K).sum(1)
+            up = (need > st.idx.shape[1]) & st.live
+            if not bool(up.any()):
+                continue
+            big = st.take(up)
+            cap = caps[(need[up] + _FS_ADD).clamp_max(K)]  # room for the next step's candidates too
+            for M2 in cap.unique().tolist():
+                sets.append(big.take(cap == M2).grown(int(M2), K))
+            st.live = st.live & ~up
+        sets = _compact(sets, K)
+        # The step.
+        for st in sets:
+            grad = st.grad & st.live
+            top = st.cand[:, 0].clone()
+            stuck, lost = _step(st, A64, Bflat, alpha, piv)
+            if bool(stuck.any()):
+                sr = torch.nonzero(stuck).flatten()
+                bad = sr[~_swap(st, sr, top[sr], A64, Bflat, alpha, piv)]
+                if bad.numel():
+                    sel = torch.zeros_like(st.live)
+                    sel[bad] = True
+                    failed[st.rows[bad]] = True
+                    finish(st, sel)
+            if bool(lost.any()):
+                # The most violating coordinate would enter with the wrong sign, which the theory
+                # rules out at an optimum on the support: its violation is rounding. Screened in
+                # float32, check again at full precision; checked at full precision, the row is done.
+                finish(st, lost & grad & st.settled)
+                st.exact |= lost & ~grad
+        sets = _compact(sets, K)
+    for st in sets:  # out of steps: the best codes found
+        finish(st, st.live)
+    return out[:, :K], failed, n_steps
+
+
+def _compact(sets: list[_ActiveSet], K: int) -> list[_ActiveSet]:
+    """Drop finished rows once they are a quarter of a set; merge small sets of equal capacity.
+
+    Merging copies the sets merged, so large sets are left apart unless there are many of them.
+    """
+    by_M: dict[int, list[_ActiveSet]] = {}
+    for st in sets:
+        n_live = int(st.live.sum())
+        if n_live == 0:
+            continue
+        if 4 * (st.live.numel() - n_live) > st.live.numel():
+            st = st.take(st.live)
+        by_M.setdefault(st.idx.shape[1], []).append(st)
+    live = [s for lst in by_M.values() for s in lst]
+    if len(live) > 1 and sum(int(s.live.sum()) for s in live) <= _FS_TAIL:
+        # The last few rows: one batch at the largest capacity costs less than a batch per capacity.
+        M = max(by_M)
+        return [_cat_sets([(s if bool(s.live.all()) else s.take(s.live)).grown(M, K) for s in live])]
+    out = []
+    for lst in by_M.values():
+        lst.sort(key=lambda s: s.rows.numel())
+        while len(lst) > 1 and (lst[0].rows.numel() + lst[1].rows.numel() < _FS_MERGE or len(lst) > 3):
+            lst[:2] = [_cat_sets([s if bool(s.live.all()) else s.take(s.live) for s in lst[:2]])]
+            lst.sort(key=lambda s: s.rows.numel())
+        out += lst
+    return out
+
+
+def _exact_lasso(
+    X: Tensor,
+    D: Tensor,
+    alpha: float,
+    max_iter: int,
+    tol: float,
+    *,
+    beta: float = 0.0,
+    prior: Tensor | None = None,
+) -> Tensor:
+    """Codes (N, K) minimizing ``0.5 ||x - h D||^2 + alpha ||h||_1 + 0.5 beta ||h - prior||^2`` per row; no checks.
+
+    Feature-sign search (:func:`_feature_sign`) in float64 whatever the dtype of ``X`` (float32 data
+    get the float64 solution rounded, the same for a row whatever batch it comes in). The rare rows
+    whose support meets nearly dependent atoms are finished by FISTA (``tol``) from where the search
+    stopped.
+    """
+    Xd, Dd = X.double(), D.double()
+    gram = Dd @ Dd.t()  # (K, K)
+    B = Xd @ Dd.t()  # (N, K)
+    if beta:
+        gram = gram + beta * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        B = B + beta * prior.double() if prior is not None else B
+    H, failed, _ = _feature_sign(gram, B, alpha, max_iter, D=Dd, beta=beta)
+    if bool(failed.any()):
+        rows = torch.nonzero(failed).flatten()
+        L = _lipschitz(gram)
+        factors = (Dd, Xd[rows], float(beta)) if 2 * D.shape[1] < D.shape[0] else None
+        H[rows] = _prox_grad(gram, B[rows], L, alpha, max_iter, tol, H[rows], True, True, factors)[0]
+    return H.to(X.dtype)
+
+
+def _feature_sign_codes(X: Tensor, D: Tensor, alpha: float, max_iter: int, tol: float, init: Tensor | None) -> Tensor:
+    """Exact sparse codes (N, K) of ``X`` on ``D`` by feature-sign search (which needs no ``init``); no checks."""
+    return _exact_lasso(X, D, alpha, max_iter, tol)
+
+
+_SOLVERS = {"feature-sign": _feature_sign_codes, "fista": _fista, "ista": _ista}
 
 
 # --------------------------------------------------------------------------------- validation
@@ -305,26 +876,36 @@ def sparse_encode(
     dictionary: Any,
     alpha: float,
     *,
-    algorithm: str = "fista",
+    algorithm: str = "feature-sign",
     max_iter: int = 1000,
     tol: float = 1e-6,
     init: Any = None,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Sparse codes of ``X`` on a fixed dictionary, by FISTA or ISTA, all samples at once.
+    """Sparse codes of ``X`` on a fixed dictionary, all samples at once: exact by default.
 
     Solves, independently for each sample x (row of ``X``)::
 
         min_h  0.5 * ||x - h D||_2^2 + alpha * ||h||_1
 
     the objective of ``sklearn.decomposition.sparse_encode(X, D, algorithm="lasso_cd", alpha=alpha)``.
-    Each iteration is a proximal gradient step of size 1/L, L the largest eigenvalue of D D^T, taken
-    for all samples at once as one or two matrix products (the Gram matrix D D^T and X D^T are
-    computed once). FISTA adds Nesterov momentum, which brings the objective within O(1/k^2) of the
-    optimum after k iterations instead of ISTA's O(1/k); here its momentum is restarted per sample
-    when it points uphill, and each sample whose signs are stable gets the exact solution on its
-    support, kept only where the optimality conditions confirm it (so most codes come back exact to
-    rounding). ``"ista"`` is the plain method, for teaching and comparison.
+
+    ``"feature-sign"`` (the default) is the feature-sign search of Lee et al. (NIPS 2007): guess the
+    support and signs of the solution, solve the linear system they give, and correct the guess. Each
+    step activates the coordinates that violate the optimality condition most (four at a time), solves
+    on the support with those signs, drops a new coordinate whose solution has the other sign, and
+    moves toward the solution until a coordinate reaches zero (it leaves the support there); every
+    step lowers the objective, and the search ends when the optimality conditions hold, to rounding:
+    the codes are exact, not approximate. The steps of all samples are taken together; each sample
+    keeps the inverse of its support's Gram matrix and updates it by low-rank corrections. The search
+    runs in float64 whatever the input dtype, and a sample stops as soon as it is solved.
+
+    ``"fista"`` and ``"ista"`` are proximal gradient methods, for teaching and comparison: each
+    iteration is a gradient step of size 1/L (L the largest eigenvalue of D D^T) followed by soft
+    thresholding, for all samples as one or two matrix products. FISTA adds Nesterov momentum, which
+    brings the objective within O(1/k^2) of the optimum after k iterations instead of ISTA's O(1/k);
+    here its momentum is restarted per sample when it points uphill, and a sample whose signs are
+    stable gets the exact solution on its support where the optimality conditions confirm it.
 
     Parameters
     ----------
@@ -333,15 +914,18 @@ def sparse_encode(
         The atoms as rows (scikit-learn's convention). They need not have unit norm.
     alpha : float >= 0
         Weight of the L1 penalty; 0 gives least-squares codes.
-    algorithm : {"fista", "ista"}
+    algorithm : {"feature-sign", "fista", "ista"}
     max_iter : int
-        Most iterations.
+        Most steps (feature-sign search) or iterations (FISTA, ISTA).
     tol : float >= 0
-        A sample stops when the largest change of its code entries in one iteration is at most ``tol``
-        times its largest code entry (checked every 10 iterations), or when its code is proven exact;
-        0 stops a sample only when its code no longer changes or is proven exact.
+        FISTA and ISTA: a sample stops when the largest change of its code entries in one iteration is
+        at most ``tol`` times its largest code entry (checked every 10 iterations), or when its code
+        is proven exact; 0 stops a sample only when its code no longer changes or is proven exact.
+        Feature-sign search is exact and uses it only for the rare samples whose support meets nearly
+        dependent atoms, which it hands to FISTA.
     init : array-like, (n_samples, n_components), optional
-        Starting codes (warm start); zeros by default.
+        Starting codes for FISTA and ISTA (warm start); zeros by default. Feature-sign search starts
+        from zero and ignores it.
     device : str
         Where to compute ("cpu", "cuda", "auto").
 
@@ -349,6 +933,11 @@ def sparse_encode(
     -------
     codes : ndarray, (n_samples, n_components)
         float64 when ``X`` or ``dictionary`` is float64, else float32.
+
+    Notes
+    -----
+    A feature-sign step is many small tensor operations; on a CPU shared with other work, one torch
+    thread (``torch.set_num_threads(1)``) is often faster than several.
 
     Examples
     --------
@@ -422,7 +1011,7 @@ def _init_dictionary(X: Tensor, n_components: int, generator: torch.Generator) -
 
 
 class SparseCodingModule(nn.Module):
-    """Linear decoder h D and the FISTA encoder. Shapes: x (B, *sample_shape), h (B, K), D (K, n_features).
+    """Linear decoder h D and the exact lasso encoder. Shapes: x (B, *sample_shape), h (B, K), D (K, n_features).
 
     ``loss`` is the sparse-coding objective with named terms ``reconstruction`` (0.5 ||x - h D||^2)
     and ``l1`` (alpha ||h||_1, constant for D since codes are computed without gradient).
@@ -435,11 +1024,11 @@ class SparseCodingModule(nn.Module):
         self.alpha, self.max_iter, self.tol = float(alpha), int(max_iter), float(tol)
         self.dictionary = nn.Parameter(_unit_rows(torch.randn(n_components, d)))
 
-    def encode(self, x: Tensor, init: Tensor | None = None) -> Tensor:
-        """FISTA codes, (B, K); no gradient flows through the optimization."""
+    def encode(self, x: Tensor) -> Tensor:
+        """Exact sparse codes (feature-sign search), (B, K); no gradient flows through the optimization."""
         with torch.no_grad():
             D = self.dictionary.detach()
-            return _fista(x.reshape(x.shape[0], -1).to(D.dtype), D, self.alpha, self.max_iter, self.tol, init)
+            return _exact_lasso(x.reshape(x.shape[0], -1).to(D.dtype), D, self.alpha, self.max_iter, self.tol)
 
     def decode(self, h: Tensor) -> Tensor:
         return (h @ self.dictionary).reshape(h.shape[0], *self.sample_shape)
@@ -468,15 +1057,15 @@ class SparseCodingConfig:
     latent_dim: int = 128  # K, the number of atoms; 2x overcomplete for digits, the classic sparse-coding regime
     alpha: float = 1.0  # L1 weight, scikit-learn's default; scale it with the norm of the data
     fit_algorithm: str = "minibatch"  # "minibatch": Adam steps on D per batch; "alternating": full-batch MOD
-    transform_max_iter: int = 1000  # FISTA iterations at most per encoding (scikit-learn's default)
-    tol: float = 1e-4  # FISTA stops when codes change by at most tol relative; 1e-4 is well below data noise
+    transform_max_iter: int = 1000  # feature-sign steps at most per encoding (a few dozen are needed)
+    tol: float = 1e-4  # of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
     scaling: str = "none"  # sparse coding works on the data as given; "standard" centres and scales features
 
 
 @register(
     "sparse-coding",
-    "linear decoder h D, encoder argmin_h 0.5||x - h D||^2 + alpha||h||_1 by FISTA; dictionary learned by "
-    "minibatch Adam steps or alternating least squares",
+    "linear decoder h D, encoder argmin_h 0.5||x - h D||^2 + alpha||h||_1 (exact, by feature-sign search); "
+    "dictionary learned by minibatch Adam steps or alternating least squares",
     capabilities=("gradient", "images"),
 )
 @declare_params(SparseCodingConfig, TrainConfig)
@@ -501,8 +1090,8 @@ class SparseCoding(BaseAutoencoder):
 
     Notes
     -----
-    ``transform`` returns the FISTA codes of :func:`sparse_encode` with this estimator's ``alpha``,
-    ``transform_max_iter`` and ``tol``; ``inverse_transform`` is ``h @ components_``. The data are used
+    ``transform`` returns the exact codes of :func:`sparse_encode` (feature-sign search) with this
+    estimator's ``alpha``, ``transform_max_iter`` and ``tol``; ``inverse_transform`` is ``h @ components_``. The data are used
     as given (``scaling="none"``): centre them first, e.g. remove each image patch's mean, as sparse
     coding of natural images does.
 
@@ -548,7 +1137,7 @@ class SparseCoding(BaseAutoencoder):
         return _fit_alternating(m, X2, cfg.max_epochs)
 
     def _prepare(self, X: Any) -> np.ndarray:
-        # FISTA's budget may change after fit (set_params); alpha may not: the dictionary was learned for it.
+        # The solver's budget may change after fit (set_params); alpha may not: the dictionary was learned for it.
         Xs = super()._prepare(X)
         m: SparseCodingModule = self.module_
         m.max_iter, m.tol = _check_positive_int("transform_max_iter", self.transform_max_iter), _check_tol(self.tol)
@@ -581,17 +1170,16 @@ def _update_dictionary(D: Tensor, HtH: Tensor, HtX: Tensor, n_sweeps: int = 5) -
 
 @torch.no_grad()
 def _fit_alternating(m: SparseCodingModule, X: Tensor, n_rounds: int) -> list[dict[str, float]]:
-    """Per round: codes of all data by warm-started FISTA, then the constrained least-squares update of D.
+    """Per round: exact codes of all data (feature-sign search), then the constrained least-squares update of D.
 
-    An atom that ends inside the unit ball is scaled up to unit norm with its codes scaled down, which
-    leaves H D unchanged and lowers the L1 term; an atom no sample uses is restarted on the sample the
+    An atom that ends inside the unit ball is scaled up to unit norm (its codes would scale down, which
+    leaves H D unchanged and lowers the L1 term); an atom no sample uses is restarted on the sample the
     current dictionary explains worst.
     """
     history: list[dict[str, float]] = []
-    H: Tensor | None = None
     for r in range(n_rounds):
         D = m.dictionary.detach()
-        H = _fista(X, D, m.alpha, m.max_iter, m.tol, H)  # (N, K)
+        H = _exact_lasso(X, D, m.alpha, m.max_iter, m.tol)  # (N, K)
         resid = squared_error(H @ D, X)  # (N,)
         rec = 0.5 * resid.mean()
         l1 = m.alpha * l1_penalty(H).mean()
@@ -603,6 +1191,5 @@ def _fit_alternating(m: SparseCodingModule, X: Tensor, n_rounds: int) -> list[di
             new[dead[: worst.numel()]] = X[worst]
         norms = new.norm(dim=1)
         new = torch.where((norms > 1e-12)[:, None], new, D)  # a zero sample cannot be an atom; keep the old one
-        H = H * new.norm(dim=1).clamp_min(1e-12)  # the warm start for the renormalized atoms
         m.dictionary.copy_(_unit_rows(new))
     return history
