@@ -34,6 +34,11 @@ def activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
 
 
+def code_activation(name: str) -> nn.Module:
+    """The non-linearity of a code layer: any :func:`activation`, or ``"linear"`` (none)."""
+    return nn.Identity() if name == "linear" else activation(name)
+
+
 def apply_output(kind: str, raw: Tensor) -> Tensor:
     """Map the decoder's raw output to data space: sigmoid, tanh or identity."""
     if kind == "sigmoid":

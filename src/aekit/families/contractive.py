@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from aekit.estimator import declare_params
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
 from aekit.losses import contractive_autograd, contractive_projection, contractive_sigmoid_exact
-from aekit.nets import activation, apply_output
+from aekit.nets import apply_output
+from aekit.nets import code_activation as nets_code_activation
 from aekit.outputs import AEOutput, LossOutput
 from aekit.registry import register
 from aekit.training import TrainConfig
@@ -52,10 +53,6 @@ class ContractiveConfig:
     jacobian: str = "auto"  # "exact" (closed form, one sigmoid layer), "autograd" or "projection"; auto picks
     n_projections: int = 1  # random projections per step for jacobian="projection" (one is unbiased)
     code_activation: str = "sigmoid"  # the paper's sigmoid code units; the closed form needs them
-
-
-def _code_activation(name: str) -> nn.Module:
-    return nn.Identity() if name == "linear" else activation(name)
 
 
 class ContractiveAutoencoderModule(AutoencoderModule):
@@ -80,7 +77,7 @@ class ContractiveAutoencoderModule(AutoencoderModule):
         super().__init__(encoder, decoder, output, loss)
         self.alpha, self.jacobian, self.n_projections = float(alpha), jacobian, int(n_projections)
         self.code_activation = code_activation
-        self.code_act = _code_activation(code_activation)
+        self.code_act = nets_code_activation(code_activation)
         if jacobian == "exact":
             linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
             has_other = any(isinstance(m, nn.modules.conv._ConvNd) for m in encoder.modules())

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from aekit.estimator import declare_params
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
 from aekit.losses import kl_sparsity, l1_penalty
-from aekit.nets import activation, apply_output
+from aekit.nets import apply_output
+from aekit.nets import code_activation as nets_code_activation
 from aekit.outputs import AEOutput, LossOutput
 from aekit.preprocessing import check_array
 from aekit.registry import register
@@ -75,10 +76,6 @@ def keep_top_k(h: Tensor, k: int) -> Tensor:
     return torch.zeros_like(h).scatter(1, idx, values)
 
 
-def _code_activation(name: str) -> nn.Module:
-    return nn.Identity() if name == "linear" else activation(name)
-
-
 class SparseAutoencoderModule(AutoencoderModule):
     """Autoencoder whose code is ``h = code_act(a(x))`` (top-k'd for ``topk``), with a sparsity term in ``loss``.
 
@@ -104,7 +101,7 @@ class SparseAutoencoderModule(AutoencoderModule):
         super().__init__(encoder, decoder, output, loss)
         self.penalty, self.alpha, self.rho, self.k = penalty, float(alpha), float(rho), int(k)
         self.code_activation = code_activation
-        self.code_act = _code_activation(code_activation)
+        self.code_act = nets_code_activation(code_activation)
         # The encoder sees x - mean(x_train). Same function class (the mean folds into the first bias),
         # but with data such as images in [0, 1] the uncentred pre-activations are dominated by the
         # mean image, so the same few units win for every input and the rest die (top-k most of all).
