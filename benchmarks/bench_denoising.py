@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.corruption import make_corruption
-from aekit.metrics import reconstruction_metrics
+from aekit.data.corruption import make_corruption
+from aekit.report.metrics import reconstruction_metrics
 
 from _common import add_data_args, machine, table
 

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import aekit
-from aekit.metrics import reconstruction_metrics
+from aekit.report.metrics import reconstruction_metrics
 
 from _common import add_data_args, machine, table
 

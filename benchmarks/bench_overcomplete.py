@@ -49,7 +49,7 @@ import numpy as np
 
 import aekit
 from aekit.families.sparse import ZERO_THRESHOLD
-from aekit.metrics import reconstruction_metrics
+from aekit.report.metrics import reconstruction_metrics
 
 from _common import add_data_args, machine, table
 

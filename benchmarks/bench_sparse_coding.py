@@ -46,8 +46,9 @@ from sklearn.decomposition import sparse_encode as sk_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d, reconstruct_from_patches_2d
 
+from aekit.core.lasso import sparse_coding_objective, sparse_encode
 from aekit.families.psd import PredictiveSparseDecomposition
-from aekit.families.sparse_coding import SparseCoding, sparse_coding_objective, sparse_encode
+from aekit.families.sparse_coding import SparseCoding
 
 TOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
 RTOL = {np.float64: 1e-12, np.float32: 1e-8}  # objective excess over scikit-learn's taken as rounding

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import aekit
-import aekit.training
-from aekit.cli import COMMANDS, main
-from aekit.registry import families
+import aekit.engine.training
+from aekit.cli.main import COMMANDS, main
+from aekit.families.registry import families
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet"]
@@ -348,14 +348,14 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def _interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Simulate Ctrl-C right after the checkpoint and history of ``epoch`` are written."""
-    original = aekit.training.CSVLogger.on_epoch_end
+    original = aekit.engine.training.CSVLogger.on_epoch_end
 
     def on_epoch_end(self: Any, state: dict[str, Any]) -> None:
         original(self, state)
         if state["epoch"] == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(aekit.training.CSVLogger, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
 
 
 def test_resume_after_a_kill_completes_the_run(

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aekit import data
-from aekit.data import DATASETS, Dataset, default_data_dir, load_dataset, read_idx
+from aekit.data import datasets as data
+from aekit.data.datasets import DATASETS, Dataset, default_data_dir, load_dataset, read_idx
 
 TRAIN_IMAGES, TRAIN_LABELS = data.IDX_FILES["train"]
 TEST_IMAGES, TEST_LABELS = data.IDX_FILES["test"]

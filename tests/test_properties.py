@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import aekit
-from aekit import losses
-from aekit.nets import build_encoder_decoder
-from aekit.preprocessing import SCALINGS, Scaler, check_array
-from aekit.registry import get_family
+from aekit.core import losses
+from aekit.core.nets import build_encoder_decoder
+from aekit.data.preprocessing import SCALINGS, Scaler, check_array
+from aekit.families.registry import get_family
 
 FAST = settings(max_examples=25, deadline=None)
 

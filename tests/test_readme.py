@@ -24,7 +24,7 @@ def test_python_examples_run(code: str, tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_family_table_lists_every_family() -> None:
     text = README.read_text()
-    for name, info in aekit.families().items():
+    for name, info in aekit.list_families().items():
         assert f"| `{name}` | `{info.estimator.__name__}` |" in text, name
         assert getattr(aekit, info.estimator.__name__) is info.estimator, f"aekit.{info.estimator.__name__} is not exported"
 

@@ -13,9 +13,9 @@ from scipy.linalg import subspace_angles
 from sklearn.decomposition import PCA, FactorAnalysis
 
 import aekit
-from aekit import losses
+from aekit.core import losses
+from aekit.core.nets import build_encoder_decoder
 from aekit.families.autoencoder import AutoencoderModule
-from aekit.nets import build_encoder_decoder
 
 
 def random_data(n: int = 300, d: int = 30, seed: int = 0) -> np.ndarray:

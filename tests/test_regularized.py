@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 import aekit
-from aekit.corruption import (
+from aekit.data.corruption import (
     LUMA_WEIGHTS,
     BlockOcclusion,
     Compose,

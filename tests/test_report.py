@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import aekit
-from aekit.data import Dataset
-from aekit.metrics import reconstruction_metrics
-from aekit.report import decoder_samples, latent_figure, loss_figure, write_report
+from aekit.data.datasets import Dataset
+from aekit.report.html import decoder_samples, latent_figure, loss_figure, write_report
+from aekit.report.metrics import reconstruction_metrics
 
 torch.set_num_threads(1)
 

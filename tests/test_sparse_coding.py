@@ -11,15 +11,10 @@ from sklearn.decomposition import sparse_encode as sk_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 
 import aekit
+from aekit.core.lasso import _lipschitz, _prox_grad, sparse_coding_objective, sparse_encode
 from aekit.families.psd import PredictiveSparseDecomposition
-from aekit.families.sparse_coding import (
-    SparseCoding,
-    _lipschitz,
-    _prox_grad,
-    sparse_coding_objective,
-    sparse_encode,
-)
-from aekit.registry import get_family
+from aekit.families.registry import get_family
+from aekit.families.sparse_coding import SparseCoding
 
 
 def random_problem(n: int = 50, d: int = 20, k: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +133,7 @@ def test_feature_sign_with_dependent_atoms_and_large_alpha():
 
 def test_feature_sign_with_a_prior_matches_fista():
     # PSD's inference: the lasso plus 0.5 beta ||h - p||^2, a quadratic positive definite on every support.
-    from aekit.families.sparse_coding import _exact_lasso, _lasso
+    from aekit.core.lasso import _exact_lasso, _lasso
 
     X, D = (torch.from_numpy(a) for a in random_problem(80, 10, 40, seed=7))
     p = torch.randn(80, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

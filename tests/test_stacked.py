@@ -15,11 +15,11 @@ from conftest import digits_data, digits_labels
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
+from aekit.engine.training import fit_module
 from aekit.families import stacked
 from aekit.families.contractive import ContractiveAutoencoderModule
 from aekit.families.sparse import SparseAutoencoderModule
 from aekit.families.stacked import StackedAutoencoder, StackedAutoencoderModule
-from aekit.training import fit_module
 
 
 def small(**kw: Any) -> StackedAutoencoder:
@@ -305,7 +305,7 @@ class Killed(Exception):
 
 
 def test_resume_after_a_kill_during_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aekit.training import Callback
+    from aekit.engine.training import Callback
 
     X, y = digits_data(), digits_labels()
     settings = {"hidden_dims": (24, 16), "pretrain_epochs": 3, "max_epochs": 3, "lr_schedule": "cosine"}

@@ -13,12 +13,12 @@ import torch
 from conftest import digits_data, family_params, fit_args, make_tiny
 
 import aekit
-import aekit.estimator
+import aekit.families.base
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.engine.rundir import ModelFileError
+from aekit.engine.training import Callback, TrainConfig, fit_module, lr_at
 from aekit.families.autoencoder import AutoencoderModule
-from aekit.outputs import AEOutput, LossOutput
-from aekit.registry import get_family
-from aekit.runs import ModelFileError
-from aekit.training import Callback, TrainConfig, fit_module, lr_at
+from aekit.families.registry import get_family
 
 
 def small_ae(**kw: Any) -> aekit.Autoencoder:
@@ -60,7 +60,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         kwargs["callbacks"] = (*kwargs.get("callbacks", ()), rec)
         return fit_module(*args, **kwargs)
 
-    monkeypatch.setattr(aekit.estimator, "fit_module", fit_with_recorder)
+    monkeypatch.setattr(aekit.families.base, "fit_module", fit_with_recorder)
     return rec
 
 
@@ -104,7 +104,7 @@ def test_early_stopping_restores_best_val_loss() -> None:
     val = [row["val_loss"] for row in history]
     assert len(history) == 5 and int(np.argmin(val)) == 2
     # Recompute the validation loss of the final weights on the rows the loop held out.
-    from aekit.training import evaluate_loss
+    from aekit.engine.training import evaluate_loss
 
     order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(0))
     val_idx = order[: round(X.shape[0] * config.validation_fraction)]
@@ -197,7 +197,7 @@ def test_resume_after_a_kill_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     X = digits_data()
     settings = {"max_epochs": 5, "lr_schedule": "cosine", "patience": 2}
     with monkeypatch.context() as m:
-        m.setattr(aekit.estimator, "fit_module", fit_then_kill)
+        m.setattr(aekit.families.base, "fit_module", fit_then_kill)
         with pytest.raises(Killed):
             small_ae(**settings).fit(X, checkpoint_dir=tmp_path)
     assert len(read_csv(tmp_path / "history.csv")) == 2

@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from aekit.corruption import (
+from aekit.core.lasso import sparse_coding_objective, sparse_encode
+from aekit.data.corruption import (
     BlockOcclusion,
     Compose,
     Corruption,
@@ -12,19 +13,21 @@ from aekit.corruption import (
     SaltAndPepper,
     make_corruption,
 )
-from aekit.data import Dataset, load_dataset
+from aekit.data.datasets import Dataset, load_dataset
+from aekit.engine.rundir import ModelFileError
+from aekit.engine.training import TrainConfig, TrainingDivergedError
 from aekit.families.autoencoder import Autoencoder
 from aekit.families.contractive import ContractiveAutoencoder
 from aekit.families.denoising import DenoisingAutoencoder
 from aekit.families.factor_analysis import FactorAnalysisAutoencoder
 from aekit.families.linear import LinearAutoencoder
 from aekit.families.psd import PredictiveSparseDecomposition
+from aekit.families.registry import families as list_families
+from aekit.families.registry import get_family
 from aekit.families.sparse import SparseAutoencoder
-from aekit.families.sparse_coding import SparseCoding, sparse_coding_objective, sparse_encode
+from aekit.families.sparse_coding import SparseCoding
 from aekit.families.stacked import StackedAutoencoder
-from aekit.registry import families, get_family
-from aekit.runs import ModelFileError, load
-from aekit.training import TrainConfig, TrainingDivergedError
+from aekit.workflow.persist import load
 
 __all__ = [
     "Autoencoder",
@@ -48,9 +51,9 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "__version__",
-    "families",
     "get_family",
     "load",
+    "list_families",
     "load_dataset",
     "make_corruption",
     "sparse_coding_objective",

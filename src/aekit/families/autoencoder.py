@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import Tensor, nn
 
-from aekit.estimator import BaseAutoencoder, declare_params
-from aekit.losses import reconstruction
-from aekit.nets import ACTIVATIONS, ARCHITECTURES, OUTPUTS, apply_output, build_encoder_decoder
-from aekit.outputs import AEOutput, LossOutput
-from aekit.preprocessing import SCALINGS
-from aekit.registry import register
-from aekit.training import TrainConfig
+from aekit.core.losses import reconstruction
+from aekit.core.nets import ACTIVATIONS, ARCHITECTURES, OUTPUTS, apply_output, build_encoder_decoder
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.preprocessing import SCALINGS
+from aekit.engine.training import TrainConfig
+from aekit.families.base import BaseAutoencoder, declare_params
+from aekit.families.registry import register
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Hinton & Salakhutdinov's MNIST network, linear code units. The paper used logistic units with RBM
@@ -99,7 +99,7 @@ class Autoencoder(BaseAutoencoder):
         See :class:`AutoencoderConfig`.
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
-        See :class:`aekit.training.TrainConfig`.
+        See :class:`aekit.engine.training.TrainConfig`.
 
     Examples
     --------

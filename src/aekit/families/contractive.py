@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aekit.estimator import declare_params
+from aekit.core.losses import contractive_autograd, contractive_projection, contractive_sigmoid_exact
+from aekit.core.nets import apply_output
+from aekit.core.nets import code_activation as nets_code_activation
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.losses import contractive_autograd, contractive_projection, contractive_sigmoid_exact
-from aekit.nets import apply_output
-from aekit.nets import code_activation as nets_code_activation
-from aekit.outputs import AEOutput, LossOutput
-from aekit.registry import register
-from aekit.training import TrainConfig
+from aekit.families.base import declare_params
+from aekit.families.registry import register
 
 JACOBIANS = ("auto", "exact", "autograd", "projection")
 CODE_ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")
@@ -148,7 +148,7 @@ class ContractiveAutoencoder(Autoencoder):
         See :class:`aekit.families.autoencoder.AutoencoderConfig`; ``hidden_dims=None`` means ``()`` here
         (for the MLP).
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
-        See :class:`aekit.training.TrainConfig`.
+        See :class:`aekit.engine.training.TrainConfig`.
 
     Examples
     --------

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit.corruption import Corruption, make_corruption
-from aekit.estimator import declare_params
+from aekit.data.corruption import Corruption, make_corruption
+from aekit.data.preprocessing import check_array
+from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig
-from aekit.preprocessing import check_array
-from aekit.registry import register
-from aekit.training import TrainConfig
+from aekit.families.base import declare_params
+from aekit.families.registry import register
 
 
 @dataclass
@@ -56,7 +56,7 @@ class DenoisingAutoencoder(Autoencoder):
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`.
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
-        See :class:`aekit.training.TrainConfig`; ``random_state`` also seeds the corruption.
+        See :class:`aekit.engine.training.TrainConfig`; ``random_state`` also seeds the corruption.
 
     Examples
     --------

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aekit.estimator import BaseAutoencoder, declare_params
-from aekit.outputs import AEOutput, LossOutput
-from aekit.registry import register
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.families.base import BaseAutoencoder, declare_params
+from aekit.families.registry import register
 
 
 @dataclass

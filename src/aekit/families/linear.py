@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aekit.estimator import BaseAutoencoder, declare_params
-from aekit.losses import squared_error
-from aekit.outputs import AEOutput, LossOutput
-from aekit.preprocessing import SCALINGS
-from aekit.registry import register
-from aekit.training import TrainConfig
+from aekit.core.losses import squared_error
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.preprocessing import SCALINGS
+from aekit.engine.training import TrainConfig
+from aekit.families.base import BaseAutoencoder, declare_params
+from aekit.families.registry import register
 
 SOLVERS = ("svd", "gradient")
 
@@ -85,7 +85,7 @@ class LinearAutoencoder(BaseAutoencoder):
     latent_dim, solver, tied, scaling
         See :class:`LinearConfig`.
     max_epochs, batch_size, learning_rate, ... , random_state, verbose
-        Training settings for ``solver="gradient"`` (see :class:`aekit.training.TrainConfig`).
+        Training settings for ``solver="gradient"`` (see :class:`aekit.engine.training.TrainConfig`).
 
     Attributes
     ----------

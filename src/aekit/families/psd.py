@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aekit.estimator import BaseAutoencoder, declare_params
-from aekit.families.sparse_coding import (
+from aekit.core.devices import resolve_device
+from aekit.core.lasso import (
     _check_alpha,
     _check_positive_int,
     _check_tol,
@@ -45,11 +45,12 @@ from aekit.families.sparse_coding import (
     _lipschitz,
     _unit_rows,
 )
-from aekit.losses import l1_penalty, squared_error
-from aekit.outputs import AEOutput, LossOutput
-from aekit.preprocessing import SCALINGS
-from aekit.registry import register
-from aekit.training import TrainConfig, resolve_device
+from aekit.core.losses import l1_penalty, squared_error
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.preprocessing import SCALINGS
+from aekit.engine.training import TrainConfig
+from aekit.families.base import BaseAutoencoder, declare_params
+from aekit.families.registry import register
 
 ENCODER_ACTIVATIONS = ("tanh", "shrink")
 TRANSFORM_ALGORITHMS = ("encoder", "optimize")
@@ -160,7 +161,7 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
     latent_dim, alpha, beta, encoder_activation, transform_algorithm, transform_max_iter, tol, scaling
         See :class:`PSDConfig`.
     max_epochs, batch_size, learning_rate, ..., device, random_state, verbose
-        See :class:`aekit.training.TrainConfig`.
+        See :class:`aekit.engine.training.TrainConfig`.
 
     Attributes
     ----------

@@ -31,15 +31,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aekit.estimator import declare_params
+from aekit.core.losses import kl_sparsity, l1_penalty
+from aekit.core.nets import apply_output
+from aekit.core.nets import code_activation as nets_code_activation
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.preprocessing import check_array
+from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.losses import kl_sparsity, l1_penalty
-from aekit.nets import apply_output
-from aekit.nets import code_activation as nets_code_activation
-from aekit.outputs import AEOutput, LossOutput
-from aekit.preprocessing import check_array
-from aekit.registry import register
-from aekit.training import TrainConfig
+from aekit.families.base import declare_params
+from aekit.families.registry import register
 
 PENALTIES = ("l1", "kl", "topk")
 CODE_ACTIVATIONS = ("relu", "sigmoid", "linear")
@@ -159,7 +159,7 @@ class SparseAutoencoder(Autoencoder):
         See :class:`aekit.families.autoencoder.AutoencoderConfig`. ``latent_dim`` may exceed the
         number of input features (an overcomplete code).
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
-        See :class:`aekit.training.TrainConfig`.
+        See :class:`aekit.engine.training.TrainConfig`.
 
     Examples
     --------

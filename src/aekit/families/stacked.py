@@ -50,17 +50,17 @@ import torch.nn.functional as F
 from sklearn.utils.metaestimators import available_if
 from torch import Tensor, nn
 
-from aekit.corruption import Corruption, make_corruption
-from aekit.estimator import _labels, declare_params
+from aekit.core.losses import reconstruction
+from aekit.core.nets import Flatten, TiedDecoder, Unflatten, activation, apply_output
+from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.corruption import Corruption, make_corruption
+from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
+from aekit.engine.training import TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
+from aekit.families.base import _labels, declare_params
 from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
+from aekit.families.registry import register
 from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
-from aekit.losses import reconstruction
-from aekit.nets import Flatten, TiedDecoder, Unflatten, activation, apply_output
-from aekit.outputs import AEOutput, LossOutput
-from aekit.registry import register
-from aekit.runs import CHECKPOINT_FILE, ModelFileError
-from aekit.training import TrainConfig, fit_module
 
 OBJECTIVES = ("auto", "reconstruct", "classify", "none")
 #: label that marks an unlabelled sample in ``y``
@@ -331,7 +331,7 @@ class StackedAutoencoder(Autoencoder):
         ``output`` and ``loss`` apply to the first layer, which reconstructs the data; a higher layer
         reconstructs sigmoid codes with a sigmoid and the cross-entropy, other codes linearly.
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
-        See :class:`aekit.training.TrainConfig`. ``max_epochs`` counts the fine-tuning epochs; the
+        See :class:`aekit.engine.training.TrainConfig`. ``max_epochs`` counts the fine-tuning epochs; the
         other settings (validation split and early stopping included) apply to every stage.
 
     Attributes

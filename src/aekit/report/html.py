@@ -24,9 +24,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from aekit.data import Dataset
-from aekit.metrics import reconstruction_metrics
-from aekit.runs import CONFIG_FILE, atomic_write_bytes, atomic_write_text
+from aekit.data.datasets import Dataset
+from aekit.engine.rundir import CONFIG_FILE, atomic_write_bytes, atomic_write_text
+from aekit.report.metrics import reconstruction_metrics
 
 __all__ = [
     "decoder_samples",
@@ -405,7 +405,7 @@ def write_report(
     # and the epoch count below are of the final training stage; pretraining is summarized apart.
     pretrain = [r for r in history if r.get("layer", 0) >= 1]
     history = [r for r in history if r.get("layer", 0) < 1]
-    from aekit.registry import get_family
+    from aekit.families.registry import get_family
 
     try:
         gradient = "gradient" in get_family(family).capabilities

@@ -23,8 +23,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from aekit.preprocessing import Scaler, check_array
-from aekit.training import TrainConfig, fit_module, resolve_device
+from aekit.core.devices import resolve_device
+from aekit.data.preprocessing import Scaler, check_array
+from aekit.engine.training import TrainConfig, fit_module
 
 E = TypeVar("E", bound=type)
 C = TypeVar("C")
@@ -242,7 +243,7 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
         """Write a run directory (``config.json`` + ``model.safetensors``) at ``path``; returns the path."""
-        from aekit.runs import save_estimator
+        from aekit.workflow.persist import save_estimator
 
         return save_estimator(self, path, overwrite=overwrite, extra=extra)
 

@@ -13,7 +13,6 @@ CUDA graph and replayed.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import sys
@@ -28,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aekit.outputs import LossOutput
+from aekit.core.devices import resolve_device
+from aekit.core.outputs import LossOutput
+from aekit.engine.rundir import write_history_csv
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -72,19 +73,6 @@ class TrainConfig:
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; a CUDA request without CUDA is a clear error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but this PyTorch build sees no CUDA GPU; use device='cpu' or 'auto'")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
 # ----------------------------------------------------------------------------------------- callbacks
@@ -136,7 +124,7 @@ class Checkpointer(Callback):
         self.dir = Path(directory)
 
     def on_epoch_end(self, state: dict[str, Any]) -> None:
-        from aekit.runs import save_checkpoint
+        from aekit.engine.checkpoint import save_checkpoint
 
         save_checkpoint(self.dir, state)
 
@@ -177,23 +165,6 @@ class ProgressBar(Callback):
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def write_history_csv(path: str | os.PathLike, history: Sequence[dict[str, float]]) -> None:
-    """Write the per-epoch history as CSV, atomically."""
-    from aekit.runs import atomic_write_text
-
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    for row in history:
-        w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -295,7 +266,7 @@ def fit_module(
         "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "best_state": None, "stop": False,
     }
     if resume:
-        from aekit.runs import load_checkpoint
+        from aekit.engine.checkpoint import load_checkpoint
 
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")

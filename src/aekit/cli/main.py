@@ -1,0 +1,180 @@
+"""The ``aekit`` command line.
+
+Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate`` and
+``report``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
+(the single source of truth for names, types and defaults), so a new family gets its flags for free.
+
+Errors print one line, ``aekit: error: <message>``, on stderr and exit with status 2 for a bad
+command line (unknown family, option or config key, invalid hyperparameter, an existing run) or 1
+for a failure while running (missing or invalid data, a damaged model file, diverged training).
+``--debug`` shows the traceback instead. Progress goes to stderr and results to stdout, so
+``aekit evaluate RUN --json > metrics.json`` captures only the JSON.
+"""
+
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["main"]
+from aekit.cli.commands import (
+    _cmd_encode,
+    _cmd_evaluate,
+    _cmd_generate,
+    _cmd_list,
+    _cmd_reconstruct,
+    _cmd_report,
+)
+from aekit.cli.common import (
+    COMMANDS,
+    DEMO_EPOCHS,
+    UsageError,
+    _add_data_args,
+    _Parser,
+    _parser,
+    _positive_int,
+)
+from aekit.cli.train import _cmd_demo, _cmd_train
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _main_parser() -> _Parser:
+    p = _parser(
+        "aekit", "Autoencoders from the lectures: train, evaluate, encode, reconstruct, generate and report.",
+        epilog="Start with `aekit demo`; `aekit COMMAND --help` describes each command.",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, description: str | None = None, **kw: Any) -> _Parser:
+        sp = sub.add_parser(name, help=help_text, description=description or help_text, allow_abbrev=False,
+                            formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+        return sp  # type: ignore[no-any-return]
+
+    sp = add("list", "list the registered families")
+    sp.add_argument("--json", action="store_true", help="print as JSON")
+
+    sp = add("demo", "train an autoencoder on the bundled digits and write an HTML report (about a minute)",
+             "Train an autoencoder with a 2-D code on scikit-learn's bundled digits (no download) and write a run "
+             "directory with report.html: reconstructions, the latent map coloured by digit, decoder samples and "
+             "loss curves.")
+    sp.add_argument("--out", default="aekit-demo", metavar="DIR", help="run directory (default: ./aekit-demo)")
+    sp.add_argument("--epochs", type=_positive_int, default=DEMO_EPOCHS, metavar="N",
+                    help=f"maximum epochs; training stops early once validation stalls (default: {DEMO_EPOCHS})")
+    sp.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                    help="CPU threads of PyTorch (default: 1, fastest for this small network)")
+    sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing demo run in --out")
+    sp.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+    # ``train`` builds its own parser once the family is known (see _cmd_train).
+    add("train", "train a model of any family (`aekit train --family NAME --help` for its flags)", add_help=False)
+
+    sp = add("evaluate", "reconstruction metrics of a trained run on a data set")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_args(sp, split_default="test, or train for data without a test split", split_help="split to evaluate on")
+    sp.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_args(sp, split_default="all", split_help="split to encode")
+    sp.add_argument("--out", required=True, metavar="FILE.npy", help="output file")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    sp = add("reconstruct", "write reconstructions as a .npy array or a .png of originals beside reconstructions")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_args(sp, split_default="all", split_help="split to reconstruct")
+    sp.add_argument("--out", required=True, metavar="FILE", help="output .npy (all reconstructions) or .png (a figure)")
+    sp.add_argument("--n", type=_positive_int, default=10, metavar="N", help="pairs shown in a .png (default: 10)")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary with the metrics")
+
+    sp = add("generate", "sample from the decoder and write a .npy array or a .png grid",
+             "Sample from the decoder: families with a prior use their sample method; the others decode draws of a "
+             "Gaussian fitted to the codes of data (by default the run's training data, or --data).")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    sp.add_argument("--n", type=_positive_int, default=32, metavar="N", help="number of samples (default: 32)")
+    sp.add_argument("--out", required=True, metavar="FILE", help="output .npy or .png")
+    sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default: 0)")
+    _add_data_args(sp, split_default="the run's training split", split_help="split whose codes the Gaussian is fitted to")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    sp = add("report", "write report.html (figures and metrics) for a trained run")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_args(sp, split_default="test, or train for data without a test split", split_help="split shown")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+    return p
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "list": _cmd_list, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
+    "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "report": _cmd_report,
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, KeyError) and exc.args:
+        text = f"missing key {exc.args[0]!r}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _dispatch(argv: list[str]) -> int:
+    parser = _main_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if ns.command is None:
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see aekit --help)")
+    if ns.command == "train":
+        return _cmd_train(extra)
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    return _HANDLERS[ns.command](ns)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``aekit`` command line; returns the exit status (0 success, 1 runtime error, 2 usage error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    try:
+        return _dispatch(args)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UsageError as exc:
+        if debug:
+            raise
+        print(f"aekit: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("aekit: error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`aekit list | head`): stop quietly, as Unix tools do.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        from aekit.engine.rundir import ModelFileError
+        from aekit.engine.training import TrainingDivergedError
+
+        expected = (ModelFileError, TrainingDivergedError, ValueError, TypeError, OSError)
+        msg = _one_line(exc)
+        if not isinstance(exc, expected):
+            msg = f"{type(exc).__name__}: {msg} (rerun with --debug for the traceback)"
+        print(f"aekit: error: {msg}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

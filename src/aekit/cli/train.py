@@ -1,0 +1,399 @@
+"""``aekit train`` and ``aekit demo``."""
+
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aekit.cli.common import (
+    _DATA_KEYS,
+    _NOT_FLAGS,
+    _RESUME_OK,
+    _RUN_FILES,
+    DEMO_PARAMS,
+    TRAIN_ALIASES,
+    UsageError,
+    _data_spec,
+    _info,
+    _jsonable,
+    _label_column,
+    _load,
+    _metrics_text,
+    _out,
+    _Parser,
+    _parser,
+    _positive_int,
+    _print_json,
+    _tupled,
+)
+from aekit.cli.flags import ParamSpec, _converter, _fmt_default, _metavar, _type_parts, family_params
+
+# ---------------------------------------------------------------------------------- training
+
+
+def _train_parser(info: Any | None) -> _Parser:
+    from aekit.families.registry import families
+
+    names = ", ".join(families())
+    epilog = (
+        f"families: {names}\n"
+        "Run `aekit train --family NAME --help` to see that family's hyperparameter flags.\n\n"
+        "examples:\n"
+        "  aekit train --family autoencoder --data digits --latent-dim 2 --epochs 100 --out runs/ae\n"
+        "  aekit train --family autoencoder --config ae.toml --out runs/ae2     # flags override the file\n"
+        "  aekit train --resume runs/ae                                          # continue a killed run"
+    )
+    p = _parser(
+        "aekit train", "Train a model of one family and write its run directory: config.json, model.safetensors, "
+        "history.csv, metrics.json and report.html.", epilog=epilog, argument_default=argparse.SUPPRESS,
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--family", metavar="NAME", help=f"the family to train ({names})")
+    g.add_argument(
+        "--config", metavar="FILE.toml",
+        help="TOML file with a flat table of the same keys as the flags, in snake_case (latent_dim = 2); flags win",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data", metavar="NAME_OR_PATH",
+                   help="digits (default), mnist, fashion-mnist, or a .npy/.npz/.csv file or folder of images")
+    d.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST/Fashion-MNIST IDX files")
+    d.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST if missing (checksums verified)")
+    d.add_argument("--split", choices=("train", "test", "all"), help="split to train on (default: train)")
+    d.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N samples (quick runs)")
+    d.add_argument("--label-column", metavar="COL", help="label column of a .csv file (index or header name)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum number of epochs (max_epochs)")
+    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size)")
+    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate)")
+    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--seed", type=int, metavar="N", help="random_state: seeds initialization, batches and the split")
+    t.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of PyTorch (default: its choice)")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--resume", nargs="?", const=True, metavar="RUN",
+                   help="continue the interrupted run RUN (or --out) from its last checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    r.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    if info is not None:
+        fam = p.add_argument_group(f"{info.name} parameters ({info.description})")
+        taken = {a for action in p._actions for a in action.option_strings}
+        for spec in family_params(info.estimator):
+            if spec.name in _NOT_FLAGS:
+                continue
+            flag = spec.flag
+            if flag in taken:  # a family parameter named like a common flag: keep the common one
+                continue
+            note = spec.help.replace("%", "%%")
+            help_text = (note + "; " if note else "") + f"default: {_fmt_default(spec.default)}"
+            if spec.is_switch:
+                fam.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_text)
+            else:
+                if spec.optional:
+                    help_text += " (None accepted)"
+                fam.add_argument(flag, dest=spec.name, type=_converter(spec), metavar=_metavar(spec), help=help_text)
+    return p
+
+
+def _pre_parse(args: list[str]) -> argparse.Namespace:
+    pre = _Parser(add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    pre.add_argument("--family")
+    pre.add_argument("--config")
+    pre.add_argument("--resume", nargs="?", const=True)
+    pre.add_argument("--out")
+    ns, _ = pre.parse_known_args(args)
+    return ns
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        with p.open("rb") as f:
+            table = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path} is not valid TOML: {exc}") from None
+    nested = [k for k, v in table.items() if isinstance(v, dict)]
+    if nested:
+        raise UsageError(f"--config {path}: expected a flat table of keys, found section(s) {nested}; remove the [headers]")
+    return table
+
+
+def _config_values(table: dict[str, Any], specs: list[ParamSpec], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a TOML table into family parameters and data/alias settings; unknown keys are an error."""
+    by_name = {s.name: s for s in specs}
+    alias_of = {alias: name for name, alias in TRAIN_ALIASES.items() if name in by_name}
+    valid = sorted({*by_name, *alias_of, "family", *_DATA_KEYS})
+    params: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in ("family", *_DATA_KEYS):
+            other[key] = value
+            continue
+        name = alias_of.get(key, key)
+        if name not in by_name:
+            hint = f" (did you mean {key.replace('-', '_')!r}?)" if "-" in key else ""
+            raise UsageError(f"--config {path}: unknown key {key!r}{hint}; valid keys are: {', '.join(valid)}")
+        spec = by_name[name]
+        if isinstance(value, str) and spec.type not in ("str", "str | None"):
+            try:
+                value = _converter(spec)(value)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"--config {path}: {key}: {exc}") from None
+        elif isinstance(value, int) and not isinstance(value, bool) and _type_parts(spec.type)[0] == "float":
+            value = float(value)
+        params[name] = _tupled(value)
+    return params, other
+
+
+def _cmd_train(args: list[str]) -> int:
+    from aekit.engine.rundir import CONFIG_FILE, read_json
+
+    pre = _pre_parse(args)
+    resume = getattr(pre, "resume", None)
+    if resume is not None:
+        run_arg = resume if isinstance(resume, str) else getattr(pre, "out", None)
+        if run_arg is None:
+            raise UsageError("--resume needs the run directory: aekit train --resume RUN")
+        run = Path(run_arg)
+        if not (run / CONFIG_FILE).is_file():
+            raise UsageError(f"--resume {run}: not an aekit run directory (no {CONFIG_FILE})")
+        saved = read_json(run / CONFIG_FILE)
+        run_family = str(saved.get("family"))
+        if getattr(pre, "family", run_family) != run_family:
+            raise UsageError(f"--family {pre.family} does not match the run's family {run_family!r}")
+        info = _family(run_family)
+        ns = _train_parser(info).parse_args(args)
+        extra = sorted(k for k in vars(ns) if k not in _RESUME_OK)
+        if extra:
+            flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+            raise UsageError(
+                f"--resume continues the run exactly as configured in {run / CONFIG_FILE}; only --epochs, --device, "
+                f"--threads and --quiet may change, not {flags}"
+            )
+        saved_params = {k: _tupled(v) for k, v in dict(saved.get("params", {})).items()}
+        if hasattr(ns, "epochs"):
+            _set_param(info, saved_params, "max_epochs", ns.epochs, "--epochs")
+        if hasattr(ns, "device"):
+            _set_param(info, saved_params, "device", ns.device, "--device")
+        if getattr(ns, "quiet", False) and "verbose" in saved_params:
+            saved_params["verbose"] = 0
+        spec = saved.get("data")
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise UsageError(f"{run / CONFIG_FILE} does not record the data set, so the run cannot be resumed")
+        return _run_training(info, saved_params, spec, run, ns, resume=True)
+
+    family_name: str | None = getattr(pre, "family", None)
+    table: dict[str, Any] = {}
+    if hasattr(pre, "config"):
+        table = _read_toml(pre.config)
+        if family_name is None and "family" in table:
+            family_name = str(table["family"])
+    if family_name is None:
+        if any(a in ("-h", "--help") for a in args):
+            _train_parser(None).print_help()
+            return 0
+        raise UsageError("--family is required (see `aekit list`), or a family key in --config")
+    info = _family(family_name)
+    parser = _train_parser(info)
+    ns = parser.parse_args(args)
+    specs = family_params(info.estimator)
+    file_params, file_other = _config_values(table, specs, getattr(pre, "config", "")) if table else ({}, {})
+    if "family" in file_other and str(file_other["family"]) != info.name:
+        raise UsageError(f"--family {info.name} contradicts family = {file_other['family']!r} in {pre.config}")
+
+    params: dict[str, Any] = dict(file_params)
+    for s in specs:  # flags override the file
+        if s.name not in _NOT_FLAGS and hasattr(ns, s.name):
+            params[s.name] = getattr(ns, s.name)
+    for name, alias in TRAIN_ALIASES.items():
+        if hasattr(ns, alias):
+            _set_param(info, params, name, getattr(ns, alias), "--" + alias.replace("_", "-"))
+    if getattr(ns, "quiet", False):
+        if "verbose" in {s.name for s in specs}:
+            params["verbose"] = 0
+
+    def pick(key: str, default: Any) -> Any:
+        return getattr(ns, key, file_other.get(key, default))
+
+    if not hasattr(ns, "out"):
+        raise UsageError("--out DIR is required: the run directory to write")
+    limit = pick("limit", None)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"limit must be a positive integer, got {limit!r}")
+    label_column = pick("label_column", None)
+    if isinstance(label_column, str):
+        label_column = _label_column(label_column)
+    spec = _data_spec(str(pick("data", "digits")), pick("data_dir", None), str(pick("split", "train")), limit, label_column)
+    ns.download = bool(pick("download", False))
+    return _run_training(info, params, spec, Path(ns.out), ns, resume=False)
+
+
+def _family(name: str) -> Any:
+    from aekit.families.registry import get_family
+
+    try:
+        return get_family(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _set_param(info: Any, params: dict[str, Any], name: str, value: Any, flag: str) -> None:
+    valid = info.estimator().get_params(deep=False)
+    if name not in valid:
+        raise UsageError(
+            f"{flag} sets {name}, which family {info.name!r} does not have (it is not trained by the gradient loop); "
+            f"its parameters are: {', '.join(valid)}"
+        )
+    params[name] = value
+
+
+def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: Path, ns: argparse.Namespace,
+                  *, resume: bool) -> int:
+    """Build, train, save, evaluate and report; the flow shared by ``train``, ``--resume`` and ``demo``."""
+    import torch
+
+    from aekit import __version__
+    from aekit.engine.rundir import (
+        CHECKPOINT_FILE,
+        CHECKPOINT_META,
+        CONFIG_FILE,
+        FORMAT,
+        check_out_dir,
+        is_run_dir,
+        read_json,
+        write_json,
+    )
+
+    quiet = bool(getattr(ns, "quiet", False))
+    as_json = bool(getattr(ns, "json", False))
+    overwrite = bool(getattr(ns, "overwrite", False))
+    if hasattr(ns, "threads"):
+        torch.set_num_threads(ns.threads)
+    try:
+        est = info.estimator(**params)
+        est._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if not resume and "random_state" in est.get_params(deep=False) and est.random_state is None:
+        # A fixed seed is recorded so --resume rebuilds the same validation split and batch order.
+        est.set_params(random_state=secrets.randbelow(2**31 - 1))
+    if not resume and out.exists() and is_run_dir(out) and not overwrite:
+        try:
+            check_out_dir(out, False)
+        except FileExistsError as exc:
+            raise UsageError(str(exc)) from None
+
+    ds = _load(spec, download=bool(getattr(ns, "download", False)))
+    y = ds.y if "labels" in info.capabilities else None
+    try:
+        out = check_out_dir(out, overwrite or resume)
+    except (FileExistsError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+    has_checkpoint = (out / CHECKPOINT_FILE).is_file()
+    if resume and not has_checkpoint:
+        if (out / "model.safetensors").is_file():
+            raise UsageError(f"{out} has finished training (it holds model.safetensors and no checkpoint); "
+                             "nothing to resume. Train a new run, or pass --overwrite to train this one again")
+        _info(f"aekit: {out} has no checkpoint yet (stopped during its first epoch); training from the start", quiet)
+    if not resume and overwrite:
+        for name in _RUN_FILES:  # a replaced run must not keep files of the model it replaces
+            (out / name).unlink(missing_ok=True)
+    config = {
+        "format": FORMAT, "aekit_version": __version__, "family": info.name, "params": est.get_params(deep=False),
+        "data": spec, "status": "training",
+    }
+    if resume:
+        config = {**read_json(out / CONFIG_FILE), "params": est.get_params(deep=False), "status": "training"}
+    write_json(out / CONFIG_FILE, config)
+
+    _info(f"aekit: training {info.name} on {ds.name} ({ds.split}, {len(ds)} samples of shape "
+          f"{'x'.join(map(str, ds.sample_shape))}) into {out}" + (" (resuming)" if resume else ""), quiet)
+    t0 = time.perf_counter()
+    try:
+        est.fit(ds.X, y, checkpoint_dir=out, resume=resume and has_checkpoint)
+    except KeyboardInterrupt:
+        if (out / CHECKPOINT_FILE).is_file():
+            epoch = read_json(out / CHECKPOINT_META).get("epoch", "?") if (out / CHECKPOINT_META).is_file() else "?"
+            msg = f"interrupted; the checkpoint after epoch {epoch} is kept in {out}. Continue with: aekit train --resume {out}"
+        else:
+            msg = "interrupted before the first checkpoint; run the same command again with --overwrite to start over"
+        print(f"aekit: {msg}", file=sys.stderr, flush=True)
+        return 130
+    wall = time.perf_counter() - t0
+    history = list(getattr(est, "history_", None) or [])
+    seconds = sum(float(r.get("seconds", 0.0)) for r in history) if any("seconds" in r for r in history) else wall
+    est.save(out, overwrite=True, extra={"data": spec, "status": "done", "train_seconds": round(seconds, 3)})
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    (out / CHECKPOINT_META).unlink(missing_ok=True)
+    epochs = len(history)
+    unit = "epochs" if "gradient" in info.capabilities or params.get("solver") == "gradient" else "iterations"
+    _info(f"aekit: trained {epochs} {unit} in {seconds:.1f} s" if history else f"aekit: fitted in {seconds:.1f} s", quiet)
+
+    metrics, test_ds = _evaluate_run(est, ds, spec)
+    write_json(out / "metrics.json", _jsonable(metrics))
+    from aekit.report.html import write_report
+
+    report = write_report(est, test_ds if test_ds is not None else ds, out, metrics=metrics, train_dataset=ds)
+    result = {
+        "run_dir": str(out.resolve()), "family": info.name, "epochs": epochs, "train_seconds": seconds,
+        "metrics": metrics, "report": str(report.resolve()),
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        _out(_metrics_text(metrics))
+        _out(f"run directory: {out.resolve()}")
+        _out(f"report: {report.resolve()}")
+    return 0
+
+
+def _evaluate_run(est: Any, ds: Any, spec: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], Any]:
+    """Metrics on the training data and, when the source has one, on its test split (same --limit)."""
+    from aekit.report.metrics import reconstruction_metrics
+
+    metrics = {ds.split: reconstruction_metrics(ds.X, est.reconstruct(ds.X))}
+    test_ds = None
+    if ds.split == "train":
+        try:
+            test_ds = _load(spec, split="test")
+        except (ValueError, OSError):
+            test_ds = None  # a source without a test split: train metrics only
+        if test_ds is not None:
+            metrics["test"] = reconstruction_metrics(test_ds.X, est.reconstruct(test_ds.X))
+    return metrics, test_ds
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    import torch
+
+    from aekit.families.registry import get_family
+
+    info = get_family("autoencoder")
+    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1)
+    spec = _data_spec("digits", None, "train", None, None)
+    threads = torch.get_num_threads()
+    # The demo network is tiny: with several threads, synchronizing them costs more than the work,
+    # and on a busy machine several times more.
+    torch.set_num_threads(ns.threads)
+    t0 = time.perf_counter()
+    try:
+        code = _run_training(info, params, spec, Path(ns.out), ns, resume=False)
+    finally:
+        torch.set_num_threads(threads)
+    if code == 0 and not ns.json:
+        _info(f"aekit: demo finished in {time.perf_counter() - t0:.0f} s. Open the report in a browser; then try "
+              "another family, e.g. `aekit train --family denoising --data digits --latent-dim 2 --out runs/dae`", ns.quiet)
+    return code
+
+

@@ -1,0 +1,1 @@
+"""The engine: the training loop, checkpoints and run directories. It knows no family."""

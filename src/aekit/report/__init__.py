@@ -1,0 +1,1 @@
+"""Reports: metrics, figures and the HTML report of a run."""
