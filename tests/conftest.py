@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.families.registry import FamilyInfo, families
+from aekit.model.registry import FamilyInfo, families
 
 # The test models are tiny: with several threads, synchronization costs more than the work.
 torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from conftest import digits_data, family_params, fit_args, make_tiny
 
 import aekit
 from aekit.engine.rundir import ModelFileError
-from aekit.families.registry import get_family
+from aekit.model.registry import get_family
 
 
 @cache
@@ -105,7 +105,7 @@ def test_bce_needs_data_in_unit_interval() -> None:
 
 
 def test_labels_of_wrong_length() -> None:
-    from aekit.families.base import _labels
+    from aekit.model.base import _labels
 
     with pytest.raises(ValueError, match=r"y has shape \(3,\), expected \(5,\) to match X"):
         _labels(np.arange(3), 5)

@@ -22,7 +22,7 @@ import pytest
 import aekit
 import aekit.engine.training
 from aekit.cli.main import COMMANDS, main
-from aekit.families.registry import families
+from aekit.model.registry import families
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet"]

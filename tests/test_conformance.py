@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
 import aekit
-from aekit.families.registry import get_family
+from aekit.model.registry import get_family
 
 
 @cache

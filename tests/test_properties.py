@@ -19,7 +19,7 @@ import aekit
 from aekit.core import losses
 from aekit.core.nets import build_encoder_decoder
 from aekit.data.preprocessing import SCALINGS, Scaler, check_array
-from aekit.families.registry import get_family
+from aekit.model.registry import get_family
 
 FAST = settings(max_examples=25, deadline=None)
 

@@ -13,8 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 import aekit
 from aekit.core.lasso import _lipschitz, _prox_grad, sparse_coding_objective, sparse_encode
 from aekit.families.psd import PredictiveSparseDecomposition
-from aekit.families.registry import get_family
 from aekit.families.sparse_coding import SparseCoding
+from aekit.model.registry import get_family
 
 
 def random_problem(n: int = 50, d: int = 20, k: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,12 +13,12 @@ import torch
 from conftest import digits_data, family_params, fit_args, make_tiny
 
 import aekit
-import aekit.families.base
+import aekit.model.base
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.engine.rundir import ModelFileError
 from aekit.engine.training import Callback, TrainConfig, fit_module, lr_at
 from aekit.families.autoencoder import AutoencoderModule
-from aekit.families.registry import get_family
+from aekit.model.registry import get_family
 
 
 def small_ae(**kw: Any) -> aekit.Autoencoder:
@@ -60,7 +60,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         kwargs["callbacks"] = (*kwargs.get("callbacks", ()), rec)
         return fit_module(*args, **kwargs)
 
-    monkeypatch.setattr(aekit.families.base, "fit_module", fit_with_recorder)
+    monkeypatch.setattr(aekit.model.base, "fit_module", fit_with_recorder)
     return rec
 
 
@@ -197,7 +197,7 @@ def test_resume_after_a_kill_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     X = digits_data()
     settings = {"max_epochs": 5, "lr_schedule": "cosine", "patience": 2}
     with monkeypatch.context() as m:
-        m.setattr(aekit.families.base, "fit_module", fit_then_kill)
+        m.setattr(aekit.model.base, "fit_module", fit_then_kill)
         with pytest.raises(Killed):
             small_ae(**settings).fit(X, checkpoint_dir=tmp_path)
     assert len(read_csv(tmp_path / "history.csv")) == 2

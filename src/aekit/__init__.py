@@ -22,12 +22,12 @@ from aekit.families.denoising import DenoisingAutoencoder
 from aekit.families.factor_analysis import FactorAnalysisAutoencoder
 from aekit.families.linear import LinearAutoencoder
 from aekit.families.psd import PredictiveSparseDecomposition
-from aekit.families.registry import families as list_families
-from aekit.families.registry import get_family
 from aekit.families.sparse import SparseAutoencoder
 from aekit.families.sparse_coding import SparseCoding
 from aekit.families.stacked import StackedAutoencoder
-from aekit.workflow.persist import load
+from aekit.model.loading import load
+from aekit.model.registry import families as list_families
+from aekit.model.registry import get_family
 
 __all__ = [
     "Autoencoder",

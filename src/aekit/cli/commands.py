@@ -23,7 +23,7 @@ from aekit.cli.common import (
 
 
 def _cmd_list(ns: argparse.Namespace) -> int:
-    from aekit.families.registry import families
+    from aekit.model.registry import families
 
     fams = families()
     if ns.json:
@@ -40,7 +40,7 @@ def _cmd_list(ns: argparse.Namespace) -> int:
 
 
 def _load_run(run: str) -> Any:
-    from aekit.workflow.persist import load
+    from aekit.model.loading import load
 
     return load(run)
 

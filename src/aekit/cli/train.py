@@ -37,7 +37,7 @@ from aekit.cli.flags import ParamSpec, _converter, _fmt_default, _metavar, _type
 
 
 def _train_parser(info: Any | None) -> _Parser:
-    from aekit.families.registry import families
+    from aekit.model.registry import families
 
     names = ", ".join(families())
     epilog = (
@@ -239,7 +239,7 @@ def _cmd_train(args: list[str]) -> int:
 
 
 def _family(name: str) -> Any:
-    from aekit.families.registry import get_family
+    from aekit.model.registry import get_family
 
     try:
         return get_family(name)
@@ -377,7 +377,7 @@ def _evaluate_run(est: Any, ds: Any, spec: dict[str, Any]) -> tuple[dict[str, di
 def _cmd_demo(ns: argparse.Namespace) -> int:
     import torch
 
-    from aekit.families.registry import get_family
+    from aekit.model.registry import get_family
 
     info = get_family("autoencoder")
     params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1)

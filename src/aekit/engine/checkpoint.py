@@ -11,12 +11,10 @@ from aekit.engine.rundir import (
     CHECKPOINT_FILE,
     CHECKPOINT_META,
     ModelFileError,
-    check_state_dict,
-    load_tensors,
     read_json,
-    save_tensors,
     write_json,
 )
+from aekit.engine.weights import check_state_dict, load_tensors, save_tensors
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -22,8 +22,8 @@ from aekit.core.nets import ACTIVATIONS, ARCHITECTURES, OUTPUTS, apply_output, b
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import SCALINGS
 from aekit.engine.training import TrainConfig
-from aekit.families.base import BaseAutoencoder, declare_params
-from aekit.families.registry import register
+from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.model.registry import register
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Hinton & Salakhutdinov's MNIST network, linear code units. The paper used logistic units with RBM

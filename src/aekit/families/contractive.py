@@ -33,8 +33,8 @@ from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.families.base import declare_params
-from aekit.families.registry import register
+from aekit.model.base import declare_params
+from aekit.model.registry import register
 
 JACOBIANS = ("auto", "exact", "autograd", "projection")
 CODE_ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")

@@ -25,8 +25,8 @@ from aekit.data.corruption import Corruption, make_corruption
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig
-from aekit.families.base import declare_params
-from aekit.families.registry import register
+from aekit.model.base import declare_params
+from aekit.model.registry import register
 
 
 @dataclass

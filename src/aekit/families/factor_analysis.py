@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.families.base import BaseAutoencoder, declare_params
-from aekit.families.registry import register
+from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.model.registry import register
 
 
 @dataclass

@@ -23,8 +23,8 @@ from aekit.core.losses import squared_error
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import SCALINGS
 from aekit.engine.training import TrainConfig
-from aekit.families.base import BaseAutoencoder, declare_params
-from aekit.families.registry import register
+from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.model.registry import register
 
 SOLVERS = ("svd", "gradient")
 

@@ -49,8 +49,8 @@ from aekit.core.losses import l1_penalty, squared_error
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import SCALINGS
 from aekit.engine.training import TrainConfig
-from aekit.families.base import BaseAutoencoder, declare_params
-from aekit.families.registry import register
+from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.model.registry import register
 
 ENCODER_ACTIVATIONS = ("tanh", "shrink")
 TRANSFORM_ALGORITHMS = ("encoder", "optimize")

@@ -38,8 +38,8 @@ from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.families.base import declare_params
-from aekit.families.registry import register
+from aekit.model.base import declare_params
+from aekit.model.registry import register
 
 PENALTIES = ("l1", "kl", "topk")
 CODE_ACTIVATIONS = ("relu", "sigmoid", "linear")

@@ -57,10 +57,10 @@ from aekit.data.corruption import Corruption, make_corruption
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.families.base import _labels, declare_params
 from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
-from aekit.families.registry import register
 from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
+from aekit.model.base import _labels, declare_params
+from aekit.model.registry import register
 
 OBJECTIVES = ("auto", "reconstruct", "classify", "none")
 #: label that marks an unlabelled sample in ``y``

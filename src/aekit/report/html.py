@@ -405,7 +405,7 @@ def write_report(
     # and the epoch count below are of the final training stage; pretraining is summarized apart.
     pretrain = [r for r in history if r.get("layer", 0) >= 1]
     history = [r for r in history if r.get("layer", 0) < 1]
-    from aekit.families.registry import get_family
+    from aekit.model.registry import get_family
 
     try:
         gradient = "gradient" in get_family(family).capabilities

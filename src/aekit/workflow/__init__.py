@@ -1,1 +1,1 @@
-"""Whole-run workflows above the families: saving and loading fitted models as run directories."""
+"""Whole-run workflows above the families and reports: train a run directory end to end."""

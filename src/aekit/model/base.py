@@ -243,7 +243,7 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
         """Write a run directory (``config.json`` + ``model.safetensors``) at ``path``; returns the path."""
-        from aekit.workflow.persist import save_estimator
+        from aekit.model.persist import save_estimator
 
         return save_estimator(self, path, overwrite=overwrite, extra=extra)
 

@@ -1,0 +1,1 @@
+"""What every family shares: the estimator base, the family registry, saving and loading fitted models."""
