@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-SCALINGS = ("auto", "none", "standard", "minmax", "normalize")
+#: How data are scaled before training (see :class:`Scaler`); a parameter of families that scale.
+Scaling = Literal["auto", "none", "standard", "minmax", "normalize"]
+SCALINGS: tuple[str, ...] = get_args(Scaling)
 
 
 def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | None = None) -> np.ndarray:

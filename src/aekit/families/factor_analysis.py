@@ -154,7 +154,7 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_iter": 200, "tol": 1e-6}
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         cfg = self._config(FactorAnalysisConfig)
         if isinstance(cfg.latent_dim, bool) or not isinstance(cfg.latent_dim, int | np.integer) or cfg.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {cfg.latent_dim!r}")

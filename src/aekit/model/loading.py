@@ -19,6 +19,7 @@ from aekit.engine.rundir import (
     read_json,
 )
 from aekit.engine.weights import check_state_dict, load_tensors
+from aekit.model.base import DataInfo, Resolved
 from aekit.model.persist import _tupled
 
 
@@ -42,7 +43,8 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
         raise ModelFileError(f"{p / CONFIG_FILE} is not an aekit run config (format {cfg.get('format')!r})")
     try:
         family = get_family(str(cfg.get("family")))
-        est = family.estimator(**{k: _tupled(v) for k, v in dict(cfg.get("params", {})).items()})
+        params = {k: _tupled(v) for k, v in dict(cfg.get("params", {})).items()}
+        est = family.estimator(**params)
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{p / CONFIG_FILE} cannot be rebuilt: {exc}") from None
     if not (p / MODEL_FILE).is_file():
@@ -60,8 +62,12 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
     est.sample_shape_ = tuple(int(s) for s in cfg["sample_shape"])
     est.n_features_in_ = int(np.prod(est.sample_shape_))
     est.fitted_info_ = dict(cfg.get("fitted", {}))
-    torch.manual_seed(0)
-    module = est._build_module(est.sample_shape_)
+    est.params_ = params
+    est.resolved_ = Resolved({**params, **{k: _tupled(v) for k, v in dict(cfg.get("resolved", {})).items()}})
+    if isinstance(cfg.get("data_info"), dict):
+        est.data_info_ = DataInfo.from_json(cfg["data_info"])
+    with torch.random.fork_rng(devices=[]):  # the weights are overwritten: leave the caller's random state alone
+        module = est._build_module(est.sample_shape_)
     sd = {k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")}
     check_state_dict(module.state_dict(), sd, p / MODEL_FILE)
     module.load_state_dict(sd)
