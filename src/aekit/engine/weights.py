@@ -10,6 +10,7 @@ allocate more than the file declares and the config expects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from aekit.engine.rundir import CONFIG_FILE, MODEL_FILE, ModelFileError, atomic_write_bytes
+from aekit.engine.rundir import CONFIG_FILE, MODEL_FILE, ModelFileError, _json_default, atomic_write_bytes
 
 #: Bytes per element of each safetensors dtype aekit can read back into PyTorch.
 DTYPE_SIZES: dict[str, int] = {
@@ -59,6 +60,19 @@ class SafetensorsHeader:
     path: Path
     tensors: dict[str, TensorEntry]
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+#: The fields of config.json that decide what a model computes; :func:`config_digest` binds them to the
+#: weights file (its metadata key ``config_sha256``), so an edited activation or output is refused.
+DIGEST_FIELDS = ("family", "params", "sample_shape", "scaling", "fitted")
+
+
+def config_digest(config: Mapping[str, object]) -> str:
+    """SHA-256 of the model-defining fields of a run config, as JSON; equal before saving and after loading."""
+    text = json.dumps(
+        {k: config.get(k) for k in DIGEST_FIELDS}, sort_keys=True, separators=(",", ":"), default=_json_default
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

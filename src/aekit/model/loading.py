@@ -28,9 +28,11 @@ from aekit.engine.rundir import (
     read_json,
 )
 from aekit.engine.weights import (
+    DIGEST_FIELDS,
     TORCH_DTYPES,
     check_finite,
     check_header,
+    config_digest,
     read_header,
     read_tensors,
 )
@@ -41,6 +43,8 @@ from aekit.model.persist import _tupled
 MAX_CONFIG_BYTES = 4 * 2**20
 # The scalings a saved model can hold: "auto" is resolved at fit time and never saved.
 SAVED_SCALINGS = ("none", "standard", "minmax", "normalize")
+# Scalings whose statistics are constants, (shift, scale): anything else means a file was edited.
+_FIXED_SCALERS = {"none": (0.0, 1.0), "normalize": (0.5, 0.5)}
 # Output layers and reconstruction losses that fit() stores in config.json's "fitted" entry.
 _OUTPUTS = ("sigmoid", "linear", "tanh")
 _LOSSES = ("bce", "mse")
@@ -129,6 +133,14 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
     check_header(header, expected)
     # Names and shapes can agree across families (denoising and autoencoder build the same network).
     _check_metadata(header.metadata, model_path, str(family_name))
+    saved_digest = header.metadata.get("config_sha256")
+    # Files written before the digest existed have none; they get every other check.
+    if saved_digest is not None and saved_digest != config_digest(cfg):
+        raise ModelFileError(
+            f"{cfg_path}: fields {', '.join(DIGEST_FIELDS)} differ from those {MODEL_FILE} was saved with (metadata "
+            "field 'config_sha256'); the config was edited or belongs to another model. Restore the config.json saved "
+            "with the weights"
+        )
     tensors = read_tensors(header)
     check_finite(tensors, model_path)
     shift, scale = tensors["scaler.shift"].numpy(), tensors["scaler.scale"].numpy()
@@ -136,6 +148,12 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
         raise ModelFileError(
             f"{model_path}: tensor 'scaler.scale' holds {int((scale <= 0).sum())} zero or negative value(s); a data "
             "scale must be positive. The file is damaged: restore it from a copy, or retrain"
+        )
+    fixed = _FIXED_SCALERS.get(scaling)
+    if fixed is not None and not (bool((shift == fixed[0]).all()) and bool((scale == fixed[1]).all())):
+        raise ModelFileError(
+            f"{model_path}: tensors 'scaler.shift' and 'scaler.scale' must be {fixed[0]} and {fixed[1]} for field "
+            f"'scaling' {scaling!r} of {CONFIG_FILE}; one of the two files was edited. Restore them from a copy"
         )
     est.scaler_ = Scaler(scaling, shift, scale)
     torch.manual_seed(0)
