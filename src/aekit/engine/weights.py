@@ -186,12 +186,30 @@ def check_header(
 
 
 def read_tensors(header: SafetensorsHeader, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """Read the (checked) tensors of ``header`` with safetensors' lazy, memory-mapped reader."""
+    """Read the (checked) tensors of ``header`` with safetensors' lazy, memory-mapped reader.
+
+    Only the tensors in ``names`` (default: all) are read. Running out of memory is a
+    :class:`ModelFileError` that says how much the tensors need.
+    """
+    keys = list(header.tensors if names is None else names)
     try:
         with safe_open(str(header.path), framework="pt", device="cpu") as f:  # type: ignore[no-untyped-call]
-            return {k: f.get_tensor(k) for k in (header.tensors if names is None else names)}
+            return {k: f.get_tensor(k) for k in keys}
+    except MemoryError:
+        raise out_of_memory(header.path, sum(header.tensors[k].nbytes for k in keys), "MemoryError") from None
     except (SafetensorError, OSError, RuntimeError) as exc:
-        raise _corrupt(header.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if "alloc" in reason.lower() or "memory" in reason.lower():
+            raise out_of_memory(header.path, sum(header.tensors[k].nbytes for k in keys), reason) from None
+        raise _corrupt(header.path, reason[:300]) from None
+
+
+def out_of_memory(path: Path, nbytes: int, reason: str) -> ModelFileError:
+    """The refusal for weights that the checks let through but this machine cannot hold."""
+    return ModelFileError(
+        f"{path}: its {nbytes / 2**30:.2f} GiB of weights do not fit in the memory this process may use "
+        f"({reason[:200]}); load it on a machine with more memory"
+    )
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -33,6 +33,7 @@ from aekit.engine.weights import (
     check_finite,
     check_header,
     config_digest,
+    out_of_memory,
     read_header,
     read_tensors,
 )
@@ -141,9 +142,10 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
             "field 'config_sha256'); the config was edited or belongs to another model. Restore the config.json saved "
             "with the weights"
         )
-    tensors = read_tensors(header)
-    check_finite(tensors, model_path)
-    shift, scale = tensors["scaler.shift"].numpy(), tensors["scaler.scale"].numpy()
+    # The small scaler tensors first: a damaged file is refused before the network's weights are read.
+    scaler_tensors = read_tensors(header, ["scaler.shift", "scaler.scale"])
+    check_finite(scaler_tensors, model_path)
+    shift, scale = scaler_tensors["scaler.shift"].numpy(), scaler_tensors["scaler.scale"].numpy()
     if not bool((scale > 0).all()):
         raise ModelFileError(
             f"{model_path}: tensor 'scaler.scale' holds {int((scale <= 0).sum())} zero or negative value(s); a data "
@@ -155,10 +157,15 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
             f"{model_path}: tensors 'scaler.shift' and 'scaler.scale' must be {fixed[0]} and {fixed[1]} for field "
             f"'scaling' {scaling!r} of {CONFIG_FILE}; one of the two files was edited. Restore them from a copy"
         )
-    est.scaler_ = Scaler(scaling, shift, scale)
+    weights = read_tensors(header, [k for k in header.tensors if k.startswith("module.")])
+    check_finite(weights, model_path)
     torch.manual_seed(0)
-    module = est._build_module(sample_shape)
-    module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
+    try:
+        module = est._build_module(sample_shape)
+    except (MemoryError, RuntimeError) as exc:
+        raise out_of_memory(model_path, sum(e.nbytes for e in header.tensors.values()), _one_line(exc)) from None
+    module.load_state_dict({k[len("module.") :]: v for k, v in weights.items()})
+    est.scaler_ = Scaler(scaling, shift, scale)
     module.to(device).eval()
     est.module_ = module
     est.history_ = _history(p / "history.csv")
