@@ -19,7 +19,7 @@ from aekit.engine.rundir import (
     check_out_dir,
     write_history_csv,
 )
-from aekit.engine.weights import save_tensors
+from aekit.engine.weights import config_digest, save_tensors
 
 
 def _tupled(v: Any) -> Any:
@@ -61,7 +61,8 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
     tensors = {f"module.{k}": v for k, v in est.module_.state_dict().items()}
     tensors["scaler.shift"] = torch.from_numpy(np.asarray(est.scaler_.shift, np.float32))
     tensors["scaler.scale"] = torch.from_numpy(np.asarray(est.scaler_.scale, np.float32))
-    save_tensors(p / MODEL_FILE, tensors, metadata={"format": FORMAT, "family": est._family_name})
+    meta = {"format": FORMAT, "family": est._family_name, "config_sha256": config_digest(config)}
+    save_tensors(p / MODEL_FILE, tensors, metadata=meta)
     atomic_write_text(p / CONFIG_FILE, config_text)
     if getattr(est, "history_", None):
         write_history_csv(p / "history.csv", est.history_)
