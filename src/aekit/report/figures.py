@@ -156,6 +156,11 @@ def loss_figure(history: Sequence[Mapping[str, float]], *, x_label: str = "epoch
     integer ticks. A history with a ``layer`` column (1..L: layer-wise pretraining, 0: fine-tuning) is
     drawn stage after stage on one running epoch axis, each stage labelled, with a line between stages.
     """
+    fig = _loss_chart(history, x_label)
+    return None if fig is None else _png(fig)
+
+
+def _loss_chart(history: Sequence[Mapping[str, float]], x_label: str) -> Figure | None:
     rows = [r for r in history if "loss" in r]
     if not rows:
         return None
@@ -200,7 +205,7 @@ def loss_figure(history: Sequence[Mapping[str, float]], *, x_label: str = "epoch
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         for _, idx in stages[1:]:
             a.axvline(x[idx[0]] - 0.5, color="#888", lw=0.8, ls=":")
-    return _png(fig)
+    return fig
 
 
 def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
