@@ -340,3 +340,13 @@ def test_description_names_only_families_that_exist() -> None:
         if not any(absent in name for name in catalog()):
             assert absent not in description, absent
     assert "autoencoder" in description
+
+
+def test_json_and_text_keep_the_computed_order(digits_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    code, out, _ = call(capsys, "evaluate", str(digits_run), "--json")
+    assert code == 0
+    assert list(json.loads(out))[:5] == ["sq_err_per_image", "mse_per_pixel", "bce_per_pixel", "psnr_db", "n_samples"]
+    code, out, _ = call(capsys, "evaluate", str(digits_run))
+    rows = [line.split()[0] for line in out.splitlines()[2:]]
+    assert rows == ["sq_err_per_image", "mse_per_pixel", "bce_per_pixel", "psnr_db", "n_samples"]

@@ -133,7 +133,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _print_json(obj: Any) -> None:
-    _out(json.dumps(_jsonable(obj), indent=2, sort_keys=True))
+    # Keys in the order they were computed (metrics as training printed them), not sorted.
+    _out(json.dumps(_jsonable(obj), indent=2))
 
 
 def _tupled(v: Any) -> Any:
@@ -254,7 +255,9 @@ def _check_suffix(path: str, allowed: Sequence[str], what: str) -> Path:
 
 def _metrics_text(metrics: dict[str, dict[str, Any]]) -> str:
     from aekit.report.metrics import format_value as _fmt
+    from aekit.report.metrics import ordered_metrics
 
+    metrics = ordered_metrics(metrics)
     sections = list(metrics)
     keys: list[str] = []
     for s in sections:
