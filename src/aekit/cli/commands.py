@@ -101,8 +101,8 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
         shown = reconstruction_pairs(ds.X, ns.n)
         atomic_write_bytes(out, reconstruction_figure(ds.X[:shown], R[:shown], n=shown, source=_described(ds, ns.limit)))
         summary["pairs_shown"] = shown
-        what = f"a figure of {shown} original{'s' if shown != 1 else ''} beside {'their' if shown != 1 else 'its'} " \
-               "reconstruction" + ("s" if shown != 1 else "")
+        what = (f"a figure of {shown} originals beside their reconstructions" if shown > 1
+                else "a figure of 1 original beside its reconstruction")
     else:
         _write_npy(out, R)
         what = f"reconstructions of shape {R.shape}"
