@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import aekit
+import aekit.engine.checkpoint
 import aekit.engine.training
 from aekit.cli.main import COMMANDS, main
 from aekit.model.registry import families
@@ -350,9 +351,9 @@ def _interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Simulate Ctrl-C right after the checkpoint and history of ``epoch`` are written."""
     original = aekit.engine.training.CSVLogger.on_epoch_end
 
-    def on_epoch_end(self: Any, state: dict[str, Any]) -> None:
+    def on_epoch_end(self: Any, state: Any) -> None:
         original(self, state)
-        if state["epoch"] == epoch:
+        if state.epoch == epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
@@ -371,7 +372,7 @@ def test_resume_after_a_kill_completes_the_run(
     assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
     assert json.loads((run / "config.json").read_text())["status"] == "training"
     assert len(history_rows(run)) == 2
-    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
+    assert aekit.engine.checkpoint.checkpoint_epoch(run) == 2
 
     # Only the training length may change on resume.
     code, _, err = call(capsys, "train", "--resume", str(run), "--latent-dim", "3")
