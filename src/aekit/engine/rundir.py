@@ -52,8 +52,10 @@ _STAGE_FILES = (CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE)
 _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
 
 # Ways out named in messages: Python arguments for the Python API, flags for the command line.
-PY_NAMES = {"overwrite": "overwrite=True", "resume": "resume=True", "out": "path", "allow_data_change": "allow_data_change=True"}
-CLI_NAMES = {"overwrite": "--overwrite", "resume": "--resume", "out": "--out", "allow_data_change": "--allow-data-change"}
+PY_NAMES = {"overwrite": "overwrite=True", "resume": "resume=True", "out": "path", "allow_data_change": "allow_data_change=True",
+            "epochs": "max_epochs"}
+CLI_NAMES = {"overwrite": "--overwrite", "resume": "--resume", "out": "--out", "allow_data_change": "--allow-data-change",
+             "epochs": "--epochs"}
 
 
 class ModelFileError(ValueError):

@@ -239,9 +239,11 @@ def resume_run(
     if status == DONE:
         before = dict(cfg.get("params", {})).get("max_epochs")
         if max_epochs is None or before is None or max_epochs <= int(before):
+            with claim_run_dir(p, resume=True):
+                pass  # removes what a process killed after the run's last commit left: its lock
             more = f"; pass {{epochs}} larger than {before} to train it further" if before is not None else ""
             raise RunExistsError("{dir} is complete (status done): nothing to resume" + more
-                                 + ", or train a new run", dir=p, epochs="max_epochs")
+                                 + ", or train a new run", dir=p)
         if not has_checkpoint(p):
             raise RunExistsError("{dir} is complete and its checkpoint is gone, so it cannot be trained further exactly; "
                                  "train a new run", dir=p)
