@@ -22,6 +22,22 @@ from aekit.cli.common import (
 # ------------------------------------------------------------------------------ other commands
 
 
+def _check_out_file(out: Path, ns: argparse.Namespace, spec: dict[str, Any] | None) -> None:
+    """Refuse to write over one of the command's inputs, or over any existing file without --overwrite."""
+    import fnmatch
+
+    from aekit.engine.rundir import RUN_FILES
+
+    data = Path(str(spec["name"])) if spec is not None else None
+    if data is not None and data.is_file() and out.exists() and out.samefile(data):
+        raise UsageError(f"--out {out} is this command's input data; write the result to another file")
+    run = Path(ns.run)
+    if run.is_dir() and out.resolve().parent == run.resolve() and any(fnmatch.fnmatchcase(out.name, p) for p in RUN_FILES):
+        raise UsageError(f"--out {out} is a file of the run {run} itself; write the result to another file")
+    if out.exists() and not getattr(ns, "overwrite", False):
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or choose another file")
+
+
 def _cmd_list(ns: argparse.Namespace) -> int:
     from aekit.model.registry import families
 
@@ -65,6 +81,7 @@ def _cmd_encode(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     Z = est.transform(ds.X)
     _write_npy(out, Z)
     if ns.json:
@@ -82,6 +99,7 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     R = est.reconstruct(ds.X)
     m = reconstruction_metrics(ds.X, R)
     if out.suffix.lower() == ".png":
@@ -105,7 +123,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
 
     out = _check_suffix(ns.out, (".npy", ".png"), "samples")
     est = _load_run(ns.run)
-    X, source = None, None
+    X, source, spec = None, None, None
     if not callable(getattr(est, "sample", None)):
         run = Path(ns.run)
         try:
@@ -117,6 +135,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
             ) from None
         ds = _load(spec, split=split, download=ns.download)
         X, source = ds.X, f"{ds.name}, {ds.split} split"
+    _check_out_file(out, ns, spec)
     S, how = decoder_samples(est, ns.n, X, seed=ns.seed, source=source)
     if out.suffix.lower() == ".png":
         from aekit.report.html import samples_figure
