@@ -127,8 +127,8 @@ def test_train_writes_a_complete_run(trained_run: tuple[Path, dict[str, Any]]) -
     assert METRIC_KEYS <= set(result["metrics"]["test"])
     for name in ("config.json", "model.safetensors", "history.csv", "metrics.json", "report.html", "latent.png"):
         assert (run / name).is_file(), name
-    # The checkpoint is only kept until the final model is written.
-    assert not (run / "checkpoint.safetensors").exists() and not (run / "checkpoint.json").exists()
+    # The final checkpoint is kept, so that `--resume --epochs N` can train the run further.
+    assert (run / "checkpoint.safetensors").exists() and not (run / "checkpoint.json").exists()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["status"] == "done"
     assert cfg["params"]["latent_dim"] == 2 and cfg["params"]["hidden_dims"] == [16]
@@ -385,7 +385,6 @@ def test_resume_after_a_kill_completes_the_run(
     rows = history_rows(run)
     assert [int(float(r["epoch"])) for r in rows] == [1, 2, 3, 4]
     assert json.loads((run / "config.json").read_text())["status"] == "done"
-    assert not (run / "checkpoint.safetensors").exists()
 
     # The resumed run is the run that was never interrupted.
     straight = tmp_path / "straight"
