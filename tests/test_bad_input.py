@@ -259,7 +259,7 @@ def test_missing_run_files(run_dir: Path, tmp_path: Path) -> None:
 def test_save_refuses_to_overwrite(run_dir: Path) -> None:
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     other = small_ae(latent_dim=5).fit(digits_data())
-    with pytest.raises(FileExistsError, match=r"already holds an aekit run; choose another --out, pass --overwrite"):
+    with pytest.raises(FileExistsError, match=r"already holds an aekit run; choose another path, pass overwrite=True"):
         other.save(run_dir)
     after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert after == before

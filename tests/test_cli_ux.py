@@ -201,7 +201,7 @@ def test_reconstruct_message_agrees_with_the_figure(
         assert im.size == (8 * 110, round((1.6 * 4 + 0.8) * 110))
     assert reconstruction_pairs(np.zeros((60, 6)), 10) == 4
     assert reconstruction_pairs(np.zeros((60, 1, 8, 8)), 10) == 10
-    code, out, _ = call(capsys, "reconstruct", str(tabular_run), "--out", str(png), "--n", "2", "--json")
+    code, out, _ = call(capsys, "reconstruct", str(tabular_run), "--out", str(png), "--n", "2", "--json", "--overwrite")
     assert json.loads(out)["pairs_shown"] == 2
 
 

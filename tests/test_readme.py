@@ -41,10 +41,11 @@ def _commands() -> list[list[str]]:
 
 
 def _small(argv: list[str]) -> list[str]:
-    """The same command with at most TEST_EPOCHS epochs."""
+    """The same command with at most TEST_EPOCHS epochs (one more where it extends a finished run)."""
     out = list(argv)
     if "--epochs" in out:
-        out[out.index("--epochs") + 1] = TEST_EPOCHS
+        # Extending a finished run (--resume with --epochs) must ask for more epochs than it has.
+        out[out.index("--epochs") + 1] = str(int(TEST_EPOCHS) + 1) if "--resume" in out else TEST_EPOCHS
     elif out[0] == "demo":
         out += ["--epochs", TEST_EPOCHS]
     return out

@@ -22,6 +22,22 @@ from aekit.cli.common import (
 # ------------------------------------------------------------------------------ other commands
 
 
+def _check_out_file(out: Path, ns: argparse.Namespace, spec: dict[str, Any] | None) -> None:
+    """Refuse to write over one of the command's inputs, or over any existing file without --overwrite."""
+    import fnmatch
+
+    from aekit.engine.rundir import RUN_FILES
+
+    data = Path(str(spec["name"])) if spec is not None else None
+    if data is not None and data.is_file() and out.exists() and out.samefile(data):
+        raise UsageError(f"--out {out} is this command's input data; write the result to another file")
+    run = Path(ns.run)
+    if run.is_dir() and out.resolve().parent == run.resolve() and any(fnmatch.fnmatchcase(out.name, p) for p in RUN_FILES):
+        raise UsageError(f"--out {out} is a file of the run {run} itself; write the result to another file")
+    if out.exists() and not getattr(ns, "overwrite", False):
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or choose another file")
+
+
 def _cmd_list(ns: argparse.Namespace) -> int:
     # Read from the families' source, not their modules: listing them needs no PyTorch.
     from aekit.model.catalog import catalog
@@ -74,6 +90,7 @@ def _cmd_encode(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     Z = est.transform(ds.X)
     _write_npy(out, Z)
     if ns.json:
@@ -91,6 +108,7 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     R = est.reconstruct(ds.X)
     m = reconstruction_metrics(ds.X, R, images=ds.kind == "image")
     summary: dict[str, Any] = {"out": str(out), "shape": list(R.shape), "data": ds.name, "split": ds.split}
@@ -120,7 +138,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
 
     out = _check_suffix(ns.out, (".npy", ".png"), "samples")
     est = _load_run(ns.run)
-    X, source = None, None
+    X, source, spec = None, None, None
     from_prior = "sample" in declared_capabilities(est)
     if not from_prior:
         run = Path(ns.run)
@@ -139,6 +157,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
             f"family {est._family_name!r} samples from its own prior; --data, --split and --limit choose the data of "
             "the Gaussian used for the other families, so leave them out"
         )
+    _check_out_file(out, ns, spec)
     S, how = decoder_samples(est, ns.n, X, seed=ns.seed, source=source, from_prior=from_prior)
     if out.suffix.lower() == ".png":
         from aekit.report.figures import samples_figure

@@ -103,6 +103,7 @@ def _main_parser() -> _Parser:
     sp.add_argument("run", metavar="RUN", help="run directory")
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to encode")
     sp.add_argument("--out", required=True, metavar="FILE.npy", help="output file")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     sp = add("reconstruct", "write reconstructions as a .npy array or a .png of originals beside reconstructions",
@@ -112,6 +113,7 @@ def _main_parser() -> _Parser:
     sp.add_argument("run", metavar="RUN", help="run directory")
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to reconstruct")
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy (all reconstructions) or .png (a figure)")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--n", type=_positive_int, default=10, metavar="N",
                     help="pairs shown in a .png: images side by side, at most 4 line plots for tabular data and signals "
                          "(default: 10)")
@@ -127,6 +129,7 @@ def _main_parser() -> _Parser:
     sp.add_argument("run", metavar="RUN", help="run directory")
     sp.add_argument("--n", type=_positive_int, default=32, metavar="N", help="number of samples (default: 32)")
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy or .png")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default: 0)")
     _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the Gaussian is fitted to")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
