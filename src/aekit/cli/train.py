@@ -72,7 +72,8 @@ def _train_parser(info: Any | None) -> _Parser:
     t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate)")
     t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int, metavar="N", help="random_state: seeds initialization, batches and the split")
-    t.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of PyTorch (default: its choice)")
+    t.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -185,6 +186,8 @@ def _cmd_train(args: list[str]) -> int:
             _set_param(info, saved_params, "max_epochs", ns.epochs, "--epochs")
         if hasattr(ns, "device"):
             _set_param(info, saved_params, "device", ns.device, "--device")
+        if hasattr(ns, "threads"):
+            _set_param(info, saved_params, "threads", ns.threads, "--threads")
         if getattr(ns, "quiet", False) and "verbose" in saved_params:
             saved_params["verbose"] = 0
         spec = saved.get("data")
@@ -260,12 +263,10 @@ def _set_param(info: Any, params: dict[str, Any], name: str, value: Any, flag: s
 def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: Path, ns: argparse.Namespace,
                   *, resume: bool) -> int:
     """Build, train, save, evaluate and report; the flow shared by ``train``, ``--resume`` and ``demo``."""
-    import torch
-
     from aekit import __version__
+    from aekit.engine.checkpoint import checkpoint_epoch
     from aekit.engine.rundir import (
         CHECKPOINT_FILE,
-        CHECKPOINT_META,
         CONFIG_FILE,
         FORMAT,
         check_out_dir,
@@ -277,8 +278,6 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
     quiet = bool(getattr(ns, "quiet", False))
     as_json = bool(getattr(ns, "json", False))
     overwrite = bool(getattr(ns, "overwrite", False))
-    if hasattr(ns, "threads"):
-        torch.set_num_threads(ns.threads)
     try:
         est = info.estimator(**params)
         est._validate_params()
@@ -324,7 +323,7 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
         est.fit(ds.X, y, checkpoint_dir=out, resume=resume and has_checkpoint)
     except KeyboardInterrupt:
         if (out / CHECKPOINT_FILE).is_file():
-            epoch = read_json(out / CHECKPOINT_META).get("epoch", "?") if (out / CHECKPOINT_META).is_file() else "?"
+            epoch = checkpoint_epoch(out) or "?"
             msg = f"interrupted; the checkpoint after epoch {epoch} is kept in {out}. Continue with: aekit train --resume {out}"
         else:
             msg = "interrupted before the first checkpoint; run the same command again with --overwrite to start over"
@@ -335,7 +334,6 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
     seconds = sum(float(r.get("seconds", 0.0)) for r in history) if any("seconds" in r for r in history) else wall
     est.save(out, overwrite=True, extra={"data": spec, "status": "done", "train_seconds": round(seconds, 3)})
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    (out / CHECKPOINT_META).unlink(missing_ok=True)
     epochs = len(history)
     unit = "epochs" if "gradient" in info.capabilities or params.get("solver") == "gradient" else "iterations"
     _info(f"aekit: trained {epochs} {unit} in {seconds:.1f} s" if history else f"aekit: fitted in {seconds:.1f} s", quiet)
@@ -375,22 +373,13 @@ def _evaluate_run(est: Any, ds: Any, spec: dict[str, Any]) -> tuple[dict[str, di
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    import torch
-
     from aekit.model.registry import get_family
 
     info = get_family("autoencoder")
-    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1)
+    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1, threads=ns.threads)
     spec = _data_spec("digits", None, "train", None, None)
-    threads = torch.get_num_threads()
-    # The demo network is tiny: with several threads, synchronizing them costs more than the work,
-    # and on a busy machine several times more.
-    torch.set_num_threads(ns.threads)
     t0 = time.perf_counter()
-    try:
-        code = _run_training(info, params, spec, Path(ns.out), ns, resume=False)
-    finally:
-        torch.set_num_threads(threads)
+    code = _run_training(info, params, spec, Path(ns.out), ns, resume=False)
     if code == 0 and not ns.json:
         _info(f"aekit: demo finished in {time.perf_counter() - t0:.0f} s. Open the report in a browser; then try "
               "another family, e.g. `aekit train --family denoising --data digits --latent-dim 2 --out runs/dae`", ns.quiet)

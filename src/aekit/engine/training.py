@@ -93,8 +93,10 @@ class Callback:
     ``on_train_begin`` runs once (after a resumed run's checkpoint is loaded); then, per epoch,
     ``on_epoch_begin`` (the epoch's learning rate is set), ``on_step_end`` after every optimizer step
     (``state.step`` already counts it) and ``on_epoch_end`` (the epoch's history row is appended);
-    ``on_train_end`` runs once, also when training fails. The built-in callbacks run first, then the
-    caller's in the order given; a family's callback should not depend on that order.
+    ``on_train_end`` runs once, also when training fails. The progress bar and early stopping run
+    first, then the caller's callbacks in the order given, then the checkpoint and ``history.csv``
+    writers, so that what is saved includes what every callback did in the epoch. A family's callback
+    should not depend on the order of the others.
 
     A loss weight that changes during training (a KL weight warmed up by epoch or by step) is held by
     the module as a tensor buffer (``self.register_buffer("beta", torch.tensor(0.0))``) and changed in
@@ -369,7 +371,8 @@ def fit_module(
     corruption : callable, optional
         Applied to every training batch afresh; the loss compares the output with the clean batch.
     callbacks : sequence of Callback
-        Extra callbacks (a family's loss-weight schedule, say), run after the built-in ones.
+        Extra callbacks (a family's loss-weight schedule, say), run after progress and early stopping
+        and before the checkpoint and history writers.
     seed : int
         Seeds the validation split and the batch order.
     checkpoint_dir : path, optional
@@ -439,11 +442,12 @@ def _train(
 
     n_batches = n_train // bs if use_graph else math.ceil(n_train / bs)
     progress = ProgressBar(config.max_epochs * n_batches, config.verbose > 0)
-    cbs: list[Callback] = [progress, EarlyStopping(config.patience)]
+    # The writers run last, so a checkpoint holds what every callback did in the epoch (a column it
+    # added to the history row, a stop it asked for).
+    cbs: list[Callback] = [progress, EarlyStopping(config.patience), *callbacks]
     if checkpoint_dir is not None:
         cbs.append(Checkpointer(checkpoint_dir))
         cbs.append(CSVLogger(Path(checkpoint_dir) / "history.csv"))
-    cbs += list(callbacks)
     # Only callbacks that use the per-step hook are called per step: the others would cost a call each.
     step_cbs = [cb for cb in cbs if type(cb).on_step_end is not Callback.on_step_end]
 

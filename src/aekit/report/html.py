@@ -40,7 +40,7 @@ __all__ = [
 REPORT_FILE = "report.html"
 FIGURE_FILES = ("reconstructions.png", "loss.png", "latent.png", "samples.png")
 # History columns that are bookkeeping, not loss terms.
-_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer"})
+_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer", "threads"})
 # Points drawn in the latent map at most: beyond this a scatter plot only gets slower, not clearer.
 _MAX_LATENT_POINTS = 5000
 _DPI = 110
