@@ -210,6 +210,7 @@ REFUSALS = [
     pytest.param(_set("bad_epochs", 4), r"bad_epochs is 4, more than the 2 epochs trained", id="bad-epochs"),
     pytest.param(_set("stop", "no"), r"stop must be true or false", id="stop"),
     pytest.param(_set("path", "warp"), r"path is 'warp'; valid: eager, cuda-graph", id="path"),
+    pytest.param(_set("threads", 0), r"threads must be an integer >= 1, found 0", id="threads"),
     pytest.param(_set("optimizer", {}), r"optimizer.param_groups must list the run's 1 parameter groups", id="groups"),
     pytest.param(_tensor("rng.generator", None), r"rng.generator is missing", id="rng-missing"),
     pytest.param(_tensor("rng.generator", torch.zeros(10, dtype=torch.uint8)),
@@ -445,9 +446,10 @@ def test_threads_chosen_from_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
     assert history[0]["threads"] == 1
     big = nn.Sequential(nn.Linear(1500, 1500), nn.ReLU(), nn.Linear(1500, 1500))  # 2 * 128 * 4.5e6 = 1.2e9 FLOPs
     xb = torch.zeros(128, 1500)
-    for cores, expected in [(8, 4), (2, 2), (1, 1)]:
+    for cores, busy, expected in [(8, 0, 4), (2, 0, 2), (1, 0, 1), (8, 5, 3), (2, 1, 1), (2, 4, 1)]:
         monkeypatch.setattr(training, "_available_cores", lambda cores=cores: cores)
-        assert choose_threads(TrainConfig(), big, xb) == expected
+        monkeypatch.setattr(training, "_busy_elsewhere", lambda busy=busy: busy)
+        assert choose_threads(TrainConfig(), big, xb) == expected, (cores, busy)
     assert choose_threads(TrainConfig(), big, xb[:4]) == 1  # the same model on small batches
     assert choose_threads(TrainConfig(threads=3), big, xb[:4]) == 3  # taken as given
     with_dropout = nn.Sequential(nn.Linear(1500, 1500), nn.Dropout(0.5)).train()
@@ -455,6 +457,16 @@ def test_threads_chosen_from_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
     choose_threads(TrainConfig(), with_dropout, xb)
     assert with_dropout.training
     assert torch.equal(torch.get_rng_state(), rng)  # counting the work draws no random numbers
+
+
+def test_a_resumed_run_keeps_its_recorded_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit_module(TinyAE(), data(), config=config(max_epochs=1, threads=2), checkpoint_dir=tmp_path)
+    # threads=0 would choose 1 for this model: the count the run recorded wins, so the sums are the same.
+    history = fit_module(TinyAE(), data(), config=config(max_epochs=2), checkpoint_dir=tmp_path, resume=True)
+    assert [r["threads"] for r in history] == [2, 2]
+    # A count given explicitly wins over the recorded one.
+    history = fit_module(TinyAE(), data(), config=config(max_epochs=3, threads=1), checkpoint_dir=tmp_path, resume=True)
+    assert [r["threads"] for r in history] == [2, 2, 1]
 
 
 def test_threads_must_be_a_count() -> None:

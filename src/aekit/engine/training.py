@@ -266,8 +266,7 @@ def _set_lr(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None
 
 
 # Forward FLOPs of one batch below which one thread trains fastest (benchmarks/bench_threads.py: the
-# default digits net, 2.7e7, is fastest on one thread even on idle cores; the 784-1000-500-250-30 net,
-# 7e8, gains from two).
+# default digits net, 2.7e7 at batch 128, is 10x slower on two threads than on one).
 _SMALL_WORK_FLOPS = 1e8
 _MAX_AUTO_THREADS = 4  # beyond 4, these models gain little and a shared machine loses much
 
@@ -277,6 +276,25 @@ def _available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _busy_elsewhere() -> int:
+    """Tasks running on the machine besides this one, now (Linux), else the 1-minute load average.
+
+    A thread that finds its core taken stalls every other thread at the next synchronization: on 2
+    cores beside one busy process, 2 threads trained the 784-1000-500-250-30 net 10x slower than 1.
+    """
+    try:
+        counts = []
+        for _ in range(5):  # a snapshot is noisy: the median of a few, 10 ms apart
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            time.sleep(0.01)
+        return max(0, sorted(counts)[2] - 1)  # this process is one of the running tasks
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0
 
 
 def _forward_flops(module: nn.Module, xb: Tensor) -> float:
@@ -301,7 +319,7 @@ def choose_threads(config: TrainConfig, module: nn.Module, xb: Tensor) -> int:
     One thread for a forward pass of one batch ``xb`` under ``_SMALL_WORK_FLOPS`` (or on an
     accelerator, where the host only launches kernels): for small matrices, waking and synchronizing
     threads costs more than the arithmetic, and far more when another process holds a core.
-    Otherwise ``min(cores, 4)``.
+    Otherwise the cores that no other task is using now, at most 4 and at least 1.
     """
     if config.threads > 0:
         return config.threads
@@ -309,7 +327,7 @@ def choose_threads(config: TrainConfig, module: nn.Module, xb: Tensor) -> int:
         return 1
     if _forward_flops(module, xb) < _SMALL_WORK_FLOPS:
         return 1
-    return max(1, min(_available_cores(), _MAX_AUTO_THREADS))
+    return max(1, min(_available_cores() - _busy_elsewhere(), _MAX_AUTO_THREADS))
 
 
 @contextmanager
@@ -436,7 +454,13 @@ def _train(
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
+        chosen = state.threads
         load_checkpoint(checkpoint_dir, state)
+        if config.threads > 0:
+            state.threads = chosen
+        elif state.threads != chosen:
+            # The count recorded by the run: float sums may depend on it, and a resumed run is exact.
+            torch.set_num_threads(state.threads)
         if state.epoch >= config.max_epochs:
             state.stop = True
 
