@@ -1,18 +1,20 @@
-"""Seconds per epoch by torch CPU thread count: 1, 2 and the loop's own choice (``threads=0``), on idle
-cores and beside one busy process, for a small and a large model.
+"""Seconds per epoch by torch CPU thread count: 1, 2 and the loop's own choice (``threads=0``), on the
+machine as found and beside one more busy process, for a small and a large model.
 
 Small: the denoising autoencoder with its default network on the bundled digits (1,797 8x8 images).
 Large: Hinton's 784-1000-500-250-30 autoencoder on generated 28x28 images (smoothed noise in [0, 1]).
 The busy process spins on one core, as another user's job would. Each cell is the median over epochs
-of the seconds the loop records per epoch.
+of the seconds the loop records per epoch; the table gives the machine's 1-minute load average before
+each row (other users' processes count: a shared machine is rarely idle).
 
-    python benchmarks/bench_threads.py                 # about 2 minutes on 2 cores
+    python benchmarks/bench_threads.py --epochs 2 --large-samples 2000     # about 1 minute on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,14 +82,14 @@ def main() -> None:
     rows = []
     for name, make, X in cases:
         for load in (False, True):
-            cells: list[object] = [name, "1 busy process" if load else "idle"]
+            cells: list[object] = [name, "+1 busy process" if load else "as found", f"{os.getloadavg()[0]:.1f}"]
             with busy(load):
                 for threads in (1, 2, 0):
                     sec, used = seconds_per_epoch(make, X, threads, args.epochs)
                     cells.append(f"{sec:.3f}" + (f" ({used})" if threads == 0 else ""))
             rows.append(cells)
     print(f"## Seconds per epoch by thread count ({machine()}; median over {args.epochs} epochs)\n")
-    print(table(["model", "machine", "1 thread", "2 threads", "automatic (threads chosen)"], rows))
+    print(table(["model", "machine", "load before", "1 thread", "2 threads", "automatic (threads chosen)"], rows))
 
 
 if __name__ == "__main__":
