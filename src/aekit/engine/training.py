@@ -267,7 +267,8 @@ def _set_lr(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None
 
 
 # Forward FLOPs of one batch below which one thread trains fastest (benchmarks/bench_threads.py: the
-# default digits net, 2.7e7 at batch 128, is 10x slower on two threads than on one).
+# default digits net, 2.7e7 at batch 128, trained up to 10x slower on two threads than on one on a shared
+# 2-core machine, and never clearly faster).
 _SMALL_WORK_FLOPS = 1e8
 _MAX_AUTO_THREADS = 4  # beyond 4, these models gain little and a shared machine loses much
 
@@ -298,35 +299,30 @@ def _busy_elsewhere() -> int:
             return 0
 
 
-def _forward_flops(module: nn.Module, xb: Tensor) -> float:
-    """FLOPs of one forward pass on ``xb``, counted without changing the module or any random state."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _work_per_batch(module: nn.Module, batch_size: int) -> float:
+    """Forward FLOPs of one batch as an MLP counts them: 2 x parameters x batch size.
 
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module(xb)
-        return float(counter.get_total_flops())
-    except Exception:  # a forward the counter cannot follow: count the parameters instead (exact for MLPs)
-        return 2.0 * xb.shape[0] * sum(p.numel() for p in module.parameters())
-    finally:
-        module.train(was_training)
+    Read from the parameters, not from a forward pass, so choosing costs nothing and runs no model
+    code. It undercounts convolutions (each weight is used at every position), so a convolutional net
+    is taken for smaller than it is: one thread, the safe side on a shared machine.
+    """
+    return 2.0 * batch_size * sum(p.numel() for p in module.parameters())
 
 
-def choose_threads(config: TrainConfig, module: nn.Module, xb: Tensor) -> int:
+def choose_threads(config: TrainConfig, module: nn.Module, batch_size: int, device: torch.device) -> int:
     """The CPU thread count to train with: ``config.threads`` if set, else chosen from the work.
 
-    One thread for a forward pass of one batch ``xb`` under ``_SMALL_WORK_FLOPS`` (or on an
-    accelerator, where the host only launches kernels): for small matrices, waking and synchronizing
-    threads costs more than the arithmetic, and far more when another process holds a core.
-    Otherwise the cores that no other task is using now, at most 4 and at least 1.
+    One thread when the forward work of one batch (:func:`_work_per_batch`) is under
+    ``_SMALL_WORK_FLOPS``, or on an accelerator, where the host only launches kernels: for small
+    matrices, waking and synchronizing threads costs more than the arithmetic, and far more when
+    another process holds a core. Otherwise the cores that no other task is using now, at most 4 and
+    at least 1.
     """
     if config.threads > 0:
         return config.threads
-    if xb.device.type != "cpu":
+    if device.type != "cpu":
         return 1
-    if _forward_flops(module, xb) < _SMALL_WORK_FLOPS:
+    if _work_per_batch(module, batch_size) < _SMALL_WORK_FLOPS:
         return 1
     return max(1, min(_available_cores() - _busy_elsewhere(), _MAX_AUTO_THREADS))
 
@@ -428,7 +424,7 @@ def fit_module(
     use_graph = device.type == "cuda" and config.cuda_graph and not after_step
     opt = _make_optimizer(_param_groups(module, config), config, device, capturable=use_graph)
     state = TrainState(module=module, optimizer=opt, generator=gen, config=config)
-    state.threads = choose_threads(config, module, Xt[train_idx_d[:bs]])
+    state.threads = choose_threads(config, module, bs, device)
     with _torch_threads(state.threads):
         _train(state, Xt, yt, train_idx_d, val_idx_d, bs, corruption, callbacks, checkpoint_dir, resume, use_graph)
     return state.history
