@@ -124,6 +124,40 @@ def test_kill_at_the_checkpoint_rename_resumes_exactly(tmp_path: Path, monkeypat
     assert [r["loss"] for r in history] == [r["loss"] for r in expected]
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("commit", range(6))
+def test_a_kill_at_any_commit_point_resumes_exactly(commit: int, when: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 epochs commit 6 files (checkpoint, history.csv, per epoch); killed just before or just after each
+    rename, the run resumed (or started afresh when no checkpoint existed yet) ends with the weights,
+    history and history.csv of the uninterrupted run."""
+    replace = os.replace
+    calls = {"n": 0}
+
+    def kill_at_commit(src: Any, dst: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] - 1 == commit and when == "before":
+            raise Killed
+        replace(src, dst)
+        if calls["n"] - 1 == commit:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(aekit.engine.rundir.os, "replace", kill_at_commit)
+        with pytest.raises(Killed):
+            fit_module(TinyAE(), data(), config=config(), checkpoint_dir=tmp_path)
+    resumed = TinyAE()
+    has_checkpoint = (tmp_path / CHECKPOINT_FILE).is_file()
+    history = fit_module(resumed, data(), config=config(), checkpoint_dir=tmp_path, resume=has_checkpoint)
+    straight = TinyAE()
+    expected = fit_module(straight, data(), config=config())
+    for k, v in weights(straight).items():
+        assert torch.equal(weights(resumed)[k], v), k
+    assert [r["loss"] for r in history] == [r["loss"] for r in expected]
+    assert [r["epoch"] for r in read_csv(tmp_path / "history.csv")] == ["1", "2", "3"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_resume_rewrites_history_csv_from_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill between the checkpoint of epoch 2 and its history.csv leaves the file a row short; a resume
     that trains no further epoch still rewrites it from the checkpoint, and a stale row goes too."""
