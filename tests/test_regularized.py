@@ -531,7 +531,7 @@ IMAGES = "images"
         ("denoising", {"corruption": "masking:0.1:0.2"}, None, r"corruption 'masking' takes 1 value \(nu\), got 2"),
         ("denoising", {"corruption": "masking:abc"}, None, r"could not read 'abc' in corruption 'masking:abc' as a number \(nu\)"),
         ("denoising", {"corruption": "masking:0.1+"}, None, r"empty corruption term in 'masking:0\.1\+'; write terms such as 'masking:0\.25' joined by '\+'"),
-        ("denoising", {"corruption": 0.5}, None, r"a corruption is given as a string such as 'masking:0\.25', got 0\.5 of type float"),
+        ("denoising", {"corruption": 0.5}, None, r"corruption must be a string \(the corruption process q\(x'\|x\)\), got 0\.5; give it as a string such as 'masking:0\.25'"),
         ("denoising", {"corruption": "block:2.5"}, IMAGES, r"size must be an integer >= 1 \(the side of the occluded square in pixels\), got 2\.5"),
         # denoising: a corruption that does not fit the data
         ("denoising", {"corruption": "grayscale"}, IMAGES, r"corruption='grayscale' cannot be applied to this data: grayscale corruption needs RGB samples with 3 channels.*got sample shape \(1, 8, 8\)"),

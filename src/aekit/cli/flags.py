@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aekit.core.params import field_types
+
 # ------------------------------------------------------------------------------ family flags
 
 
@@ -49,12 +51,27 @@ def _type_parts(type_str: str) -> list[str]:
     return [p.replace("NoneType", "None").replace("typing.", "") for p in parts if p]
 
 
-def _type_string(t: Any) -> str:
-    if isinstance(t, str):
-        return t
-    if isinstance(t, type):
-        return t.__name__
-    return str(t)
+def _type_string(tp: Any) -> str:
+    """A declared field type as this parser's plain type string: ``Annotated`` metadata and literals dropped."""
+    from typing import Literal, get_args, get_origin
+
+    from aekit.core.params import members
+
+    parts: list[str] = []
+    for base, _ in members(tp):
+        if get_origin(base) is Literal:
+            name = type(get_args(base)[0]).__name__
+        elif base is type(None):
+            name = "None"
+        elif get_origin(base) is tuple:
+            args = get_args(base)
+            elem = members(args[0])[0][0]
+            name = f"tuple[{elem.__name__}, ...]" if len(args) == 2 and args[1] is Ellipsis else "tuple"
+        else:
+            name = getattr(base, "__name__", str(base))
+        if name not in parts:
+            parts.append(name)
+    return " | ".join(parts)
 
 
 def _parse_one(base: str, text: str) -> Any:
@@ -130,8 +147,9 @@ def family_params(estimator_cls: type) -> list[ParamSpec]:
     specs: list[ParamSpec] = []
     for cfg in getattr(estimator_cls, "_param_configs", ()):
         comments = _field_comments(cfg)
+        types = field_types(cfg)
         for f in dataclasses.fields(cfg):
-            specs.append(ParamSpec(f.name, _type_string(f.type), defaults.get(f.name, f.default), comments.get(f.name, "")))
+            specs.append(ParamSpec(f.name, _type_string(types[f.name]), defaults.get(f.name, f.default), comments.get(f.name, "")))
     known = {s.name for s in specs}
     # Parameters outside the declared dataclasses (a hand-written __init__) are passed as strings.
     specs += [ParamSpec(k, "str", v, "") for k, v in defaults.items() if k not in known]

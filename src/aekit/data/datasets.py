@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aekit.data.preprocessing import float32_overflow_message, layout_message
 
 __all__ = [
     "CHECKSUMS",
@@ -116,6 +119,9 @@ _SPLIT_SEED = 0
 _FILE_SUFFIXES = (".npy", ".npz", ".csv")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Pillow modes holding a single intensity channel (LA: plus alpha, which is dropped).
+#: Largest image, in pixels, an image folder may hold (a 6000x5500 photograph). Pillow's own limit
+#: (about 89 million pixels) only warns; a few kilobytes of PNG can declare billions of pixels.
+MAX_IMAGE_PIXELS = 2**25
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _ACCEPTED = (
     "paths to .npy, .npz or .csv files, or to a directory of PNG/JPEG images "
@@ -692,11 +698,19 @@ def _load_image_dir(root: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[st
     modes: list[str] = []
     for f in files:
         try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-                modes.append(im.mode)
+            with warnings.catch_warnings():
+                # Pillow warns, then raises, on images past its own pixel limit; both are refusals here.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    sizes.append(im.size)
+                    modes.append(im.mode)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(_bomb_message(f, str(exc))) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"{f}: not a readable image ({exc})") from exc
+        if sizes[-1][0] * sizes[-1][1] > MAX_IMAGE_PIXELS:
+            w, h = sizes[-1]
+            raise ValueError(_bomb_message(f, f"{w}x{h} = {w * h} pixels"))
     for f, size in zip(files, sizes):
         if size != sizes[0]:
             raise ValueError(
@@ -713,6 +727,13 @@ def _load_image_dir(root: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[st
         except OSError as exc:
             raise ValueError(f"{f}: could not decode image ({exc})") from exc
     return X, labels, classes
+
+
+def _bomb_message(f: Path, size: str) -> str:
+    return (
+        f"{f}: image too large ({size}; the limit is {MAX_IMAGE_PIXELS} pixels per image), possibly a "
+        "decompression bomb; remove it from the folder, or resize it (aekit trains on small images or patches)"
+    )
 
 
 def _image_to_chw(im: Any, gray: bool) -> np.ndarray:
@@ -742,16 +763,14 @@ def _check_structure(X: np.ndarray, name: str) -> np.ndarray:
             "reshape to (n_samples, 1) if each value is a sample, or (1, n_features) if it is one sample"
         )
     if X.ndim > 4:
-        raise ValueError(
-            f"{name}: X has {X.ndim} dimensions (shape {X.shape}); supported layouts are (N, D) tabular, "
-            "(N, C, L) signals, (N, H, W) uint8 images and (N, C, H, W) or (N, H, W, C) images"
-        )
+        # The same rule and message as check_array; (N, H, W) uint8 and (N, H, W, C) images are converted.
+        raise ValueError(f"{name}: " + layout_message("X", X.shape))
     if X.size == 0:
         raise ValueError(f"{name}: X is empty (shape {X.shape}); the data must hold at least one sample")
     return X
 
 
-def _check_finite(X: np.ndarray, name: str, when: str = "") -> None:
+def _check_finite(X: np.ndarray, name: str) -> None:
     if X.dtype.kind != "f":
         return
     finite = np.isfinite(X)
@@ -760,7 +779,7 @@ def _check_finite(X: np.ndarray, name: str, when: str = "") -> None:
     bad = int(X.size - np.count_nonzero(finite))
     first = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), X.shape))
     raise ValueError(
-        f"{name}: X contains {bad} NaN or infinite value(s){when}; the first is at index {first} "
+        f"{name}: X contains {bad} NaN or infinite value(s); the first is at index {first} "
         f"(sample {first[0]}). Remove or impute them before loading."
     )
 
@@ -848,10 +867,12 @@ def _finalize(
     else:
         # Overflow to inf is reported by the check below with a clear message,
         # rather than as a RuntimeWarning (an error under -W error).
+        source = X
         with np.errstate(over="ignore"):
             X = X.astype(np.float32)
-    if source_dtype.kind == "f" and source_dtype.itemsize > 4:
-        _check_finite(X, name, when=" after conversion to float32 (values beyond +-3.4e38)")
+        # The source was checked finite above, so anything infinite now overflowed float32.
+        if source_dtype.kind == "f" and source_dtype.itemsize > 4 and not np.isfinite(X).all():
+            raise ValueError(f"{name}: " + float32_overflow_message("X", source, ~np.isfinite(X)))
     if kind == "image" and source_dtype != np.uint8:
         lo, hi = float(X.min()), float(X.max())
         if lo < 0.0 or hi > 1.0:

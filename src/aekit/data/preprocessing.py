@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-SCALINGS = ("auto", "none", "standard", "minmax", "normalize")
+#: How data are scaled before training (see :class:`Scaler`); a parameter of families that scale.
+Scaling = Literal["auto", "none", "standard", "minmax", "normalize"]
+SCALINGS: tuple[str, ...] = get_args(Scaling)
 
 
 def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Validate model input and return it as float32 of shape (N, *sample_shape).
 
-    Raises a ValueError naming the problem and the fix for: non-numeric data, a 1-D or 0-D array,
-    no samples, NaN or inf, and a sample shape different from ``expected_shape``; a TypeError for
+    The layouts are those of every aekit loader: 2-D tabular (N, D), 3-D signals (N, C, L) and 4-D
+    images (N, C, H, W). Raises a ValueError naming the problem and the fix for: non-numeric data, a
+    1-D, 0-D or more than 4-D array, no samples, NaN or inf, finite values beyond float32's range
+    (the same message as :func:`aekit.load_dataset`), and a sample shape different from
+    ``expected_shape``; a TypeError for
     sparse matrices and for objects that are not numbers. Messages use scikit-learn's wording where
     its estimator checks pin it.
     """
@@ -54,9 +59,18 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required: {name} has no "
             "features"
         )
-    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim > 4:
+        raise ValueError(layout_message(name, arr.shape))
+    source = arr
+    # Overflow to inf is reported below with its own message, not as a RuntimeWarning.
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         bad = ~np.isfinite(arr.reshape(arr.shape[0], -1))
+        if source is not arr:
+            overflow = bad & np.isfinite(source.reshape(source.shape[0], -1))
+            if overflow.any():
+                raise ValueError(float32_overflow_message(name, source, overflow))
         rows = np.flatnonzero(bad.any(axis=1))
         raise ValueError(
             f"{name} contains NaN or infinity: {int(bad.sum())} values in {rows.size} samples (first at sample "
@@ -72,6 +86,38 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
     arr = np.ascontiguousarray(arr)
     # torch.from_numpy warns on read-only arrays (e.g. a read-only memmap); hand out a writable copy.
     return arr if arr.flags.writeable else arr.copy()
+
+
+#: The largest finite float32, about 3.4e38: aekit's networks compute in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Sample layouts after the first (sample) axis, by number of dimensions of the whole array.
+LAYOUTS = "2-D tabular data (N, D), 3-D signals (N, C, L) or 4-D images (N, C, H, W)"
+
+
+def layout_message(name: str, shape: tuple[int, ...]) -> str:
+    """The one message for an array with more dimensions than any aekit layout."""
+    return (
+        f"{name} has {len(shape)} dimensions (shape {tuple(shape)}); aekit takes {LAYOUTS}. Reshape it to one "
+        "of these, e.g. merge extra axes into channels or features"
+    )
+
+
+def float32_overflow_message(name: str, source: np.ndarray, overflow: np.ndarray) -> str:
+    """The one message for finite values that become infinite in float32.
+
+    ``source`` is the data before conversion, ``overflow`` a boolean mask of the same size (any shape
+    with samples first) marking the values that overflow.
+    """
+    flat = overflow.reshape(overflow.shape[0], -1)
+    rows = np.flatnonzero(flat.any(axis=1))
+    first = int(rows[0])
+    worst = float(np.max(np.abs(source.reshape(source.shape[0], -1)[flat])))
+    return (
+        f"{name} has {int(flat.sum())} value(s) in {rows.size} sample(s) (first at sample {first}) that overflow "
+        f"float32: the largest is {worst:.3g} in magnitude, beyond the largest finite float32, about 3.4e38, that "
+        "aekit computes in. Rescale the data before passing it: divide by a power of ten, or standardize it in "
+        "float64"
+    )
 
 
 def _is_sparse(X: Any) -> bool:

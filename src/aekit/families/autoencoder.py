@@ -132,7 +132,7 @@ class Autoencoder(BaseAutoencoder):
             out["hidden_dims"] = (32, 64)
         return out
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         r = self._resolved()
         if r["architecture"] not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {r['architecture']!r}; valid: {', '.join(ARCHITECTURES)}")

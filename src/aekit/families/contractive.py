@@ -184,8 +184,8 @@ class ContractiveAutoencoder(Autoencoder):
         self._check_fitted()
         return str(self.module_.jacobian)
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         a = self.alpha
         if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0 <= float(a) < math.inf):
             raise ValueError(

@@ -16,11 +16,12 @@ Gaussian noise of small sigma, g(f(x)) - x estimates sigma^2 * grad log p(x) (Al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
+from aekit.core.params import Explain
 from aekit.data.corruption import Corruption, make_corruption
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
@@ -34,7 +35,8 @@ class DenoisingConfig:
     """Hyperparameters of the corruption process."""
 
     # Vincent et al. (2010) find masking noise with nu around 0.25 a robust choice on MNIST-like data.
-    corruption: str = "masking:0.25"  # q(x'|x) as a spec string, e.g. "gaussian:0.3", "block:8", "masking:0.25+gaussian:0.1"
+    # q(x'|x) as a spec string, e.g. "gaussian:0.3", "block:8", "masking:0.25+gaussian:0.1"
+    corruption: Annotated[str, Explain("the corruption process q(x'|x)", "give it as a string such as 'masking:0.25' or 'gaussian:0.3'")] = "masking:0.25"
 
 
 @register(
@@ -74,8 +76,8 @@ class DenoisingAutoencoder(Autoencoder):
         except ValueError as exc:
             raise ValueError(f"invalid corruption={self.corruption!r}: {exc}") from None
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         self._corruption_process()
 
     def _check_input(self, X: np.ndarray) -> None:

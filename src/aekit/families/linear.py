@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from aekit.core.losses import squared_error
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.data.preprocessing import SCALINGS
+from aekit.data.preprocessing import SCALINGS, Scaling
 from aekit.engine.training import TrainConfig
 from aekit.model.base import BaseAutoencoder, declare_params
 from aekit.model.registry import register
@@ -36,7 +36,7 @@ class LinearConfig:
     latent_dim: int = 2  # K, the number of components
     solver: str = "svd"  # "svd": exact PCA optimum; "gradient": trained by the loop
     tied: bool = False  # decoder W = V^T (gradient solver; svd is always tied)
-    scaling: str = "none"  # PCA centres but does not scale; "standard" gives PCA on the correlation matrix
+    scaling: Scaling = "none"  # PCA centres but does not scale; "standard" gives PCA on the correlation matrix
 
 
 class LinearModule(nn.Module):
@@ -98,7 +98,7 @@ class LinearAutoencoder(BaseAutoencoder):
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         cfg = self._config(LinearConfig)
         if cfg.solver not in SOLVERS:
             raise ValueError(f"unknown solver {cfg.solver!r}; valid: {', '.join(SOLVERS)}")

@@ -179,7 +179,7 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
     ((1437, 32), True)
     """
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         _check_positive_int("latent_dim", self.latent_dim)
         _check_alpha(self.alpha)
         if isinstance(self.beta, bool) or not isinstance(self.beta, int | float) or not (self.beta > 0 and math.isfinite(self.beta)):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from aekit.core.losses import kl_sparsity, l1_penalty
 from aekit.core.nets import apply_output
 from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
+from aekit.core.params import Explain, Interval
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
@@ -61,7 +62,8 @@ class SparseConfig:
     """Hyperparameters of the sparsity penalty."""
 
     penalty: str = "l1"  # "l1" (Laplace prior), "kl" (Ng's target activation rho) or "topk" (Makhzani & Frey)
-    alpha: float | None = None  # weight of the penalty (lambda for l1, beta for kl); None: 0.1 for l1, 3 for kl
+    # Weight of the penalty (lambda for l1, beta for kl); None: 0.1 for l1, 3 for kl
+    alpha: Annotated[float, Interval(0), Explain("the weight of the sparsity penalty", "use alpha=0 to turn the penalty off")] | None = None
     rho: float = 0.05  # target mean activation of each sigmoid unit (kl); Ng's notes use 0.05
     k: int | None = None  # code units kept per sample (topk); None: a quarter of latent_dim
     code_activation: str | None = None  # None: relu for l1 and topk, sigmoid for kl (the only valid one for kl)
@@ -181,8 +183,8 @@ class SparseAutoencoder(Autoencoder):
             k = max(1, int(latent) // 4) if isinstance(latent, numbers.Integral) else 1
         return {"penalty": cfg.penalty, "alpha": alpha, "rho": cfg.rho, "k": k, "code_activation": code_act}
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         cfg = self._config(SparseConfig)
         s = self._sparse()
         latent = int(self._resolved()["latent_dim"])

@@ -149,7 +149,7 @@ class SparseCoding(BaseAutoencoder):
 
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 32, "alpha": 0.5, "max_epochs": 2, "batch_size": 32, "verbose": 0}
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         _check_positive_int("latent_dim", self.latent_dim)
         _check_alpha(self.alpha)
         _check_positive_int("transform_max_iter", self.transform_max_iter)

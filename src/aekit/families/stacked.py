@@ -42,7 +42,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from aekit.core.losses import reconstruction
 from aekit.core.nets import Flatten, TiedDecoder, Unflatten, activation, apply_output
 from aekit.core.outputs import AEOutput, LossOutput
+from aekit.core.params import Explain, Interval
 from aekit.data.corruption import Corruption, make_corruption
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
@@ -73,11 +74,13 @@ class StackedConfig:
 
     # Vincent et al. (2010): stacked denoising autoencoders beat stacked plain ones on every task.
     layer_family: str = "denoising"  # the shallow autoencoder of each layer: autoencoder, denoising, sparse or contractive
-    pretrain_epochs: int = 10  # epochs of greedy training per layer; 0 skips pretraining (random initialization)
+    # Epochs of greedy training per layer; 0 skips pretraining (random initialization)
+    pretrain_epochs: Annotated[int, Interval(0), Explain("epochs of greedy training per layer", "use 0 to skip the pretraining")] = 10
     objective: str = "reconstruct"  # fine-tuning: "reconstruct", "classify" (needs y), "auto" (classify when y has labels) or "none"
     layer_corruption: str = "masking:0.25"  # q(h'|h) of denoising layers; Vincent et al. find masking noise near 0.25 robust
     layer_penalty: str | None = None  # sparse layers: "l1", "kl" or "topk"; None: kl for sigmoid units (Ng), else l1
-    layer_alpha: float | None = None  # weight of the sparse or contractive layers' penalty; None: that family's default
+    # Weight of the sparse or contractive layers' penalty; None: that family's default
+    layer_alpha: Annotated[float, Interval(0), Explain("the weight of the layers' penalty", "use None for the family's default")] | None = None
 
 
 # ------------------------------------------------------------------------------------------ layers
@@ -400,8 +403,8 @@ class StackedAutoencoder(Autoencoder):
         except ValueError as exc:
             raise ValueError(f"invalid layer_corruption={self.layer_corruption!r}: {exc}") from None
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         r = self._resolved()
         if r["architecture"] != "mlp":
             raise ValueError(

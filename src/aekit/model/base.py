@@ -8,22 +8,28 @@ CLI's flags. Fitted state ends in ``_``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import math
 import os
-from collections.abc import Callable
+import secrets
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from aekit.core.devices import resolve_device
+from aekit.core.params import AUTO, auto_rule, check_value, field_types
 from aekit.data.preprocessing import Scaler, check_array
 from aekit.engine.training import TrainConfig, fit_module
 
@@ -61,16 +67,109 @@ def declare_params(*configs: type) -> Callable[[E], E]:
         __init__.__qualname__ = f"{cls.__name__}.__init__"
         cls.__init__ = __init__  # type: ignore[misc]
         cls._param_configs = configs  # type: ignore[attr-defined]
+        cls._param_types = {n: tp for c in configs for n, tp in field_types(c).items()}  # type: ignore[attr-defined]
         return cls
 
     return decorate
 
 
-class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+@dataclass(frozen=True)
+class DataInfo:
+    """What a family's ``resolve`` step may read of the training data; saved with the model.
+
+    Attributes
+    ----------
+    sample_shape : tuple of int
+        One sample's shape: (D,) tabular, (C, L) signals, (C, H, W) images.
+    n_samples : int
+    min, max : float
+        Range of the raw training data (before scaling).
+    classes : tuple of int or None
+        The class labels seen in ``y`` (unlabelled samples, -1, left out), for families that use labels.
+    """
+
+    sample_shape: tuple[int, ...]
+    n_samples: int
+    min: float
+    max: float
+    classes: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, X: np.ndarray, classes: tuple[int, ...] | None = None) -> DataInfo:
+        return cls(tuple(int(s) for s in X.shape[1:]), int(X.shape[0]), float(X.min()), float(X.max()), classes)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
+
+    @property
+    def in_unit_interval(self) -> bool:
+        """All values in [0, 1]: Bernoulli-like data (pixels), fit for a sigmoid output and cross-entropy."""
+        return self.min >= 0.0 and self.max <= 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sample_shape": list(self.sample_shape), "n_samples": self.n_samples, "min": self.min, "max": self.max,
+                "classes": None if self.classes is None else list(self.classes)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DataInfo:
+        classes = obj.get("classes")
+        return cls(tuple(int(s) for s in obj["sample_shape"]), int(obj["n_samples"]), float(obj["min"]),
+                   float(obj["max"]), None if classes is None else tuple(int(c) for c in classes))
+
+
+class Resolved(Mapping[str, Any]):
+    """The parameters a model was built with, every ``"auto"`` replaced; read-only, by key or attribute."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("resolved parameters are read-only; set parameters on the estimator and fit again")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Resolved({self._values!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Resolved, (self._values,))
+
+
+@contextmanager
+def _own_rng(device: torch.device | None = None) -> Iterator[None]:
+    """Run with torch's global RNG forked, so the caller's random state is the same afterwards."""
+    devices = [torch.cuda.current_device()] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Shared behaviour of every aekit estimator.
 
-    Subclasses implement ``_build_module(sample_shape)`` and, when not trained by gradient descent,
-    ``_fit_module(Xs, y, seed, **fit_kw)``. The module must provide ``encode`` and ``decode``.
+    A fit runs one lifecycle: the declared constraints of every parameter are checked
+    (:meth:`_validate_params`, then the family's cross-parameter rules in :meth:`_check_params`); the pure
+    :meth:`resolve` step turns the parameters and a summary of the data (:class:`DataInfo`) into the
+    parameters the model is built with (``resolved_``: every ``"auto"`` replaced); the module is built
+    from them (``_build_module``) and trained (``_fit_module``). ``params_`` keeps the parameters as
+    given at fit time: a later ``set_params`` changes the next fit, never the fitted model, and saving
+    writes ``params_`` and ``resolved_``. Torch's global random state is forked for the fit, so the
+    caller's is unchanged. The module must provide ``encode`` and ``decode``.
     """
 
     _family_name: ClassVar[str]
@@ -93,7 +192,35 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return cfg
 
     def _validate_params(self) -> None:
-        """Check hyperparameters before any work; subclasses extend."""
+        """Check every parameter against its declared type, then the family's cross-parameter rules."""
+        types = getattr(type(self), "_param_types", {})
+        for name, tp in types.items():
+            check_value(name, getattr(self, name), tp)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Rules that tie several parameters together (e.g. k <= latent_dim); families extend."""
+
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        """The parameters the model is built with: ``params`` with every ``"auto"`` decided. Pure.
+
+        Families override it to decide their data-dependent settings (sizes from the data, the output
+        layer from the data range) and raise a ValueError for a combination the data cannot support.
+        """
+        return dict(params)
+
+    def _announce(self, resolved: Mapping[str, Any]) -> None:
+        """Print, at the start of training, what was decided from ``"auto"`` and from the data."""
+        if not getattr(self, "verbose", 0):
+            return
+        types = getattr(type(self), "_param_types", {})
+        decided = [
+            f"{k}={resolved[k]!r}" for k, tp in types.items()
+            if auto_rule(tp) is not None and getattr(self, k) == AUTO and k in resolved
+        ]
+        if decided:
+            print(f"aekit: {type(self).__name__} chose {', '.join(decided)}", file=sys.stderr, flush=True)
 
     def _scaling(self) -> str:
         return str(getattr(self, "scaling", self._fixed_scaling))
@@ -102,6 +229,9 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         rs = getattr(self, "random_state", None)
         if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
             return int(rs)
+        if rs is None:
+            # Fresh entropy without drawing from (and so changing) NumPy's global random state.
+            return secrets.randbelow(2**31 - 1)
         return int(check_random_state(rs).randint(0, 2**31 - 1))
 
     # ------------------------------------------------------------------ fitting
@@ -127,18 +257,29 @@ class BaseAutoencoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self._validate_params()
         X = check_array(X)
         self._check_input(X)
+        params = copy.deepcopy(self.get_params(deep=False))
+        info = DataInfo.of(X, self._classes_of(y, X.shape[0]))
+        resolved = Resolved(type(self).resolve(params, info))
+        self.params_, self.resolved_, self.data_info_ = params, resolved, info
+        self._announce(resolved)
         seed = self._seed()
         scaler = Scaler.fit(self._scaling(), X)
         Xs = scaler.transform(X)
         self._check_scaled_range(Xs)
         self.scaler_ = scaler
-        self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
+        self.sample_shape_ = info.sample_shape
         self.n_features_in_ = int(math.prod(self.sample_shape_))
-        torch.manual_seed(seed)
-        self.module_ = self._build_module(self.sample_shape_)
-        self.history_ = self._fit_module(Xs, y, seed, checkpoint_dir=checkpoint_dir, resume=resume)
+        device = resolve_device(str(resolved.get("device", "cpu")))
+        with _own_rng(device):
+            torch.manual_seed(seed)
+            self.module_ = self._build_module(self.sample_shape_)
+            self.history_ = self._fit_module(Xs, y, seed, checkpoint_dir=checkpoint_dir, resume=resume)
         self.module_.eval()
         return self
+
+    def _classes_of(self, y: Any, n: int) -> tuple[int, ...] | None:
+        """The labels a family that uses them builds its classifier for; None for the others."""
+        return None
 
     def _check_input(self, X: np.ndarray) -> None:
         """Hook for shape rules of a family (e.g. images only)."""
@@ -264,6 +405,3 @@ def _labels(y: Any, n: int) -> np.ndarray | None:
         raise ValueError(f"y has shape {arr.shape}, expected ({n},) to match X")
     return arr
 
-
-def resolved_device(device: str) -> torch.device:
-    return resolve_device(device)

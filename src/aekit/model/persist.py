@@ -19,7 +19,7 @@ from aekit.engine.rundir import (
     check_out_dir,
     write_history_csv,
 )
-from aekit.engine.weights import save_tensors
+from aekit.engine.weights import config_digest, save_tensors
 
 
 def _tupled(v: Any) -> Any:
@@ -31,7 +31,8 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
     from aekit import __version__
 
     est._check_fitted()
-    params = est.get_params(deep=False)
+    # The parameters the model was fitted with, not the live ones: set_params after fit changes the next fit.
+    params = dict(est.params_)
     if not isinstance(params.get("random_state"), int | np.integer | None):
         # A generator object is not a setting that JSON can hold; the weights are what a reload needs.
         params["random_state"] = None
@@ -40,6 +41,8 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
         "aekit_version": __version__,
         "family": est._family_name,
         "params": params,
+        "resolved": {k: v for k, v in est.resolved_.items() if k != "random_state" or k in params and params[k] is not None},
+        "data_info": est.data_info_.to_json(),
         "sample_shape": list(est.sample_shape_),
         "scaling": est.scaler_.kind,
         "fitted": getattr(est, "fitted_info_", {}),
@@ -58,7 +61,8 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
     tensors = {f"module.{k}": v for k, v in est.module_.state_dict().items()}
     tensors["scaler.shift"] = torch.from_numpy(np.asarray(est.scaler_.shift, np.float32))
     tensors["scaler.scale"] = torch.from_numpy(np.asarray(est.scaler_.scale, np.float32))
-    save_tensors(p / MODEL_FILE, tensors, metadata={"format": FORMAT, "family": est._family_name})
+    meta = {"format": FORMAT, "family": est._family_name, "config_sha256": config_digest(config)}
+    save_tensors(p / MODEL_FILE, tensors, metadata=meta)
     atomic_write_text(p / CONFIG_FILE, config_text)
     if getattr(est, "history_", None):
         write_history_csv(p / "history.csv", est.history_)
