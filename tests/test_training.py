@@ -189,7 +189,8 @@ def test_resume_after_a_kill_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     stopping on) ends exactly where the uninterrupted run ends."""
 
     class KillAfterEpoch2(Callback):
-        def on_epoch_end(self, state: TrainState) -> None:
+        # At the start of epoch 3: epoch 2's checkpoint and history are written.
+        def on_epoch_begin(self, state: TrainState) -> None:
             if state.epoch == 2:
                 raise Killed
 

@@ -26,6 +26,7 @@ TRAIN_ALIASES: dict[str, str] = {
     "learning_rate": "lr",
     "device": "device",
     "random_state": "seed",
+    "threads": "threads",
 }
 # ``verbose`` is set by --quiet.
 _NOT_FLAGS = frozenset({*TRAIN_ALIASES, "verbose"})

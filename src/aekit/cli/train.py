@@ -72,7 +72,8 @@ def _train_parser(info: Any | None) -> _Parser:
     t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate)")
     t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int, metavar="N", help="random_state: seeds initialization, batches and the split")
-    t.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of PyTorch (default: its choice)")
+    t.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
     r.add_argument("--overwrite", action="store_true",
@@ -320,7 +321,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     from aekit.model.registry import get_family
 
     info = get_family("autoencoder")
-    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1)
+    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1, threads=ns.threads)
     spec = _data_spec("digits", None, "train", None, None)
     t0 = time.perf_counter()
     # The demo network is tiny: with several threads, synchronizing them costs more than the work,

@@ -274,6 +274,7 @@ def load_checkpoint(directory: str | os.PathLike, state: TrainState) -> None:
         cuda_state = check.tensor(tensors, "rng.cuda", torch.cuda.get_rng_state())
     if meta.get("path") not in PATHS:
         check.fail("path", f"is {meta.get('path')!r}; valid: {', '.join(PATHS)}")
+    threads = check.int_(meta, "threads", 1)
 
     # Everything is checked: only now is the caller's state changed.
     module.load_state_dict(model_sd)
@@ -296,3 +297,4 @@ def load_checkpoint(directory: str | os.PathLike, state: TrainState) -> None:
     state.history = [dict(r) for r in meta["history"]]
     state.best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
     state.best_epoch, state.bad_epochs, state.stop = meta["best_epoch"], meta["bad_epochs"], meta["stop"]
+    state.threads = threads

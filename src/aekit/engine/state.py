@@ -56,7 +56,8 @@ class TrainState:
     path : {"eager", "cuda-graph"}
         How the steps run: eagerly, or replayed from one captured CUDA graph.
     threads : int
-        The torch CPU thread count the loop trains with.
+        The torch CPU thread count the loop trains with; a resumed run keeps the count it recorded
+        unless ``config.threads`` names one.
     """
 
     module: nn.Module

@@ -61,9 +61,10 @@ class TrainConfig:
     random_state: int | np.random.RandomState | None = None
     verbose: Annotated[int, Interval(0)] = 1  # 0: silent; 1: a progress bar on a terminal
     cuda_graph: bool = True  # on CUDA, capture the whole step as one CUDA graph (several times faster)
-    # CPU threads while training; 0 chooses from the work: one for a small model and batch (on 2 busy
-    # cores, 8x8 digits trained 35x slower with torch's default thread count), up to 4 for a large one.
-    threads: Annotated[int, Interval(0)] = 0
+    # Why not torch's default: on 2 cores beside a busy process, the denoising autoencoder on digits
+    # trained in 44 s with it against 1.2 s with one thread; threads pay only for large matrices on free
+    # cores, and a resumed run keeps the count it recorded (float sums may depend on it).
+    threads: Annotated[int, Interval(0)] = 0  # CPU threads while training; 0: chosen from the work (1 for a small model or busy cores, at most 4)
 
     def validate(self) -> None:
         """Check every field against its declared type, and the device."""
@@ -81,8 +82,10 @@ class Callback:
     ``on_train_begin`` runs once (after a resumed run's checkpoint is loaded); then, per epoch,
     ``on_epoch_begin`` (the epoch's learning rate is set), ``on_step_end`` after every optimizer step
     (``state.step`` already counts it) and ``on_epoch_end`` (the epoch's history row is appended);
-    ``on_train_end`` runs once, also when training fails. The built-in callbacks run first, then the
-    caller's in the order given; a family's callback should not depend on that order.
+    ``on_train_end`` runs once, also when training fails. The progress bar and early stopping run
+    first, then the caller's callbacks in the order given, then the checkpoint and ``history.csv``
+    writers, so that what is saved includes what every callback did in the epoch. A family's callback
+    should not depend on the order of the others.
 
     A loss weight that changes during training (a KL weight warmed up by epoch or by step) is held by
     the module as a tensor buffer (``self.register_buffer("beta", torch.tensor(0.0))``) and changed in
@@ -252,8 +255,8 @@ def _set_lr(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None
 
 
 # Forward FLOPs of one batch below which one thread trains fastest (benchmarks/bench_threads.py: the
-# default digits net, 2.7e7, is fastest on one thread even on idle cores; the 784-1000-500-250-30 net,
-# 7e8, gains from two).
+# default digits net, 2.7e7 at batch 128, trained up to 10x slower on two threads than on one on a shared
+# 2-core machine, and never clearly faster).
 _SMALL_WORK_FLOPS = 1e8
 _MAX_AUTO_THREADS = 4  # beyond 4, these models gain little and a shared machine loses much
 
@@ -265,37 +268,51 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _forward_flops(module: nn.Module, xb: Tensor) -> float:
-    """FLOPs of one forward pass on ``xb``, counted without changing the module or any random state."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _busy_elsewhere() -> int:
+    """Tasks running on the machine besides this one, now (Linux), else the 1-minute load average.
 
-    was_training = module.training
-    module.eval()
+    A thread that finds its core taken stalls every other thread at the next synchronization: on 2
+    cores beside one busy process, 2 threads trained the 784-1000-500-250-30 net 10x slower than 1.
+    """
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module(xb)
-        return float(counter.get_total_flops())
-    except Exception:  # a forward the counter cannot follow: count the parameters instead (exact for MLPs)
-        return 2.0 * xb.shape[0] * sum(p.numel() for p in module.parameters())
-    finally:
-        module.train(was_training)
+        counts = []
+        for _ in range(5):  # a snapshot is noisy: the median of a few, 10 ms apart
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            time.sleep(0.01)
+        return max(0, sorted(counts)[2] - 1)  # this process is one of the running tasks
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0
 
 
-def choose_threads(config: TrainConfig, module: nn.Module, xb: Tensor) -> int:
+def _work_per_batch(module: nn.Module, batch_size: int) -> float:
+    """Forward FLOPs of one batch as an MLP counts them: 2 x parameters x batch size.
+
+    Read from the parameters, not from a forward pass, so choosing costs nothing and runs no model
+    code. It undercounts convolutions (each weight is used at every position), so a convolutional net
+    is taken for smaller than it is: one thread, the safe side on a shared machine.
+    """
+    return 2.0 * batch_size * sum(p.numel() for p in module.parameters())
+
+
+def choose_threads(config: TrainConfig, module: nn.Module, batch_size: int, device: torch.device) -> int:
     """The CPU thread count to train with: ``config.threads`` if set, else chosen from the work.
 
-    One thread for a forward pass of one batch ``xb`` under ``_SMALL_WORK_FLOPS`` (or on an
-    accelerator, where the host only launches kernels): for small matrices, waking and synchronizing
-    threads costs more than the arithmetic, and far more when another process holds a core.
-    Otherwise ``min(cores, 4)``.
+    One thread when the forward work of one batch (:func:`_work_per_batch`) is under
+    ``_SMALL_WORK_FLOPS``, or on an accelerator, where the host only launches kernels: for small
+    matrices, waking and synchronizing threads costs more than the arithmetic, and far more when
+    another process holds a core. Otherwise the cores that no other task is using now, at most 4 and
+    at least 1.
     """
     if config.threads > 0:
         return config.threads
-    if xb.device.type != "cpu":
+    if device.type != "cpu":
         return 1
-    if _forward_flops(module, xb) < _SMALL_WORK_FLOPS:
+    if _work_per_batch(module, batch_size) < _SMALL_WORK_FLOPS:
         return 1
-    return max(1, min(_available_cores(), _MAX_AUTO_THREADS))
+    return max(1, min(_available_cores() - _busy_elsewhere(), _MAX_AUTO_THREADS))
 
 
 @contextmanager
@@ -357,7 +374,8 @@ def fit_module(
     corruption : callable, optional
         Applied to every training batch afresh; the loss compares the output with the clean batch.
     callbacks : sequence of Callback
-        Extra callbacks (a family's loss-weight schedule, say), run after the built-in ones.
+        Extra callbacks (a family's loss-weight schedule, say), run after progress and early stopping
+        and before the checkpoint and history writers.
     seed : int
         Seeds the validation split and the batch order.
     checkpoint_dir : path, optional
@@ -394,7 +412,7 @@ def fit_module(
     use_graph = device.type == "cuda" and config.cuda_graph and not after_step
     opt = _make_optimizer(_param_groups(module, config), config, device, capturable=use_graph)
     state = TrainState(module=module, optimizer=opt, generator=gen, config=config)
-    state.threads = choose_threads(config, module, Xt[train_idx_d[:bs]])
+    state.threads = choose_threads(config, module, bs, device)
     with _torch_threads(state.threads):
         _train(state, Xt, yt, train_idx_d, val_idx_d, bs, corruption, callbacks, checkpoint_dir, resume, use_graph)
     return state.history
@@ -421,17 +439,24 @@ def _train(
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
+        chosen = state.threads
         load_checkpoint(checkpoint_dir, state)
+        if config.threads > 0:
+            state.threads = chosen
+        elif state.threads != chosen:
+            # The count recorded by the run: float sums may depend on it, and a resumed run is exact.
+            torch.set_num_threads(state.threads)
         if state.epoch >= config.max_epochs:
             state.stop = True
 
     n_batches = n_train // bs if use_graph else math.ceil(n_train / bs)
     progress = ProgressBar(config.max_epochs * n_batches, config.verbose > 0)
-    cbs: list[Callback] = [progress, EarlyStopping(config.patience)]
+    # The writers run last, so a checkpoint holds what every callback did in the epoch (a column it
+    # added to the history row, a stop it asked for).
+    cbs: list[Callback] = [progress, EarlyStopping(config.patience), *callbacks]
     if checkpoint_dir is not None:
         cbs.append(Checkpointer(checkpoint_dir))
         cbs.append(CSVLogger(Path(checkpoint_dir) / "history.csv"))
-    cbs += list(callbacks)
     # Only callbacks that use the per-step hook are called per step: the others would cost a call each.
     step_cbs = [cb for cb in cbs if type(cb).on_step_end is not Callback.on_step_end]
 

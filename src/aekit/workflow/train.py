@@ -148,7 +148,7 @@ def train_run(
     say = log or _silent
     out_path = check_run_path(out)
     info = get_family(family)
-    params = dict(params or {})
+    params = _with_threads(info, dict(params or {}), threads)
     if resume and run_config(out_path) is not None:
         return _resume_matching(info.name, params, data, out_path, allow_data_change, download, threads, say)
     est = info.estimator(**params)
@@ -247,6 +247,7 @@ def resume_run(
         if not has_checkpoint(p):
             raise RunExistsError("{dir} is complete and its checkpoint is gone, so it cannot be trained further exactly; "
                                  "train a new run", dir=p)
+    params = _with_threads(info, params, threads)
     est = info.estimator(**params)
     est._validate_params()
     if threads is None and isinstance(cfg.get("threads"), int):
@@ -379,6 +380,13 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def _with_threads(info: Any, params: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """``threads`` as the training loop's own parameter where the family has one (saved, so a resume keeps it)."""
+    if threads is not None and "threads" in info.estimator().get_params(deep=False):
+        params = {**params, "threads": threads}
+    return params
 
 
 @contextmanager
