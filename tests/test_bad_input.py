@@ -133,7 +133,6 @@ def test_negative_latent_dim(name: str) -> None:
         pytest.skip("this family has no latent_dim")
     X = digits_data()
     for bad in (-1, 0):
-        # Families whose latent_dim is declared say "an integer >= 1", the words of every declared bound.
         with pytest.raises(ValueError, match=rf"latent_dim must be (a positive integer|an integer >= 1), got {bad}"):
             make_tiny(info, latent_dim=bad).fit(X, **fit_args(info, X))
 

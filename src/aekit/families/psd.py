@@ -13,7 +13,7 @@ ISTA step from zero, W_e = D / L, theta = alpha / L, as LISTA does). Per batch:
 
 1. the codes z are inferred exactly, without gradient, on the whole energy: it is a lasso problem
    whose quadratic part has Hessian D D^T + beta I and linear part x D^T + beta F(x), solved by the
-   feature-sign search of :mod:`aekit.families.sparse_coding` (the prediction term keeps that
+   feature-sign search of :func:`aekit.core.lasso.lasso_core` (the prediction term keeps that
    Hessian positive definite on every support);
 2. one Adam step on D (through the reconstruction term) and on W_e, b, g or theta (through the
    prediction term);
