@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from aekit.core.params import Explain, Interval, check_value
 
 __all__ = [
     "ALGORITHMS",
+    "Algorithm",
     "Alpha",
     "MaxIter",
     "Tol",
@@ -44,7 +45,9 @@ __all__ = [
     "unit_rows",
 ]
 
-ALGORITHMS = ("feature-sign", "fista", "ista")
+#: The solvers of :func:`sparse_encode`.
+Algorithm = Literal["feature-sign", "fista", "ista"]
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 
 #: The weight of the L1 penalty, as :func:`sparse_encode` and the sparse-coding families declare it.
 Alpha = Annotated[
@@ -972,8 +975,7 @@ def sparse_encode(
             f"must have shape (n_components, {Xa.shape[1]}) with one atom per row (transpose it if atoms are columns)"
         )
     check_value("alpha", alpha, Alpha)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    check_value("algorithm", algorithm, Algorithm)
     check_value("max_iter", max_iter, MaxIter)
     check_value("tol", tol, Tol)
     a, n_iter, t = float(alpha), int(max_iter), float(tol)
