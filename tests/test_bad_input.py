@@ -133,7 +133,7 @@ def test_negative_latent_dim(name: str) -> None:
         pytest.skip("this family has no latent_dim")
     X = digits_data()
     for bad in (-1, 0):
-        with pytest.raises(ValueError, match=rf"latent_dim must be a positive integer, got {bad}"):
+        with pytest.raises(ValueError, match=rf"latent_dim must be (a positive integer|an integer >= 1), got {bad}"):
             make_tiny(info, latent_dim=bad).fit(X, **fit_args(info, X))
 
 
@@ -183,9 +183,9 @@ def test_bad_linear_params() -> None:
 
 def test_bad_factor_analysis_params() -> None:
     X = digits_data()
-    with pytest.raises(ValueError, match=r"max_iter must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1, got 0"):
         aekit.FactorAnalysisAutoencoder(max_iter=0).fit(X)
-    with pytest.raises(ValueError, match=r"tol must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"tol must be a finite number >= 0, got -1"):
         aekit.FactorAnalysisAutoencoder(tol=-1).fit(X)
     with pytest.raises(ValueError, match=r"latent_dim=65 must be at most the number of features \(n_features=64\)"):
         aekit.FactorAnalysisAutoencoder(latent_dim=65).fit(X)
