@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput
@@ -136,7 +137,7 @@ def _avg_loglik(S: np.ndarray, W: np.ndarray, psi: np.ndarray) -> float:
 @register(
     "factor-analysis",
     "factor analysis fitted by EM; encoder = posterior mean, decoder = W z + mu, score = log-likelihood",
-    capabilities=("images", "loglik"),
+    capabilities=("images", "loglik", "sample"),
 )
 @declare_params(FactorAnalysisConfig)
 class FactorAnalysisAutoencoder(BaseAutoencoder):
@@ -196,6 +197,34 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
             ll = self.module_.log_likelihood(torch.from_numpy(Xs).to(self.device_)).cpu().numpy()
         # Likelihood in the units of X: correct for the scaling's Jacobian.
         return ll - float(np.log(self.scaler_.scale).sum())
+
+    def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
+        """Draw samples from the fitted generative model, in the units of the data.
+
+        z ~ N(0, I_K), x = W z + mu + e with e ~ N(0, Psi), so x ~ N(mu, W W^T + Psi); then the data
+        scaling is undone.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples, at least 1.
+        random_state : int, RandomState or None
+            Seeds the draws (scikit-learn's convention); the global NumPy state is not reseeded.
+
+        Returns
+        -------
+        ndarray (n_samples, *sample_shape), float32
+        """
+        self._check_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        rng = check_random_state(random_state)
+        W = self.module_.W.double().cpu().numpy()  # (D, K)
+        psi = self.module_.psi.double().cpu().numpy()  # (D,)
+        mu = self.module_.mean.double().cpu().numpy()  # (D,)
+        z = rng.standard_normal((int(n_samples), W.shape[1]))  # (n, K)
+        x = z @ W.T + mu + rng.standard_normal((int(n_samples), W.shape[0])) * np.sqrt(psi)  # (n, D)
+        return self.scaler_.inverse_transform(x.reshape(int(n_samples), *self.sample_shape_).astype(np.float32))
 
     @property
     def loglike_(self) -> list[float]:
