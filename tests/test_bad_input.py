@@ -105,10 +105,10 @@ def test_bce_needs_data_in_unit_interval() -> None:
 
 
 def test_labels_of_wrong_length() -> None:
-    from aekit.model.base import _labels
+    from aekit.data.preprocessing import check_labels
 
     with pytest.raises(ValueError, match=r"y has shape \(3,\), expected \(5,\) to match X"):
-        _labels(np.arange(3), 5)
+        check_labels(np.arange(3), 5)
 
 
 # ------------------------------------------------------------------------------ names and params

@@ -222,7 +222,7 @@ def classifier() -> tuple[StackedAutoencoder, Any, Any]:
 
 def test_supervised_fine_tuning_beats_chance() -> None:
     est, _, test = classifier()
-    assert est.fitted_info_["classes"] == list(range(10))
+    assert est.data_info_.classes == tuple(range(10))  # known when the head was built
     acc = est.score(test.X, test.y)
     assert acc > 0.8, acc  # chance is 0.1
     P = est.predict_proba(test.X)
@@ -398,8 +398,9 @@ def test_corruption_that_cannot_act_on_codes() -> None:
     [
         (None, {"objective": "classify"}, r"objective='classify' needs class labels: call fit\(X, y\)"),
         (-np.ones(120), {"objective": "classify"}, r"needs at least one labelled sample, but every label is -1"),
-        (np.linspace(0, 1, 120), {}, r"y must hold integer class labels \(-1 marks an unlabelled sample\), got \[0.0, "),
-        (np.array(["a", "b"] * 60), {}, r"y must hold integer class labels .* got <U1; encode the classes .*LabelEncoder"),
+        (np.linspace(0, 1, 120), {}, r"y must hold integer class labels \(-1 marks an unlabelled sample\), got 118 "
+         r"values that are not integers, such as \[0.0084"),
+        (np.array(["a", "b"] * 60), {}, r"y must hold integer class labels .* got dtype <U1; encode the classes .*LabelEncoder"),
         (np.arange(7), {}, r"y has shape \(7,\), expected \(120,\) to match X"),
     ],
     ids=["classify-without-y", "all-unlabelled", "floats", "strings", "wrong-length"],

@@ -47,7 +47,6 @@ from typing import Annotated, Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.metaestimators import available_if
 from torch import Tensor, nn
 
 from aekit.core.losses import reconstruction
@@ -55,17 +54,17 @@ from aekit.core.nets import Flatten, TiedDecoder, Unflatten, activation, apply_o
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import Explain, Interval
 from aekit.data.corruption import Corruption, make_corruption
+from aekit.data.preprocessing import UNLABELLED
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
 from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
 from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
-from aekit.model.base import _labels, declare_params
+from aekit.model.base import declare_params
+from aekit.model.classifier import ClassifierMixin
 from aekit.model.registry import register
 
 OBJECTIVES = ("auto", "reconstruct", "classify", "none")
-#: label that marks an unlabelled sample in ``y``
-UNLABELLED = -1
 
 
 @dataclass
@@ -257,33 +256,6 @@ def _codes(layer: AutoencoderModule, H: np.ndarray, batch_size: int = 4096) -> n
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def _label_array(y: Any, n: int) -> np.ndarray:
-    """``y`` checked against ``n`` samples, as int64 class labels."""
-    arr = _labels(y, n)
-    if arr is None:
-        raise ValueError("class labels y are needed here, got None")
-    return _int_labels(arr)
-
-
-def _int_labels(y: np.ndarray) -> np.ndarray:
-    """``y`` as int64 class labels; booleans and integral floats are accepted, anything else is an error."""
-    arr = np.asarray(y)
-    if arr.dtype.kind == "O":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            pass
-    if arr.dtype.kind in "biu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f" and np.isfinite(arr).all() and np.array_equal(arr, np.round(arr)):
-        return arr.astype(np.int64)
-    bad = arr.ravel()[:3].tolist() if arr.dtype.kind == "f" else str(arr.dtype)
-    raise ValueError(
-        f"y must hold integer class labels ({UNLABELLED} marks an unlabelled sample), got {bad}; encode the classes "
-        "as integers, e.g. with sklearn.preprocessing.LabelEncoder, or use objective='reconstruct' to ignore y"
-    )
-
-
 # --------------------------------------------------------------------------------------- estimator
 
 
@@ -294,7 +266,7 @@ def _int_labels(y: np.ndarray) -> np.ndarray:
     capabilities=("gradient", "images", "labels"),
 )
 @declare_params(AutoencoderConfig, StackedConfig, TrainConfig)
-class StackedAutoencoder(Autoencoder):
+class StackedAutoencoder(ClassifierMixin, Autoencoder):
     """Stacked autoencoder, scikit-learn style.
 
     Each layer of ``hidden_dims + (latent_dim,)`` is first trained as a shallow autoencoder of
@@ -468,7 +440,7 @@ class StackedAutoencoder(Autoencoder):
 
     # ------------------------------------------------------------------ labels
 
-    def _classes(self, y: Any, n: int) -> list[int] | None:
+    def _classes_of(self, y: Any, n: int) -> tuple[int, ...] | None:
         """The class labels that the fine-tuning learns, or None for an unsupervised fine-tuning."""
         objective = self.objective
         if objective in ("reconstruct", "none") or (y is None and objective == "auto"):
@@ -478,25 +450,16 @@ class StackedAutoencoder(Autoencoder):
                 "objective='classify' needs class labels: call fit(X, y) with y of shape (n_samples,) "
                 f"(integers, {UNLABELLED} for unlabelled samples), or use objective='reconstruct'"
             )
-        labels = _label_array(y, n)
-        labelled = labels != UNLABELLED
-        if not labelled.any():
-            if objective == "classify":
-                raise ValueError(
-                    f"objective='classify' needs at least one labelled sample, but every label is {UNLABELLED} "
-                    "(unlabelled); pass labels, or use objective='reconstruct'"
-                )
-            return None
-        return [int(c) for c in np.unique(labels[labelled])]
+        classes = self._labelled_classes(y, n)
+        if classes is None and objective == "classify":
+            raise ValueError(
+                f"objective='classify' needs at least one labelled sample, but every label is {UNLABELLED} "
+                "(unlabelled); pass labels, or use objective='reconstruct'"
+            )
+        return classes
 
-    def _label_indices(self, y: Any, n: int) -> np.ndarray:
-        """(n,) int64 class indices into ``classes_``, -1 for unlabelled samples."""
-        labels = _label_array(y, n)
-        classes = np.asarray(self.fitted_info_["classes"], dtype=np.int64)
-        idx = np.full(n, UNLABELLED, dtype=np.int64)
-        labelled = labels != UNLABELLED
-        idx[labelled] = np.searchsorted(classes, labels[labelled])
-        return idx
+    def _may_classify(self) -> bool:
+        return self.objective in ("auto", "classify")
 
     def fit(
         self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
@@ -519,19 +482,8 @@ class StackedAutoencoder(Autoencoder):
         -------
         self
         """
-        # _check_scaled_range resolves the classes once X has passed its checks.
-        self._fit_y = y
-        try:
-            super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
-        finally:
-            del self._fit_y
+        super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
         return self
-
-    def _check_scaled_range(self, Xs: np.ndarray) -> None:
-        super()._check_scaled_range(Xs)
-        classes = self._classes(getattr(self, "_fit_y", None), Xs.shape[0])
-        if classes is not None:
-            self.fitted_info_["classes"] = classes
 
     # ------------------------------------------------------------------ module and training
 
@@ -547,7 +499,7 @@ class StackedAutoencoder(Autoencoder):
             layers.append(build(LayerSpec(in_shape, width, act, tied, output, loss), opts))
             in_shape = (width,)
             output, loss = code_output(act)
-        classes = self.fitted_info_.get("classes")
+        classes = self.data_info_.classes
         return StackedAutoencoderModule(layers, self._widths()[-1], len(classes) if classes is not None else None)
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
@@ -587,9 +539,9 @@ class StackedAutoencoder(Autoencoder):
             if not last and (pretrain or isinstance(layers[i + 1], SparseAutoencoderModule)):
                 H = _codes(layer, H)
 
-        classes = self.fitted_info_.get("classes")
+        classes = self.data_info_.classes
         if self.objective != "none":
-            labels = self._label_indices(y, Xs.shape[0]) if classes is not None else None
+            labels = self._fit_labels(y, Xs.shape[0])
             # Supervised fine-tuning trains the encoder and the head; the decoder stays as pretrained.
             frozen = [p for layer in layers for p in layer.decoder.parameters() if p.requires_grad]
             if classes is None:
@@ -607,50 +559,3 @@ class StackedAutoencoder(Autoencoder):
                 # Only a run interrupted during pretraining needs them; the fine-tuning has its own.
                 shutil.rmtree(d, ignore_errors=True)
         return history
-
-    # ------------------------------------------------------------------ classifier
-
-    def _has_classifier(self) -> bool:
-        if not hasattr(self, "module_"):
-            return self.objective in ("auto", "classify")
-        return self.module_.head is not None
-
-    @property
-    def classes_(self) -> np.ndarray:
-        """The class labels, (n_classes,) int64; only for a model fitted with labels."""
-        self._check_fitted()
-        classes = self.fitted_info_.get("classes")
-        if classes is None:
-            raise AttributeError(
-                f"This {type(self).__name__} was fitted without labels, so it has no classes_; fit(X, y) with "
-                "class labels to train the classifier head"
-            )
-        return np.asarray(classes, dtype=np.int64)
-
-    @available_if(_has_classifier)
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities softmax(V F(x) + c), (n_samples, n_classes) float32, columns in ``classes_`` order."""
-        Xs = self._prepare(X)
-        module = self.module_
-        return self._batched(lambda x: torch.softmax(module.class_logits(module.encode(x)), dim=1), Xs)
-
-    @available_if(_has_classifier)
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each sample, (n_samples,) int64."""
-        Xs = self._prepare(X)
-        module = self.module_
-        idx = self._batched(lambda x: module.class_logits(module.encode(x)).argmax(dim=1).float(), Xs)
-        return self.classes_[idx.astype(np.int64)]
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Accuracy on the labelled samples of ``y`` for a model fitted with labels, else the mean of
-        :meth:`score_samples` (minus the reconstruction error)."""
-        self._check_fitted()
-        if y is None or self.module_.head is None:
-            return super().score(X)
-        n = int(np.shape(X)[0]) if np.ndim(X) > 0 else 0
-        labels = _label_array(y, n)
-        labelled = labels != UNLABELLED
-        if not labelled.any():
-            raise ValueError(f"score needs at least one labelled sample in y, but every label is {UNLABELLED}")
-        return float(np.mean(self.predict(X)[labelled] == labels[labelled]))

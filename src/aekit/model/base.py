@@ -281,6 +281,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """The labels a family that uses them builds its classifier for; None for the others."""
         return None
 
+    def _fit_labels(self, y: Any, n: int) -> np.ndarray | None:
+        """The labels the training loop gets (see :mod:`aekit.model.classifier`); None: ``y`` is ignored,
+        as a scikit-learn transformer ignores the labels a pipeline passes it."""
+        return None
+
     def _check_input(self, X: np.ndarray) -> None:
         """Hook for shape rules of a family (e.g. images only)."""
 
@@ -292,7 +297,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         return fit_module(
-            self.module_, Xs, _labels(y, Xs.shape[0]), self._train_config(), self._corruption(), seed=seed, **fit_kw
+            self.module_, Xs, self._fit_labels(y, Xs.shape[0]), self._train_config(), self._corruption(), seed=seed, **fit_kw
         )
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -395,13 +400,4 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-def _labels(y: Any, n: int) -> np.ndarray | None:
-    if y is None:
-        return None
-    arr = np.asarray(y)
-    if arr.shape != (n,):
-        raise ValueError(f"y has shape {arr.shape}, expected ({n},) to match X")
-    return arr
 
