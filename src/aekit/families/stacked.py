@@ -39,7 +39,7 @@ import math
 import numbers
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, cast
@@ -51,7 +51,7 @@ from sklearn.utils.metaestimators import available_if
 from torch import Tensor, nn
 
 from aekit.core.losses import reconstruction
-from aekit.core.nets import Flatten, TiedDecoder, Unflatten, activation, apply_output
+from aekit.core.nets import Activation, Flatten, TiedDecoder, Unflatten, activation, apply_output
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import Explain, Interval
 from aekit.data.corruption import Corruption, make_corruption
@@ -60,12 +60,19 @@ from aekit.engine.training import TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
 from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
 from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
-from aekit.model.base import _labels, declare_params
+from aekit.model.base import Epochs, _labels, declare_params
 from aekit.model.registry import register
 
 OBJECTIVES = ("auto", "reconstruct", "classify", "none")
 #: label that marks an unlabelled sample in ``y``
 UNLABELLED = -1
+
+
+@dataclass
+class StackedNetConfig(AutoencoderConfig):
+    """The network of the stack: the autoencoder's, with logistic units."""
+
+    activation: Activation = "sigmoid"  # The logistic units of all three papers (Hinton, Bengio, Vincent).
 
 
 @dataclass
@@ -240,12 +247,7 @@ class StackedAutoencoderModule(nn.Module):
 def _prepare_layer(layer: nn.Module, H: np.ndarray) -> None:
     """Data-dependent initialization of a layer from its input ``H``, as its family's estimator does."""
     if isinstance(layer, SparseAutoencoderModule):
-        with torch.no_grad():
-            layer.input_mean.copy_(torch.from_numpy(H.mean(axis=0)).to(layer.input_mean.device))
-            if layer.penalty == "kl":
-                # Sigmoid units start near the target activation rho (see SparseAutoencoder).
-                code_layer = next(m for m in layer.encoder.modules() if isinstance(m, nn.Linear))
-                code_layer.bias.fill_(math.log(layer.rho / (1 - layer.rho)))
+        layer.prepare(H)
 
 
 @torch.no_grad()
@@ -293,7 +295,7 @@ def _int_labels(y: np.ndarray) -> np.ndarray:
     "of the unrolled deep net or of a classifier head",
     capabilities=("gradient", "images", "labels"),
 )
-@declare_params(AutoencoderConfig, StackedConfig, TrainConfig)
+@declare_params(StackedNetConfig, StackedConfig, TrainConfig)
 class StackedAutoencoder(Autoencoder):
     """Stacked autoencoder, scikit-learn style.
 
@@ -374,22 +376,29 @@ class StackedAutoencoder(Autoencoder):
 
     # ------------------------------------------------------------------ configuration
 
-    def _resolved(self) -> dict[str, Any]:
-        r = super()._resolved()
-        if self.activation is None:
-            # Logistic units, as in the papers; a preset's GELU is there for the unpretrained autoencoder.
-            r["activation"] = "sigmoid"
-        return r
+    @classmethod
+    def epochs(cls, params: Mapping[str, Any]) -> Epochs:
+        return Epochs(True, "fine-tuning epochs of the unrolled network; pretrain_epochs sets the pretraining "
+                      "epochs of each layer")
+
+    def epochs_by_stage(self) -> list[tuple[str, int]]:
+        self._check_fitted()
+        stages: dict[str, int] = {}
+        for row in self.history_:
+            layer = int(row.get("layer", 0))
+            name = f"pretraining of layer {layer}" if layer else "fine-tuning"
+            stages[name] = stages.get(name, 0) + 1
+        return list(stages.items())
 
     def _stacked(self) -> StackedConfig:
         return self._config(StackedConfig)
 
-    def _layer_options(self) -> dict[str, Any]:
-        """Penalty and weight of the layers, with None resolved."""
+    def _layer_options(self, act: str) -> dict[str, Any]:
+        """Penalty and weight of the layers of ``act`` units, with None resolved."""
         cfg = self._stacked()
         penalty = cfg.layer_penalty
         if penalty is None:
-            penalty = "kl" if self._resolved()["activation"] == "sigmoid" else "l1"
+            penalty = "kl" if act == "sigmoid" else "l1"
         alpha = cfg.layer_alpha
         if alpha is None:
             alpha = ContractiveConfig.alpha if cfg.layer_family == "contractive" else DEFAULT_ALPHA.get(str(penalty), 0.0)
@@ -405,7 +414,7 @@ class StackedAutoencoder(Autoencoder):
 
     def _check_params(self) -> None:
         super()._check_params()
-        r = self._resolved()
+        r = self.get_params(deep=False)
         if r["architecture"] != "mlp":
             raise ValueError(
                 f"StackedAutoencoder stacks fully connected layers, so architecture must be 'mlp', got "
@@ -439,7 +448,7 @@ class StackedAutoencoder(Autoencoder):
                 "use None for the family's default"
             )
         if cfg.layer_family == "sparse":
-            opts = self._layer_options()
+            opts = self._layer_options(r["activation"])
             if opts["penalty"] == "kl" and r["activation"] != "sigmoid":
                 raise ValueError(
                     f"layer_penalty='kl' needs sigmoid units (rho_hat averages activations in (0, 1)), got "
@@ -448,7 +457,7 @@ class StackedAutoencoder(Autoencoder):
         self._layer_corruption()
 
     def _widths(self) -> list[int]:
-        r = self._resolved()
+        r = self.resolved_
         return [int(d) for d in r["hidden_dims"]] + [int(r["latent_dim"])]
 
     def _check_input(self, X: np.ndarray) -> None:
@@ -456,7 +465,8 @@ class StackedAutoencoder(Autoencoder):
         corruption = self._layer_corruption()
         if corruption is None:
             return
-        shapes = [tuple(X.shape[1:])] + [(d,) for d in self._widths()[:-1]]
+        dims = (256, 128) if self.hidden_dims == "auto" else self.hidden_dims
+        shapes = [tuple(X.shape[1:])] + [(int(d),) for d in dims]
         for i, shape in enumerate(shapes):
             try:
                 corruption.check_shape(shape)
@@ -519,30 +529,24 @@ class StackedAutoencoder(Autoencoder):
         -------
         self
         """
-        # _check_scaled_range resolves the classes once X has passed its checks.
-        self._fit_y = y
-        try:
-            super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
-        finally:
-            del self._fit_y
+        super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
         return self
 
-    def _check_scaled_range(self, Xs: np.ndarray) -> None:
-        super()._check_scaled_range(Xs)
-        classes = self._classes(getattr(self, "_fit_y", None), Xs.shape[0])
-        if classes is not None:
-            self.fitted_info_["classes"] = classes
+    def _classes_of(self, y: Any, n: int) -> tuple[int, ...] | None:
+        classes = self._classes(y, n)
+        self.fitted_info_ = {} if classes is None else {"classes": classes}
+        return None if classes is None else tuple(classes)
 
     # ------------------------------------------------------------------ module and training
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        r = self._resolved()
+        r = self.resolved_
         act, tied = str(r["activation"]), bool(r["tied"])
-        build = LAYER_FAMILIES[self.layer_family]
-        opts = self._layer_options()
+        build = LAYER_FAMILIES[r["layer_family"]]
+        opts = self._layer_options(act)
         layers: list[AutoencoderModule] = []
         in_shape = tuple(sample_shape)
-        output, loss = self.fitted_info_["output"], self.fitted_info_["loss"]
+        output, loss = r["output"], r["loss"]
         for width in self._widths():
             layers.append(build(LayerSpec(in_shape, width, act, tied, output, loss), opts))
             in_shape = (width,)
