@@ -205,7 +205,8 @@ def test_tied_layers_share_their_weights() -> None:
     names = set(weights(est.module_))
     assert "layers.0.decoder.0.biases.0" in names and not any(n.endswith("decoder.0.weight") for n in names)
     layer = est.module_.layers[0]
-    assert layer.decoder[0]._linears[0] is layer.encoder[0]
+    encoder_linear = next(m for m in layer.encoder.modules() if isinstance(m, torch.nn.Linear))
+    assert layer.decoder[0]._linears[0] is encoder_linear
 
 
 # -------------------------------------------------------------------------------------- supervised
@@ -360,21 +361,26 @@ def test_resume_without_a_checkpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"layer_family": "rbm"}, r"unknown layer_family 'rbm'; valid: autoencoder, denoising, sparse, contractive"),
+        ({"layer_family": "rbm"}, r"unknown layer_family 'rbm'; valid: autoencoder, contractive, denoising, sparse "),
+        ({"layer_family": "linear"}, r"unknown layer_family 'linear'; valid: autoencoder, contractive, denoising, sparse "),
         ({"pretrain_epochs": -1}, r"pretrain_epochs must be an integer >= 0 .* got -1; use 0 to skip the pretraining"),
         ({"pretrain_epochs": 1.5}, r"pretrain_epochs must be an integer >= 0 .* got 1.5"),
         ({"pretrain_epochs": True}, r"pretrain_epochs must be an integer >= 0 .* got True"),
         ({"objective": "regress"}, r"unknown objective 'regress'; valid: auto, reconstruct, classify, none"),
         ({"objective": "none", "pretrain_epochs": 0}, r"objective='none' .* would train nothing; set pretrain_epochs"),
-        ({"layer_penalty": "l2", "layer_family": "sparse"}, r"unknown layer_penalty 'l2'; valid: None, l1, kl, topk"),
-        ({"layer_alpha": -0.1}, r"layer_alpha must be a finite number >= 0 .* got -0.1; use None"),
+        ({"layer_penalty": "l2", "layer_family": "sparse"},
+         r"layer_family='sparse' cannot build a layer of 8 'sigmoid' units from layer_penalty='l2', layer_alpha='auto': "
+         r"unknown penalty 'l2'.*; valid: l1, kl, topk"),
+        ({"layer_alpha": -0.1}, r"layer_alpha must be a finite number >= 0 .* got -0.1; use 'auto' for the layer family"),
         ({"layer_alpha": float("inf")}, r"layer_alpha must be a finite number >= 0 .* got inf"),
         ({"layer_family": "sparse", "layer_penalty": "kl", "activation": "relu"},
-         r"layer_penalty='kl' needs sigmoid units .* got activation='relu'; use activation='sigmoid' or layer_penalty='l1'"),
+         r"cannot build a layer of 8 'relu' units from layer_penalty='kl', .*: penalty='kl' needs sigmoid units .* "
+         r"use sigmoid units or penalty='l1'"),
         ({"layer_corruption": "fog:3"}, r"invalid layer_corruption='fog:3': "),
-        ({"architecture": "conv"}, r"architecture must be 'mlp', got 'conv'; use Autoencoder for a convolutional"),
-        ({"preset": "lecture-conv"}, r"architecture must be 'mlp', got 'lecture-conv'"),
-        ({"latent_dim": 0}, r"latent_dim must be a positive integer, got 0"),
+        ({"architecture": "conv"}, r"unknown architecture 'conv' \(each layer of the stack is fully connected\); "
+                                   r"valid: mlp; use Autoencoder for a convolutional network"),
+        ({"architecture": "lecture-conv", "latent_dim": 32}, r"unknown architecture 'lecture-conv'"),
+        ({"latent_dim": 0}, r"latent_dim must be an integer >= 1, got 0"),
         ({"max_epochs": 0}, r"max_epochs must be an integer >= 1, got 0"),
     ],
     ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
