@@ -249,14 +249,22 @@ def test_supervised_fine_tuning_leaves_the_decoder_as_pretrained(spy: Spy) -> No
 
 
 def test_labels_other_than_0_to_9_and_unlabelled_samples() -> None:
-    X, y = digits_data(), digits_labels()
-    y = np.where(y % 2 == 0, 10, 20)
+    X, digits = digits_data(), digits_labels()
+    truth = np.where(digits % 2 == 0, 10, 20)  # even against odd digits
+    y = truth.copy()
     y[::3] = -1
-    est = small().fit(X, y.astype(np.float64))  # integral floats are labels too
+    fast = {"activation": "relu", "learning_rate": 1e-2, "max_epochs": 10, "patience": None}
+    est = small(**fast).fit(X, y.astype(np.float64))  # integral floats are labels too
     assert est.classes_.tolist() == [10, 20]
-    assert set(np.unique(est.predict(X))) <= {10, 20}
+    pred = est.predict(X)
+    assert set(np.unique(pred)) <= {10, 20}
     assert est.predict_proba(X).shape == (X.shape[0], 2)
-    assert 0 <= est.score(X, y) <= 1  # the unlabelled samples are left out
+    labelled = y != -1
+    assert est.score(X, y) == np.mean(pred[labelled] == y[labelled])  # the unlabelled samples are left out
+    # The samples it never saw a label for: chance, and the majority class, are about 0.5.
+    assert est.score(X[~labelled], truth[~labelled]) > 0.8
+    untrained = small(**{**fast, "max_epochs": 1, "learning_rate": 1e-7}).fit(X, y)
+    assert untrained.score(X[~labelled], truth[~labelled]) < 0.65
 
 
 def test_default_objective_ignores_labels() -> None:
@@ -432,3 +440,94 @@ SKLEARN = [
 @parametrize_with_checks(SKLEARN)
 def test_sklearn_compatible(estimator: Any, check: Any) -> None:
     check(estimator)
+
+
+# ---------------------------------------------------------------------- declared and resolved parameters
+
+
+def test_real_defaults_and_presets() -> None:
+    est = StackedAutoencoder()
+    assert est.activation == "sigmoid" and est.architecture == "mlp"  # no None patched in later
+    assert est.layer_penalty == "auto" and est.layer_alpha == "auto" and est.objective == "reconstruct"
+    hinton = StackedAutoencoder.from_preset("hinton", max_epochs=3)
+    assert (hinton.hidden_dims, hinton.latent_dim, hinton.activation) == ((1000, 500, 250), 30, "sigmoid")
+    with pytest.raises(ValueError, match=r"unknown preset 'lecture-conv' for StackedAutoencoder; valid: hinton"):
+        StackedAutoencoder.from_preset("lecture-conv")
+
+
+@pytest.mark.parametrize(
+    ("params", "penalty", "alpha"),
+    [
+        ({"layer_family": "sparse"}, "kl", 3.0),  # sigmoid units: Ng's KL and its weight
+        ({"layer_family": "sparse", "activation": "relu"}, "l1", 0.1),
+        ({"layer_family": "sparse", "layer_alpha": 0.5}, "kl", 0.5),
+        ({"layer_family": "contractive"}, None, 0.1),
+        ({"layer_family": "denoising"}, None, None),
+    ],
+    ids=["sparse-sigmoid", "sparse-relu", "sparse-alpha", "contractive", "denoising"],
+)
+def test_resolve_decides_the_layer_settings(params: dict[str, Any], penalty: str | None, alpha: float | None) -> None:
+    est = small(pretrain_epochs=1, max_epochs=1, **params).fit(digits_data())
+    r = est.resolved_
+    assert (r.layer_penalty, r.layer_alpha) == (penalty, alpha)
+    assert r.objective == "reconstruct" and r.output == "sigmoid" and r.loss == "bce"
+    if params["layer_family"] == "sparse":
+        assert all(layer.penalty == penalty and layer.alpha == alpha for layer in est.module_.layers)
+    # The fitted model is the resolved one, whatever is set afterwards.
+    Z = est.transform(digits_data())
+    est.set_params(layer_alpha=9.0, activation="tanh", objective="classify")
+    np.testing.assert_array_equal(est.transform(digits_data()), Z)
+    assert est.resolved_.layer_alpha == alpha
+
+
+def test_objective_auto_is_decided_by_the_labels() -> None:
+    X, y = digits_data(), digits_labels()
+    with_labels = small(pretrain_epochs=0, max_epochs=1).fit(X, y)
+    assert with_labels.resolved_.objective == "classify" and with_labels.module_.head.out_features == 10
+    assert small(pretrain_epochs=0, max_epochs=1).fit(X).resolved_.objective == "reconstruct"
+
+
+def test_epochs_by_stage_and_the_cli_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    est = small(hidden_dims=(24, 16), pretrain_epochs=2, max_epochs=3, patience=None).fit(digits_data())
+    assert est.epochs_by_stage() == [
+        ("pretraining of layer 1", 2), ("pretraining of layer 2", 2), ("pretraining of layer 3", 2), ("fine-tuning", 3)
+    ]
+    assert small(pretrain_epochs=0, max_epochs=2).fit(digits_data()).epochs_by_stage() == [("fine-tuning", 2)]
+    from aekit.cli.main import main
+
+    assert main(["train", "--family", "stacked", "--data", "digits", "--limit", "120", "--hidden-dims", "16",
+                 "--latent-dim", "4", "--pretrain-epochs", "3", "--epochs", "2", "--patience", "None",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "aekit: trained 8 epochs (pretraining of layers 1-2: 3 epochs each, fine-tuning: 2 epochs) in" in err
+
+
+# --------------------------------------------------------------------------------- layers from the registry
+
+
+def test_any_stackable_family_of_the_registry_can_be_the_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stacked knows its layer families only through the registry's "stackable" capability."""
+    from aekit.families.autoencoder import Autoencoder
+    from aekit.model.registry import FAMILIES, FamilyInfo
+
+    built: list[tuple[Any, ...]] = []
+
+    class Recorded(Autoencoder):
+        @classmethod
+        def layer_module(cls, in_shape: tuple[int, ...], out_dim: int, act: str, *args: Any) -> Any:
+            built.append((in_shape, out_dim, act))
+            return super().layer_module(in_shape, out_dim, act, *args)
+
+    monkeypatch.setitem(FAMILIES, "recorded", FamilyInfo("recorded", Recorded, "test", frozenset({"stackable"})))
+    assert "recorded" in stacked.stackable_families() and "linear" not in stacked.stackable_families()
+    est = small(layer_family="recorded", hidden_dims=(24, 16), pretrain_epochs=1, max_epochs=1).fit(digits_data())
+    assert built == [((64,), 24, "sigmoid"), ((24,), 16, "sigmoid"), ((16,), 8, "sigmoid")]
+    assert est.resolved_.layer_penalty is None and est.resolved_.layer_alpha is None
+
+
+def test_stacked_names_no_other_family() -> None:
+    """No second name-keyed table, no isinstance checks on other families' modules, no private imports."""
+    source = Path(stacked.__file__).read_text()
+    for name in ("sparse", "contractive", "denoising"):
+        assert f"aekit.families.{name}" not in source
+    assert "isinstance(" not in source and "LAYER_FAMILIES" not in source

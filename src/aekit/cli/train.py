@@ -338,7 +338,9 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
     (out / CHECKPOINT_META).unlink(missing_ok=True)
     epochs = len(history)
     unit = "epochs" if "gradient" in info.capabilities or params.get("solver") == "gradient" else "iterations"
-    _info(f"aekit: trained {epochs} {unit} in {seconds:.1f} s" if history else f"aekit: fitted in {seconds:.1f} s", quiet)
+    stages = est.epochs_by_stage() if history and unit == "epochs" else []
+    _info(f"aekit: trained {epochs} {unit}{_stages_text(stages)} in {seconds:.1f} s" if history
+          else f"aekit: fitted in {seconds:.1f} s", quiet)
 
     metrics, test_ds = _evaluate_run(est, ds, spec)
     write_json(out / "metrics.json", _jsonable(metrics))
@@ -397,3 +399,26 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return code
 
 
+def _stages_text(stages: list[tuple[str, int]]) -> str:
+    """`` (pretraining of layers 1-3: 10 epochs each, fine-tuning: 2 epochs)`` for a staged fit; "" for one stage.
+
+    Consecutive stages named alike but for a final number, with equal epochs, are told together.
+    """
+    if len(stages) <= 1:
+        return ""
+    groups: list[tuple[str, list[str], int]] = []  # (name without its number, numbers, epochs)
+    for name, n in stages:
+        head, _, tail = name.rpartition(" ")
+        if tail.isdigit() and groups and groups[-1][0] == head and groups[-1][2] == n:
+            groups[-1][1].append(tail)
+        elif tail.isdigit():
+            groups.append((head, [tail], n))
+        else:
+            groups.append((name, [], n))
+    parts = []
+    for head, numbers, n in groups:
+        if len(numbers) > 1:
+            parts.append(f"{head}s {numbers[0]}-{numbers[-1]}: {n} epochs each")
+        else:
+            parts.append(f"{head}{' ' + numbers[0] if numbers else ''}: {n} epoch{'s' if n != 1 else ''}")
+    return " (" + ", ".join(parts) + ")"
