@@ -31,7 +31,7 @@ from aekit.cli.common import (
     _print_json,
     _tupled,
 )
-from aekit.cli.flags import ParamSpec, _converter, _fmt_default, _metavar, _type_parts, family_params
+from aekit.cli.flags import ParamSpec, add_family_flags, family_params
 
 # ---------------------------------------------------------------------------------- training
 
@@ -58,6 +58,12 @@ def _train_parser(info: Any | None) -> _Parser:
         "--config", metavar="FILE.toml",
         help="TOML file with a flat table of the same keys as the flags, in snake_case (latent_dim = 2); flags win",
     )
+    presets = info.estimator.presets() if info is not None else []
+    g.add_argument(
+        "--preset", metavar="NAME",
+        help="a named parameter set of the family that fills the flags (" + (", ".join(presets) or "none") + "); "
+        "--config and explicit flags win" if info is not None else "a named parameter set of the family",
+    )
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="NAME_OR_PATH",
                    help="digits (default), mnist, fashion-mnist, or a .npy/.npz/.csv file or folder of images")
@@ -67,11 +73,12 @@ def _train_parser(info: Any | None) -> _Parser:
     d.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N samples (quick runs)")
     d.add_argument("--label-column", metavar="COL", help="label column of a .csv file (index or header name)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum number of epochs (max_epochs)")
-    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size)")
-    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate)")
-    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--seed", type=int, metavar="N", help="random_state: seeds initialization, batches and the split")
+    t.add_argument("--epochs", type=_positive_int, metavar="N", help=_epochs_help(info))
+    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size" + _default(info, "batch_size") + ")")
+    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate" + _default(info, "learning_rate") + ")")
+    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N (device" + _default(info, "device") + ")")
+    t.add_argument("--seed", type=int, metavar="N",
+                   help="random_state: seeds initialization, batches and the split (default: a fresh seed, recorded)")
     t.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of PyTorch (default: its choice)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
@@ -84,21 +91,36 @@ def _train_parser(info: Any | None) -> _Parser:
     if info is not None:
         fam = p.add_argument_group(f"{info.name} parameters ({info.description})")
         taken = {a for action in p._actions for a in action.option_strings}
-        for spec in family_params(info.estimator):
-            if spec.name in _NOT_FLAGS:
-                continue
-            flag = spec.flag
-            if flag in taken:  # a family parameter named like a common flag: keep the common one
-                continue
-            note = spec.help.replace("%", "%%")
-            help_text = (note + "; " if note else "") + f"default: {_fmt_default(spec.default)}"
-            if spec.is_switch:
-                fam.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_text)
-            else:
-                if spec.optional:
-                    help_text += " (None accepted)"
-                fam.add_argument(flag, dest=spec.name, type=_converter(spec), metavar=_metavar(spec), help=help_text)
+        specs = family_params(info.estimator)
+        # A family parameter named like a common flag keeps the common one.
+        add_family_flags(fam, specs, {*_NOT_FLAGS, *(s.name for s in specs if s.flag in taken)})
     return p
+
+
+def _default(info: Any | None, name: str) -> str:
+    """``, default: VALUE`` of a family's parameter, or nothing when the family (or its default) is unknown."""
+    if info is None:
+        return ""
+    spec = next((s for s in family_params(info.estimator) if s.name == name), None)
+    return "" if spec is None else f", default: {spec.default_text}"
+
+
+def _epochs_help(info: Any | None) -> str:
+    """What --epochs means for the family (from its declaration), with the default."""
+    if info is None:
+        return "maximum number of epochs (max_epochs); what an epoch counts depends on the family"
+    decl = info.estimator.epochs(info.estimator().get_params(deep=False))
+    if not decl.applies:
+        return f"not used: {decl.instead}"
+    return f"maximum number of {decl.counts} (max_epochs{_default(info, 'max_epochs')})"
+
+
+def _check_epochs(info: Any, params: dict[str, Any]) -> None:
+    """Refuse --epochs, the same way for every family, where the family's epochs do not apply."""
+    full = {**info.estimator().get_params(deep=False), **params}
+    decl = info.estimator.epochs(full)
+    if not decl.applies:
+        raise UsageError(f"--epochs does not apply: {decl.instead}")
 
 
 def _pre_parse(args: list[str]) -> argparse.Namespace:
@@ -143,15 +165,10 @@ def _config_values(table: dict[str, Any], specs: list[ParamSpec], path: str) -> 
         if name not in by_name:
             hint = f" (did you mean {key.replace('-', '_')!r}?)" if "-" in key else ""
             raise UsageError(f"--config {path}: unknown key {key!r}{hint}; valid keys are: {', '.join(valid)}")
-        spec = by_name[name]
-        if isinstance(value, str) and spec.type not in ("str", "str | None"):
-            try:
-                value = _converter(spec)(value)
-            except argparse.ArgumentTypeError as exc:
-                raise UsageError(f"--config {path}: {key}: {exc}") from None
-        elif isinstance(value, int) and not isinstance(value, bool) and _type_parts(spec.type)[0] == "float":
-            value = float(value)
-        params[name] = _tupled(value)
+        try:
+            params[name] = by_name[name].from_toml(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--config {path}: {key}: {exc}") from None
     return params, other
 
 
@@ -182,6 +199,7 @@ def _cmd_train(args: list[str]) -> int:
             )
         saved_params = {k: _tupled(v) for k, v in dict(saved.get("params", {})).items()}
         if hasattr(ns, "epochs"):
+            _check_epochs(info, saved_params)
             _set_param(info, saved_params, "max_epochs", ns.epochs, "--epochs")
         if hasattr(ns, "device"):
             _set_param(info, saved_params, "device", ns.device, "--device")
@@ -211,10 +229,18 @@ def _cmd_train(args: list[str]) -> int:
     if "family" in file_other and str(file_other["family"]) != info.name:
         raise UsageError(f"--family {info.name} contradicts family = {file_other['family']!r} in {pre.config}")
 
-    params: dict[str, Any] = dict(file_params)
+    params: dict[str, Any] = {}
+    if hasattr(ns, "preset"):  # a preset fills the parameters; the file and the flags win
+        try:
+            params.update(info.estimator.preset_params(ns.preset))
+        except ValueError as exc:
+            raise UsageError(f"--preset {ns.preset}: {exc}") from None
+    params.update(file_params)
     for s in specs:  # flags override the file
         if s.name not in _NOT_FLAGS and hasattr(ns, s.name):
             params[s.name] = getattr(ns, s.name)
+    if hasattr(ns, "epochs"):
+        _check_epochs(info, params)
     for name, alias in TRAIN_ALIASES.items():
         if hasattr(ns, alias):
             _set_param(info, params, name, getattr(ns, alias), "--" + alias.replace("_", "-"))
@@ -337,10 +363,12 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     (out / CHECKPOINT_META).unlink(missing_ok=True)
     epochs = len(history)
-    unit = "epochs" if "gradient" in info.capabilities or params.get("solver") == "gradient" else "iterations"
-    stages = est.epochs_by_stage() if history and unit == "epochs" else []
-    _info(f"aekit: trained {epochs} {unit}{_stages_text(stages)} in {seconds:.1f} s" if history
-          else f"aekit: fitted in {seconds:.1f} s", quiet)
+    stages = est.epochs_by_stage() if type(est).epochs(est.get_params(deep=False)).applies else []
+    if stages:
+        trained = ", ".join(f"{n} epochs of {name}" for name, n in stages) if len(stages) > 1 else f"{stages[0][1]} epochs"
+        _info(f"aekit: trained {trained} in {seconds:.1f} s", quiet)
+    else:
+        _info(f"aekit: fitted in {seconds:.1f} s", quiet)
 
     metrics, test_ds = _evaluate_run(est, ds, spec)
     write_json(out / "metrics.json", _jsonable(metrics))
@@ -348,7 +376,8 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
 
     report = write_report(est, test_ds if test_ds is not None else ds, out, metrics=metrics, train_dataset=ds)
     result = {
-        "run_dir": str(out.resolve()), "family": info.name, "epochs": epochs, "train_seconds": seconds,
+        "run_dir": str(out.resolve()), "family": info.name, "epochs": epochs, "epochs_by_stage": dict(stages),
+        "train_seconds": seconds,
         "metrics": metrics, "report": str(report.resolve()),
     }
     if as_json:
@@ -399,26 +428,3 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return code
 
 
-def _stages_text(stages: list[tuple[str, int]]) -> str:
-    """`` (pretraining of layers 1-3: 10 epochs each, fine-tuning: 2 epochs)`` for a staged fit; "" for one stage.
-
-    Consecutive stages named alike but for a final number, with equal epochs, are told together.
-    """
-    if len(stages) <= 1:
-        return ""
-    groups: list[tuple[str, list[str], int]] = []  # (name without its number, numbers, epochs)
-    for name, n in stages:
-        head, _, tail = name.rpartition(" ")
-        if tail.isdigit() and groups and groups[-1][0] == head and groups[-1][2] == n:
-            groups[-1][1].append(tail)
-        elif tail.isdigit():
-            groups.append((head, [tail], n))
-        else:
-            groups.append((name, [], n))
-    parts = []
-    for head, numbers, n in groups:
-        if len(numbers) > 1:
-            parts.append(f"{head}s {numbers[0]}-{numbers[-1]}: {n} epochs each")
-        else:
-            parts.append(f"{head}{' ' + numbers[0] if numbers else ''}: {n} epoch{'s' if n != 1 else ''}")
-    return " (" + ", ".join(parts) + ")"

@@ -12,6 +12,7 @@ optimum is the identity map, which is why the lectures ask for a bottleneck or a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ from aekit.core.losses import squared_error
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import SCALINGS, Scaling
 from aekit.engine.training import TrainConfig
-from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.model.base import BaseAutoencoder, Epochs, declare_params
 from aekit.model.registry import register
 
 SOLVERS = ("svd", "gradient")
@@ -97,6 +98,13 @@ class LinearAutoencoder(BaseAutoencoder):
 
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
+
+    @classmethod
+    def epochs(cls, params: Mapping[str, Any]) -> Epochs:
+        if params.get("solver") == "gradient":
+            return Epochs(True)
+        return Epochs(False, "", "solver='svd' computes the PCA optimum in closed form, without epochs; "
+                      "pass --solver gradient to train by epochs")
 
     def _check_params(self) -> None:
         cfg = self._config(LinearConfig)

@@ -308,7 +308,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if "max_epochs" in params:
             return Epochs(True)
         name = getattr(cls, "_family_name", cls.__name__)
-        instead = " (its iterations are set by max_iter)" if "max_iter" in params else ""
+        instead = "; its iterations are set by max_iter (--max-iter)" if "max_iter" in params else ""
         return Epochs(False, "", f"family {name!r} is not trained by epochs{instead}")
 
     def epochs_by_stage(self) -> list[tuple[str, int]]:
