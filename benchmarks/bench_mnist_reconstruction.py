@@ -59,15 +59,15 @@ def main() -> None:
             validation_fraction=0.0, patience=None, **common,
         ),
         "hinton-stacked": lambda: aekit.StackedAutoencoder.from_preset(
-            # The papers' logistic units; the preset's GELU is for the autoencoder trained without pretraining.
-            "hinton", activation="sigmoid", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs,
+            # The stacked family's hinton preset keeps the papers' logistic units.
+            "hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs,
             max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size, learning_rate=args.hinton_lr,
             weight_decay=args.hinton_weight_decay, lr_schedule="cosine", validation_fraction=0.0, patience=None,
             **common,
         ),
         "hinton-sigmoid": lambda: aekit.StackedAutoencoder.from_preset(
-            # The papers' logistic units; the preset's GELU is for the autoencoder trained without pretraining.
-            "hinton", activation="sigmoid", pretrain_epochs=0, max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
+            # The stacked family's hinton preset keeps the papers' logistic units.
+            "hinton", pretrain_epochs=0, max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
             learning_rate=args.hinton_lr, weight_decay=args.hinton_weight_decay, lr_schedule="cosine",
             validation_fraction=0.0, patience=None, **common,
         ),

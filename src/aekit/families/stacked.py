@@ -54,7 +54,7 @@ from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.data.preprocessing import UNLABELLED
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
-from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
+from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule, HiddenDims
 from aekit.model.base import DataInfo, Epochs, declare_params
 from aekit.model.classifier import ClassifierMixin
 from aekit.model.registry import families, register
@@ -75,7 +75,11 @@ class StackedNetConfig(AutoencoderConfig):
         Literal["mlp"],
         Explain("each layer of the stack is fully connected", "use Autoencoder for a convolutional network"),
     ] = "mlp"
-    activation: Activation = "sigmoid"  # The logistic units of all three papers (Hinton, Bengio, Vincent).
+    # Widths of the hidden layers, each pretrained as one layer of the stack below the code layer; two
+    # narrowing towards the code, as the autoencoder's.
+    hidden_dims: HiddenDims = (256, 128)
+    # The units of every layer: the logistic units of all three papers (Hinton, Bengio, Vincent).
+    activation: Activation = "sigmoid"
 
 
 @dataclass
@@ -494,7 +498,8 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
         history: list[dict[str, float]] = []
         pretrain = int(r.pretrain_epochs) > 0
         pre_cfg = replace(cfg, max_epochs=int(r.pretrain_epochs) or 1)
-        corruption = layer_family(r.layer_family).layer_corruption(self._layer_options(r, layer_family(r.layer_family)))
+        family = layer_family(r.layer_family)
+        corruption = family.layer_corruption(self._layer_options(r, family))
         H = Xs  # the input of the current layer: the data, then the codes of the layer below
         for i, layer in enumerate(layers):
             # A layer that needs its training input before training (a sparse layer's centring) says so.
