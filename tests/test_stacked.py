@@ -532,3 +532,26 @@ def test_stacked_names_no_other_family() -> None:
     for name in ("sparse", "contractive", "denoising"):
         assert f"aekit.families.{name}" not in source
     assert "isinstance(" not in source and "LAYER_FAMILIES" not in source
+
+
+@pytest.mark.parametrize("name", stacked.stackable_families())
+def test_every_stackable_family_builds_a_layer(name: str) -> None:
+    family = stacked.layer_family(name)
+    for in_shape in ((1, 8, 8), (12,)):
+        layer = family.layer_module(in_shape, 5, "sigmoid", False, "sigmoid", "bce", {})
+        x = torch.rand(3, *in_shape)
+        prepare = getattr(layer, "prepare", None)
+        if prepare is not None:
+            prepare(x.numpy())
+        with torch.no_grad():
+            z = layer.encode(x)
+            out = layer(x)
+        assert z.shape == (3, 5) and layer.decode(z).shape == (3, *in_shape)
+        assert torch.isfinite(layer.loss(x, out).total)
+    # Options are the family's own parameters, checked against their declarations; others are not its business.
+    declared = family().get_params()
+    if "alpha" in declared:
+        assert family.layer_options({"alpha": 0.25}, 5, "sigmoid")["alpha"] == 0.25
+        with pytest.raises(ValueError, match=r"alpha must be a finite number >= 0 .*, got -1"):
+            family.layer_options({"alpha": -1}, 5, "sigmoid")
+    assert family.layer_options({"no_such_parameter": 1}, 5, "sigmoid") == family.layer_options({}, 5, "sigmoid")

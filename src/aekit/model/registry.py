@@ -32,7 +32,9 @@ def register(name: str, description: str, capabilities: tuple[str, ...] = ()) ->
 
     Capabilities used by the shared tests: ``"gradient"`` (trained by the training loop),
     ``"sample"`` (has ``sample``), ``"labels"`` (uses ``y`` in ``fit``), ``"images"`` (accepts
-    (N, C, H, W) input), ``"loglik"`` (``score_samples`` is a log-likelihood).
+    (N, C, H, W) input), ``"loglik"`` (``score_samples`` is a log-likelihood). ``"stackable"``: the
+    family can be the layer of a stacked autoencoder (its estimator has ``layer_options``,
+    ``layer_module`` and ``layer_corruption``).
     """
 
     def decorate(cls: T) -> T:
