@@ -110,7 +110,6 @@ class ClassifierMixin:
         """Class probabilities softmax(class_logits(encode(x))), (n_samples, n_classes) float32, columns in
         ``classes_`` order."""
         Xs = self._prepare(X)
-        self.classes_  # noqa: B018  (a model fitted without labels says so, not the module)
         module = self.module_
         out: np.ndarray = self._batched(lambda x: torch.softmax(module.class_logits(module.encode(x)), dim=1), Xs)
         return out
