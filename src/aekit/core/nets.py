@@ -21,13 +21,60 @@ Output = Literal["sigmoid", "linear", "tanh"]
 #: The network layouts of :func:`build_encoder_decoder`.
 Architecture = Literal["mlp", "conv", "lecture-conv"]
 
+class _Sigmoid(torch.autograd.Function):
+    """1 / (1 + exp(-x)) with the gradient y (1 - y), which stays finite where exp(-x) overflows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        y = 1.0 / (1.0 + torch.exp(-x))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * y * (1.0 - y)  # differentiable again: the contractive penalty differentiates it twice
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """The logistic function, the same for a sample whatever its place in the batch.
+
+    PyTorch's CPU ``torch.sigmoid`` (and ``silu``, ``elu``) round the tail of a tensor, the elements
+    after the last full vector register, one ulp differently from the rest, so a sample's code would
+    depend on its row in the batch (scikit-learn's sample-order check sees it). ``exp`` and the
+    correctly rounded ``+`` and ``/`` give the same bits wherever the element sits.
+    """
+    return _Sigmoid.apply(x)  # type: ignore[no-any-return]
+
+
+class Sigmoid(nn.Module):
+    """:func:`sigmoid` as a module."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
+class SiLU(nn.Module):
+    """x * sigmoid(x) by :func:`sigmoid`, so a sample's output does not depend on its place in the batch."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * sigmoid(x)
+
+
+class ELU(nn.Module):
+    """x for x > 0, exp(x) - 1 otherwise (alpha = 1), by ``exp``, which rounds the same at every position."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.where(x > 0, x, torch.exp(torch.clamp(x, max=0.0)) - 1.0)
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
+    "silu": SiLU,
+    "elu": ELU,
     "leaky_relu": nn.LeakyReLU,
-    "sigmoid": nn.Sigmoid,
+    "sigmoid": Sigmoid,
     "tanh": nn.Tanh,
 }
 OUTPUTS: tuple[str, ...] = get_args(Output)
@@ -50,7 +97,7 @@ def code_activation(name: str) -> nn.Module:
 def apply_output(kind: str, raw: Tensor) -> Tensor:
     """Map the decoder's raw output to data space: sigmoid, tanh or identity."""
     if kind == "sigmoid":
-        return torch.sigmoid(raw)
+        return sigmoid(raw)
     if kind == "tanh":
         return torch.tanh(raw)
     return raw

@@ -192,6 +192,8 @@ class ContractiveAutoencoder(Autoencoder):
     'exact'
     """
 
+    # The default takes the closed form (one sigmoid layer); a hidden layer takes the autograd penalty.
+    _test_params: ClassVar[dict[str, Any]] = {**Autoencoder._test_params, "hidden_dims": ()}
     _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"hidden_dims": (8,)},)
 
     @staticmethod

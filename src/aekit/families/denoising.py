@@ -71,8 +71,6 @@ class DenoisingAutoencoder(Autoencoder):
     (1437, 1, 8, 8)
     """
 
-    _test_variants = ()  # the autoencoder's variants change the network, which the denoising path shares
-
     @staticmethod
     def _process(spec: str) -> Corruption:
         try:

@@ -98,6 +98,7 @@ class LinearAutoencoder(BaseAutoencoder):
 
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"solver": "gradient"},)
 
     @classmethod
     def epochs(cls, params: Mapping[str, Any]) -> Epochs:

@@ -223,6 +223,7 @@ class SparseAutoencoder(Autoencoder):
     True
     """
 
+    _test_params: ClassVar[dict[str, Any]] = {**Autoencoder._test_params, "hidden_dims": ()}
     _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"penalty": "topk", "k": 2}, {"penalty": "kl"})
 
     @staticmethod

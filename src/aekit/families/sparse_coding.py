@@ -148,6 +148,7 @@ class SparseCoding(BaseAutoencoder):
     """
 
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 32, "alpha": 0.5, "max_epochs": 2, "batch_size": 32, "verbose": 0}
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"fit_algorithm": "alternating"},)
 
     def _check_params(self) -> None:
         _check_positive_int("latent_dim", self.latent_dim)

@@ -237,6 +237,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: Named parameter sets (``{"hinton": {"hidden_dims": (1000, 500, 250), ...}}``); see :meth:`from_preset`.
     _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Parameter sets that change the training path, tested like the defaults (on top of ``_test_params``).
+    #: Read from the class that declares it, never inherited: a subclass's training path is its own.
     _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ()
 
     _family_name: ClassVar[str]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -66,7 +66,3 @@ def families() -> dict[str, FamilyInfo]:
 def _ensure_loaded() -> None:
     import aekit.families  # noqa: F401  (importing registers every family)
 
-
-def make_estimator(name: str, **params: Any) -> Any:
-    """Build the estimator of family ``name`` from keyword parameters."""
-    return get_family(name).estimator(**params)
