@@ -94,14 +94,14 @@ def main() -> None:
     def shallow(layer_family: str) -> StackedAutoencoder:
         return StackedAutoencoder(
             hidden_dims=(), latent_dim=args.hidden, layer_family=layer_family, layer_corruption=args.corruption,
-            layer_alpha=args.cae_alpha if layer_family == "contractive" else None,
+            layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
             pretrain_epochs=args.pretrain_epochs, objective="none", **common,
         )
 
     def deep(layer_family: str, n_layers: int, pretrain_epochs: int) -> StackedAutoencoder:
         return StackedAutoencoder(
             hidden_dims=(args.hidden,) * (n_layers - 1), latent_dim=args.hidden, layer_family=layer_family,
-            layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else None,
+            layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
             pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify", **common,
         )
 

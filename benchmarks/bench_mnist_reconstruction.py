@@ -53,19 +53,21 @@ def main() -> None:
     common = {"device": args.device, "random_state": args.seed, "verbose": 1}
     models = {
         "pca": lambda: aekit.LinearAutoencoder(latent_dim=30, solver="svd"),
-        "hinton": lambda: aekit.Autoencoder(
-            preset="hinton", max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
+        "hinton": lambda: aekit.Autoencoder.from_preset(
+            "hinton", max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
             learning_rate=args.hinton_lr, weight_decay=args.hinton_weight_decay, lr_schedule="cosine",
             validation_fraction=0.0, patience=None, **common,
         ),
-        "hinton-stacked": lambda: aekit.StackedAutoencoder(
-            preset="hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs,
+        "hinton-stacked": lambda: aekit.StackedAutoencoder.from_preset(
+            # The stacked family's hinton preset keeps the papers' logistic units.
+            "hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs,
             max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size, learning_rate=args.hinton_lr,
             weight_decay=args.hinton_weight_decay, lr_schedule="cosine", validation_fraction=0.0, patience=None,
             **common,
         ),
-        "hinton-sigmoid": lambda: aekit.StackedAutoencoder(
-            preset="hinton", pretrain_epochs=0, max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
+        "hinton-sigmoid": lambda: aekit.StackedAutoencoder.from_preset(
+            # The stacked family's hinton preset keeps the papers' logistic units.
+            "hinton", pretrain_epochs=0, max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
             learning_rate=args.hinton_lr, weight_decay=args.hinton_weight_decay, lr_schedule="cosine",
             validation_fraction=0.0, patience=None, **common,
         ),
@@ -73,8 +75,8 @@ def main() -> None:
             hidden_dims=(), latent_dim=32, activation="relu", max_epochs=args.keras_epochs, batch_size=256,
             validation_fraction=0.0, patience=None, **common,
         ),
-        "lecture-conv": lambda: aekit.Autoencoder(
-            preset="lecture-conv", max_epochs=args.conv_epochs, batch_size=128, validation_fraction=0.0,
+        "lecture-conv": lambda: aekit.Autoencoder.from_preset(
+            "lecture-conv", max_epochs=args.conv_epochs, batch_size=128, validation_fraction=0.0,
             patience=None, **common,
         ),
     }

@@ -84,8 +84,8 @@ def plain_on_device(X: np.ndarray, epochs: int, batch_size: int, device: str) ->
 
 
 def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda_graph: bool = True) -> float:
-    ae = aekit.Autoencoder(
-        preset="hinton", max_epochs=epochs, batch_size=batch_size, validation_fraction=0.0, patience=None,
+    ae = aekit.Autoencoder.from_preset(
+        "hinton", max_epochs=epochs, batch_size=batch_size, validation_fraction=0.0, patience=None,
         device=device, random_state=0, verbose=0, cuda_graph=cuda_graph,
     ).fit(X)
     # Skip the first epoch on CUDA (graph capture and allocator warm-up), as the hand-written rows do not

@@ -111,6 +111,26 @@ def fit_args(info: FamilyInfo, X: np.ndarray) -> dict[str, Any]:
     return {}
 
 
+def declared_variants(estimator_cls: type) -> list[dict[str, Any]]:
+    """The parameter sets that change the training path, declared on the estimator class itself
+    (``_test_variants``; a subclass does not inherit its parent's): the defaults first."""
+    return [{}, *(dict(v) for v in vars(estimator_cls).get("_test_variants", ()))]
+
+
+def variant_id(name: str, variant: dict[str, Any]) -> str:
+    return "-".join([name, *(f"{k}={v}" for k, v in variant.items())])
+
+
+def family_variants(capability: str | None = None) -> list[Any]:
+    """``pytest.param(name, variant)`` per registered family and each of its declared variants."""
+    return [
+        pytest.param(name, variant, id=variant_id(name, variant))
+        for name, info in families().items()
+        if capability is None or capability in info.capabilities
+        for variant in declared_variants(info.estimator)
+    ]
+
+
 def family_params(capability: str | None = None) -> list[Any]:
     """``pytest.param`` per registered family (optionally only those with ``capability``)."""
     return [

@@ -283,13 +283,13 @@ def test_bad_flag_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     out = str(tmp_path / "r")
     code, _, err = call(capsys, "train", "--family", "autoencoder", "--latent-dim", "abc", "--out", out)
     assert code == 2
-    assert_one_line_error(err, "--latent-dim", "expected int | None, got 'abc'")
+    assert_one_line_error(err, "--latent-dim", "expected an integer >= 1, got 'abc'")
     code, _, err = call(capsys, "train", "--family", "autoencoder", "--latent-dim", "0", "--out", out)
     assert code == 2
-    assert_one_line_error(err, "latent_dim must be a positive integer, got 0")
+    assert_one_line_error(err, "latent_dim must be an integer >= 1, got 0")
     code, _, err = call(capsys, "train", "--family", "factor-analysis", "--epochs", "3", "--out", out)
     assert code == 2
-    assert_one_line_error(err, "--epochs sets max_epochs", "'factor-analysis' does not have")
+    assert_one_line_error(err, "--epochs does not apply", "'factor-analysis' is not trained by epochs", "max_iter")
     code, _, err = call(capsys, "train", "--family", "autoencoder")
     assert code == 2
     assert_one_line_error(err, "--out DIR is required")

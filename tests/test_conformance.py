@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import N_DIGITS, digits_data, family_params, fit_args, make_tiny
+from conftest import N_DIGITS, digits_data, family_params, family_variants, fit_args, make_tiny
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
@@ -103,8 +103,13 @@ def test_fit_returns_self_and_keeps_params(name: str) -> None:
     assert all(after[k] is before[k] or after[k] == before[k] for k in before)
 
 
-@pytest.mark.parametrize("name", family_params("sample"))
+@pytest.mark.parametrize("name", family_params())
 def test_sample_shape(name: str) -> None:
+    """A family samples exactly when it declares "sample"; its samples have the data's shape."""
+    info = get_family(name)
+    assert callable(getattr(info.estimator, "sample", None)) == ("sample" in info.capabilities)
+    if "sample" not in info.capabilities:
+        return
     est = fitted(name)
     S = est.sample(5)
     assert S.shape == (5, 64)
@@ -153,6 +158,19 @@ def test_weights_change_after_one_epoch(name: str) -> None:
     changed = [k for k in trained if not torch.equal(trained[k], initial[k])]
     assert changed, "no weight changed after one epoch of training"
     assert all(torch.isfinite(v).all() for v in trained.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(("name", "variant"), [p for p in family_variants() if p.values[1]])
+def test_declared_variants_train_and_round_trip(name: str, variant: dict[str, Any], tmp_path: Path) -> None:
+    """Each declared variant (another training path) trains, saves and loads back to the same model."""
+    info = get_family(name)
+    X = data("images" in info.capabilities)
+    est = make_tiny(info, **variant).fit(X, **fit_args(info, X))
+    assert all(k in est.resolved_ and est.resolved_[k] == v for k, v in variant.items())
+    assert all(np.isfinite(row["loss"]) for row in est.history_)
+    loaded = aekit.load(est.save(tmp_path / "run"))
+    np.testing.assert_allclose(loaded.transform(X), est.transform(X), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(est.transform(X[:7])[3:], est.transform(X[3:7]))
 
 
 # ----------------------------------------------------------------------------------- persistence

@@ -41,10 +41,18 @@ def variant_params(name: str, index: int) -> dict[str, Any]:
     return dict(([{}, *getattr(get_family(name).estimator, "_test_variants", ())])[index])
 
 
+def case_data(name: str, index: int) -> np.ndarray:
+    """Digits as rows, or as (N, 1, 8, 8) images for a convolutional variant."""
+    X = digits_data()
+    if variant_params(name, index).get("architecture") in ("conv", "lecture-conv"):
+        return X.reshape(-1, 1, 8, 8)
+    return X
+
+
 @cache
 def _fitted(name: str, index: int) -> Any:
     info = get_family(name)
-    X = digits_data()
+    X = case_data(name, index)
     return make_tiny(info, **variant_params(name, index)).fit(X, **fit_args(info, X))
 
 
@@ -118,7 +126,7 @@ def assert_rng_unchanged(before: tuple[torch.Tensor, Any], step: str) -> None:
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_fit_transform_and_load_leave_the_callers_random_state_alone(name: str, index: int, tmp_path: Path) -> None:
     info = get_family(name)
-    X = digits_data()
+    X = case_data(name, index)
     torch.manual_seed(1234)
     np.random.seed(1234)
     before = rng_states()
@@ -138,7 +146,7 @@ def test_fit_transform_and_load_leave_the_callers_random_state_alone(name: str, 
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_inference_changes_neither_the_module_nor_the_estimator(name: str, index: int) -> None:
     est = fitted(name, index)
-    X = digits_data()
+    X = case_data(name, index)
     before = frozen(vars(est))
     Z = est.transform(X)
     est.inverse_transform(Z)
@@ -164,7 +172,7 @@ class Poison:
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_parameters_set_after_fit_change_only_the_next_fit(name: str, index: int, tmp_path: Path) -> None:
     est = fitted(name, index)
-    X = digits_data()
+    X = case_data(name, index)
     fit_params = copy.deepcopy(est.get_params(deep=False))
     Z, R, S = est.transform(X), est.reconstruct(X), est.score_samples(X)
     # Every parameter replaced by a value that fails as soon as it is read.

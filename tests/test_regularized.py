@@ -87,7 +87,7 @@ def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
 
 
 @cache
-def sparse_fit(penalty: str, alpha: float | None = None) -> aekit.SparseAutoencoder:
+def sparse_fit(penalty: str, alpha: float | str = "auto") -> aekit.SparseAutoencoder:
     """A sparse autoencoder with an overcomplete code (100 units for 64 pixels) on the digits."""
     est = aekit.SparseAutoencoder(
         penalty=penalty, alpha=alpha, k=K, latent_dim=OVERCOMPLETE, max_epochs=60, batch_size=32, learning_rate=1e-2,
@@ -513,13 +513,13 @@ IMAGES = "images"
         # sparse
         ("sparse", {"alpha": -1.0}, None, r"alpha must be a finite number >= 0 \(the weight of the sparsity penalty\), got -1\.0; use alpha=0"),
         ("sparse", {"alpha": math.inf}, None, r"alpha must be a finite number >= 0 .*got inf"),
-        ("sparse", {"penalty": "kl", "rho": 0.0}, None, r"rho must be in the open interval \(0, 1\) .*got 0\.0; Ng's notes use rho=0\.05"),
-        ("sparse", {"penalty": "kl", "rho": 1.5}, None, r"rho must be in the open interval \(0, 1\) .*got 1\.5"),
+        ("sparse", {"penalty": "kl", "rho": 0.0}, None, r"rho must be a number in \(0, 1\) \(the target mean activation of a sigmoid code unit\), got 0\.0; Ng's notes use rho=0\.05"),
+        ("sparse", {"penalty": "kl", "rho": 1.5}, None, r"rho must be a number in \(0, 1\) .*got 1\.5"),
         ("sparse", {"penalty": "topk", "k": 9}, None, r"k must be an integer in \[1, latent_dim=8\] \(code units kept per sample\), got 9; lower k or raise latent_dim"),
-        ("sparse", {"penalty": "topk", "k": 0}, None, r"k must be an integer in \[1, latent_dim=8\] .*got 0"),
-        ("sparse", {"penalty": "l2"}, None, r"unknown penalty 'l2'; valid penalties are: l1, kl, topk"),
+        ("sparse", {"penalty": "topk", "k": 0}, None, r"k must be an integer >= 1 \(code units kept per sample\), got 0"),
+        ("sparse", {"penalty": "l2"}, None, r"unknown penalty 'l2'; valid: l1, kl, topk"),
         ("sparse", {"code_activation": "softplus"}, None, r"unknown code_activation 'softplus'; valid: relu, sigmoid, linear"),
-        ("sparse", {"penalty": "kl", "code_activation": "relu"}, None, r"penalty='kl' needs sigmoid code units .*got code_activation='relu'; leave code_activation=None"),
+        ("sparse", {"penalty": "kl", "code_activation": "relu"}, None, r"penalty='kl' needs sigmoid code units .*got code_activation='relu'; leave code_activation='auto'"),
         # denoising: the corruption string
         ("denoising", {"corruption": "masking:1.5"}, None, r"invalid corruption='masking:1\.5': nu must be in \[0, 1\] \(the probability of zeroing each input\), got 1\.5"),
         ("denoising", {"corruption": "gaussian:-0.5"}, None, r"sigma must be in \[0, inf\) \(the standard deviation of the noise; 0 adds none\), got -0\.5"),

@@ -205,7 +205,8 @@ def test_tied_layers_share_their_weights() -> None:
     names = set(weights(est.module_))
     assert "layers.0.decoder.0.biases.0" in names and not any(n.endswith("decoder.0.weight") for n in names)
     layer = est.module_.layers[0]
-    assert layer.decoder[0]._linears[0] is layer.encoder[0]
+    encoder_linear = next(m for m in layer.encoder.modules() if isinstance(m, torch.nn.Linear))
+    assert layer.decoder[0]._linears[0] is encoder_linear
 
 
 # -------------------------------------------------------------------------------------- supervised
@@ -222,7 +223,7 @@ def classifier() -> tuple[StackedAutoencoder, Any, Any]:
 
 def test_supervised_fine_tuning_beats_chance() -> None:
     est, _, test = classifier()
-    assert est.fitted_info_["classes"] == list(range(10))
+    assert est.data_info_.classes == tuple(range(10))  # known when the head was built
     acc = est.score(test.X, test.y)
     assert acc > 0.8, acc  # chance is 0.1
     P = est.predict_proba(test.X)
@@ -248,14 +249,22 @@ def test_supervised_fine_tuning_leaves_the_decoder_as_pretrained(spy: Spy) -> No
 
 
 def test_labels_other_than_0_to_9_and_unlabelled_samples() -> None:
-    X, y = digits_data(), digits_labels()
-    y = np.where(y % 2 == 0, 10, 20)
+    X, digits = digits_data(), digits_labels()
+    truth = np.where(digits % 2 == 0, 10, 20)  # even against odd digits
+    y = truth.copy()
     y[::3] = -1
-    est = small().fit(X, y.astype(np.float64))  # integral floats are labels too
+    fast = {"activation": "relu", "learning_rate": 1e-2, "max_epochs": 10, "patience": None}
+    est = small(**fast).fit(X, y.astype(np.float64))  # integral floats are labels too
     assert est.classes_.tolist() == [10, 20]
-    assert set(np.unique(est.predict(X))) <= {10, 20}
+    pred = est.predict(X)
+    assert set(np.unique(pred)) <= {10, 20}
     assert est.predict_proba(X).shape == (X.shape[0], 2)
-    assert 0 <= est.score(X, y) <= 1  # the unlabelled samples are left out
+    labelled = y != -1
+    assert est.score(X, y) == np.mean(pred[labelled] == y[labelled])  # the unlabelled samples are left out
+    # The samples it never saw a label for: chance, and the majority class, are about 0.5.
+    assert est.score(X[~labelled], truth[~labelled]) > 0.8
+    untrained = small(**{**fast, "max_epochs": 1, "learning_rate": 1e-7}).fit(X, y)
+    assert untrained.score(X[~labelled], truth[~labelled]) < 0.65
 
 
 def test_default_objective_ignores_labels() -> None:
@@ -360,21 +369,26 @@ def test_resume_without_a_checkpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"layer_family": "rbm"}, r"unknown layer_family 'rbm'; valid: autoencoder, denoising, sparse, contractive"),
+        ({"layer_family": "rbm"}, r"unknown layer_family 'rbm'; valid: autoencoder, contractive, denoising, sparse "),
+        ({"layer_family": "linear"}, r"unknown layer_family 'linear'; valid: autoencoder, contractive, denoising, sparse "),
         ({"pretrain_epochs": -1}, r"pretrain_epochs must be an integer >= 0 .* got -1; use 0 to skip the pretraining"),
         ({"pretrain_epochs": 1.5}, r"pretrain_epochs must be an integer >= 0 .* got 1.5"),
         ({"pretrain_epochs": True}, r"pretrain_epochs must be an integer >= 0 .* got True"),
         ({"objective": "regress"}, r"unknown objective 'regress'; valid: auto, reconstruct, classify, none"),
         ({"objective": "none", "pretrain_epochs": 0}, r"objective='none' .* would train nothing; set pretrain_epochs"),
-        ({"layer_penalty": "l2", "layer_family": "sparse"}, r"unknown layer_penalty 'l2'; valid: None, l1, kl, topk"),
-        ({"layer_alpha": -0.1}, r"layer_alpha must be a finite number >= 0 .* got -0.1; use None"),
+        ({"layer_penalty": "l2", "layer_family": "sparse"},
+         r"layer_family='sparse' cannot build a layer of 8 'sigmoid' units from layer_penalty='l2', layer_alpha='auto': "
+         r"unknown penalty 'l2'.*; valid: l1, kl, topk"),
+        ({"layer_alpha": -0.1}, r"layer_alpha must be a finite number >= 0 .* got -0.1; use 'auto' for the layer family"),
         ({"layer_alpha": float("inf")}, r"layer_alpha must be a finite number >= 0 .* got inf"),
         ({"layer_family": "sparse", "layer_penalty": "kl", "activation": "relu"},
-         r"layer_penalty='kl' needs sigmoid units .* got activation='relu'; use activation='sigmoid' or layer_penalty='l1'"),
+         r"cannot build a layer of 8 'relu' units from layer_penalty='kl', .*: penalty='kl' needs sigmoid units .* "
+         r"use sigmoid units or penalty='l1'"),
         ({"layer_corruption": "fog:3"}, r"invalid layer_corruption='fog:3': "),
-        ({"architecture": "conv"}, r"architecture must be 'mlp', got 'conv'; use Autoencoder for a convolutional"),
-        ({"preset": "lecture-conv"}, r"architecture must be 'mlp', got 'lecture-conv'"),
-        ({"latent_dim": 0}, r"latent_dim must be a positive integer, got 0"),
+        ({"architecture": "conv"}, r"unknown architecture 'conv' \(each layer of the stack is fully connected\); "
+                                   r"valid: mlp; use Autoencoder for a convolutional network"),
+        ({"architecture": "lecture-conv", "latent_dim": 32}, r"unknown architecture 'lecture-conv'"),
+        ({"latent_dim": 0}, r"latent_dim must be an integer >= 1, got 0"),
         ({"max_epochs": 0}, r"max_epochs must be an integer >= 1, got 0"),
     ],
     ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
@@ -398,8 +412,9 @@ def test_corruption_that_cannot_act_on_codes() -> None:
     [
         (None, {"objective": "classify"}, r"objective='classify' needs class labels: call fit\(X, y\)"),
         (-np.ones(120), {"objective": "classify"}, r"needs at least one labelled sample, but every label is -1"),
-        (np.linspace(0, 1, 120), {}, r"y must hold integer class labels \(-1 marks an unlabelled sample\), got \[0.0, "),
-        (np.array(["a", "b"] * 60), {}, r"y must hold integer class labels .* got <U1; encode the classes .*LabelEncoder"),
+        (np.linspace(0, 1, 120), {}, r"y must hold integer class labels \(-1 marks an unlabelled sample\), got 118 "
+         r"values that are not integers, such as \[0.0084"),
+        (np.array(["a", "b"] * 60), {}, r"y must hold integer class labels .* got dtype <U1; encode the classes .*LabelEncoder"),
         (np.arange(7), {}, r"y has shape \(7,\), expected \(120,\) to match X"),
     ],
     ids=["classify-without-y", "all-unlabelled", "floats", "strings", "wrong-length"],
@@ -425,3 +440,118 @@ SKLEARN = [
 @parametrize_with_checks(SKLEARN)
 def test_sklearn_compatible(estimator: Any, check: Any) -> None:
     check(estimator)
+
+
+# ---------------------------------------------------------------------- declared and resolved parameters
+
+
+def test_real_defaults_and_presets() -> None:
+    est = StackedAutoencoder()
+    assert est.activation == "sigmoid" and est.architecture == "mlp"  # no None patched in later
+    assert est.layer_penalty == "auto" and est.layer_alpha == "auto" and est.objective == "reconstruct"
+    hinton = StackedAutoencoder.from_preset("hinton", max_epochs=3)
+    assert (hinton.hidden_dims, hinton.latent_dim, hinton.activation) == ((1000, 500, 250), 30, "sigmoid")
+    with pytest.raises(ValueError, match=r"unknown preset 'lecture-conv' for StackedAutoencoder; valid: hinton"):
+        StackedAutoencoder.from_preset("lecture-conv")
+
+
+@pytest.mark.parametrize(
+    ("params", "penalty", "alpha"),
+    [
+        ({"layer_family": "sparse"}, "kl", 3.0),  # sigmoid units: Ng's KL and its weight
+        ({"layer_family": "sparse", "activation": "relu"}, "l1", 0.1),
+        ({"layer_family": "sparse", "layer_alpha": 0.5}, "kl", 0.5),
+        ({"layer_family": "contractive"}, None, 0.1),
+        ({"layer_family": "denoising"}, None, None),
+    ],
+    ids=["sparse-sigmoid", "sparse-relu", "sparse-alpha", "contractive", "denoising"],
+)
+def test_resolve_decides_the_layer_settings(params: dict[str, Any], penalty: str | None, alpha: float | None) -> None:
+    est = small(pretrain_epochs=1, max_epochs=1, **params).fit(digits_data())
+    r = est.resolved_
+    assert (r.layer_penalty, r.layer_alpha) == (penalty, alpha)
+    assert r.objective == "reconstruct" and r.output == "sigmoid" and r.loss == "bce"
+    if params["layer_family"] == "sparse":
+        assert all(layer.penalty == penalty and layer.alpha == alpha for layer in est.module_.layers)
+    # The fitted model is the resolved one, whatever is set afterwards.
+    Z = est.transform(digits_data())
+    est.set_params(layer_alpha=9.0, activation="tanh", objective="classify")
+    np.testing.assert_array_equal(est.transform(digits_data()), Z)
+    assert est.resolved_.layer_alpha == alpha
+
+
+def test_objective_auto_is_decided_by_the_labels() -> None:
+    X, y = digits_data(), digits_labels()
+    with_labels = small(pretrain_epochs=0, max_epochs=1).fit(X, y)
+    assert with_labels.resolved_.objective == "classify" and with_labels.module_.head.out_features == 10
+    assert small(pretrain_epochs=0, max_epochs=1).fit(X).resolved_.objective == "reconstruct"
+
+
+def test_epochs_by_stage_and_the_cli_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    est = small(hidden_dims=(24, 16), pretrain_epochs=2, max_epochs=3, patience=None).fit(digits_data())
+    assert est.epochs_by_stage() == [
+        ("pretraining of layer 1", 2), ("pretraining of layer 2", 2), ("pretraining of layer 3", 2), ("fine-tuning", 3)
+    ]
+    assert small(pretrain_epochs=0, max_epochs=2).fit(digits_data()).epochs_by_stage() == [("fine-tuning", 2)]
+    from aekit.cli.main import main
+
+    assert main(["train", "--family", "stacked", "--data", "digits", "--limit", "120", "--hidden-dims", "16",
+                 "--latent-dim", "4", "--pretrain-epochs", "3", "--epochs", "2", "--patience", "None",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert ("aekit: trained 3 epochs of pretraining of layer 1, 3 epochs of pretraining of layer 2, 2 epochs of "
+            "fine-tuning in") in err
+
+
+# --------------------------------------------------------------------------------- layers from the registry
+
+
+def test_any_stackable_family_of_the_registry_can_be_the_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stacked knows its layer families only through the registry's "stackable" capability."""
+    from aekit.families.autoencoder import Autoencoder
+    from aekit.model.registry import FAMILIES, FamilyInfo
+
+    built: list[tuple[Any, ...]] = []
+
+    class Recorded(Autoencoder):
+        @classmethod
+        def layer_module(cls, in_shape: tuple[int, ...], out_dim: int, act: str, *args: Any) -> Any:
+            built.append((in_shape, out_dim, act))
+            return super().layer_module(in_shape, out_dim, act, *args)
+
+    monkeypatch.setitem(FAMILIES, "recorded", FamilyInfo("recorded", Recorded, "test", frozenset({"stackable"})))
+    assert "recorded" in stacked.stackable_families() and "linear" not in stacked.stackable_families()
+    est = small(layer_family="recorded", hidden_dims=(24, 16), pretrain_epochs=1, max_epochs=1).fit(digits_data())
+    assert built == [((64,), 24, "sigmoid"), ((24,), 16, "sigmoid"), ((16,), 8, "sigmoid")]
+    assert est.resolved_.layer_penalty is None and est.resolved_.layer_alpha is None
+
+
+def test_stacked_names_no_other_family() -> None:
+    """No second name-keyed table, no isinstance checks on other families' modules, no private imports."""
+    source = Path(stacked.__file__).read_text()
+    for name in ("sparse", "contractive", "denoising"):
+        assert f"aekit.families.{name}" not in source
+    assert "isinstance(" not in source and "LAYER_FAMILIES" not in source
+
+
+@pytest.mark.parametrize("name", stacked.stackable_families())
+def test_every_stackable_family_builds_a_layer(name: str) -> None:
+    family = stacked.layer_family(name)
+    for in_shape in ((1, 8, 8), (12,)):
+        layer = family.layer_module(in_shape, 5, "sigmoid", False, "sigmoid", "bce", {})
+        x = torch.rand(3, *in_shape)
+        prepare = getattr(layer, "prepare", None)
+        if prepare is not None:
+            prepare(x.numpy())
+        with torch.no_grad():
+            z = layer.encode(x)
+            out = layer(x)
+        assert z.shape == (3, 5) and layer.decode(z).shape == (3, *in_shape)
+        assert torch.isfinite(layer.loss(x, out).total)
+    # Options are the family's own parameters, checked against their declarations; others are not its business.
+    declared = family().get_params()
+    if "alpha" in declared:
+        assert family.layer_options({"alpha": 0.25}, 5, "sigmoid")["alpha"] == 0.25
+        with pytest.raises(ValueError, match=r"alpha must be a finite number >= 0 .*, got -1"):
+            family.layer_options({"alpha": -1}, 5, "sigmoid")
+    assert family.layer_options({"no_such_parameter": 1}, 5, "sigmoid") == family.layer_options({}, 5, "sigmoid")

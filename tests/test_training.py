@@ -98,7 +98,7 @@ def test_early_stopping_restores_best_val_loss() -> None:
     X = digits_data()
     torch.manual_seed(0)
     est = small_ae()
-    est._check_scaled_range(X)
+    est._resolve_for(X)
     module = est._build_module((64,))
     config = TrainConfig(max_epochs=50, batch_size=32, patience=2, verbose=0, device="cpu")
     history = fit_module(module, X, config=config, callbacks=[Sabotage()], seed=0)

@@ -1,4 +1,11 @@
-"""Command-line flags generated from a family's parameter declarations."""
+"""Command-line flags generated from a family's parameter declarations.
+
+Everything a flag shows comes from the config dataclasses the family declares (see
+:mod:`aekit.core.params`): the value's type, choices and placeholder from the field's resolved type
+(``typing.get_type_hints``), the default from the estimator, "from the data (...)" where ``"auto"`` is
+decided from the data, and the help from the comment the field carries in its source. TOML values go
+through the same parsing as flags, and the estimator checks both the same way.
+"""
 
 
 from __future__ import annotations
@@ -7,10 +14,10 @@ import argparse
 import dataclasses
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
-from aekit.core.params import field_types
+from aekit.core import params as P
 
 # ------------------------------------------------------------------------------ family flags
 
@@ -20,145 +27,133 @@ class ParamSpec:
     """One hyperparameter of a family as the command line sees it."""
 
     name: str
-    type: str  # the annotation as written, e.g. "tuple[int, ...] | None"
+    type: Any  # the field's resolved annotation, Annotated metadata kept
     default: Any
-    help: str
+    comment: str  # the comment on the field in its dataclass: why the default is what it is
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
     @property
-    def optional(self) -> bool:
-        return "None" in _type_parts(self.type)
+    def is_switch(self) -> bool:
+        return P.is_switch(self.type)
 
     @property
-    def is_switch(self) -> bool:
-        return _type_parts(self.type) == ["bool"]
+    def metavar(self) -> str:
+        return P.metavar(self.type)
+
+    def parse(self, text: str) -> Any:
+        """A flag's or TOML string's value, of the field's type (range checks are the estimator's)."""
+        try:
+            return P.parse_text(text, self.type)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def from_toml(self, value: Any) -> Any:
+        """A TOML value as the estimator takes it: strings parsed like a flag, arrays as tuples."""
+        if isinstance(value, str):
+            return self.parse(value)
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @property
+    def default_text(self) -> str:
+        """The default as the help shows it: the value, or "from the data (rule)" where that is the truth."""
+        if self.default is None and P.accepts_none(self.type):
+            return "none"
+        return P.describe_default(self.default, self.type)
+
+    @property
+    def help(self) -> str:
+        """The comment, then the default."""
+        text = _sentence(self.comment)
+        return f"{text} (default: {self.default_text})" if text else f"default: {self.default_text}"
 
 
-def _type_parts(type_str: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in type_str:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "|" and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur.strip())
-    return [p.replace("NoneType", "None").replace("typing.", "") for p in parts if p]
+def _sentence(comment: str) -> str:
+    """A comment as help text: a complete phrase starting with a capital letter, no trailing period."""
+    text = " ".join(comment.split()).rstrip(".")
+    return text[:1].upper() + text[1:]
 
 
-def _type_string(tp: Any) -> str:
-    """A declared field type as this parser's plain type string: ``Annotated`` metadata and literals dropped."""
-    from typing import Literal, get_args, get_origin
-
-    from aekit.core.params import members
-
-    parts: list[str] = []
-    for base, _ in members(tp):
-        if get_origin(base) is Literal:
-            name = type(get_args(base)[0]).__name__
-        elif base is type(None):
-            name = "None"
-        elif get_origin(base) is tuple:
-            args = get_args(base)
-            elem = members(args[0])[0][0]
-            name = f"tuple[{elem.__name__}, ...]" if len(args) == 2 and args[1] is Ellipsis else "tuple"
-        else:
-            name = getattr(base, "__name__", str(base))
-        if name not in parts:
-            parts.append(name)
-    return " | ".join(parts)
-
-
-def _parse_one(base: str, text: str) -> Any:
-    text = text.strip()
-    if base == "int":
-        return int(text)
-    if base == "float":
-        return float(text)
-    if base == "bool":
-        low = text.lower()
-        if low in ("true", "yes", "1", "on"):
-            return True
-        if low in ("false", "no", "0", "off"):
-            return False
-        raise ValueError(text)
-    m = re.fullmatch(r"tuple\[(\w+), \.\.\.\]", base)
-    if m:
-        return tuple(_parse_one(m.group(1), x) for x in text.split(",") if x.strip())
-    m = re.fullmatch(r"tuple\[(.+)\]", base)
-    if m:
-        kinds = [k.strip() for k in m.group(1).split(",")]
-        items = [x for x in text.split(",") if x.strip()]
-        if len(items) != len(kinds):
-            raise ValueError(text)
-        return tuple(_parse_one(k, x) for k, x in zip(kinds, items))
-    return text  # "str" and anything this parser does not know: the estimator validates it
-
-
-def _metavar(spec: ParamSpec) -> str:
-    base = [p for p in _type_parts(spec.type) if p != "None"]
-    b = base[0] if base else "str"
-    m = re.fullmatch(r"tuple\[(\w+), \.\.\.\]", b)
-    name = f"{m.group(1).upper()},{m.group(1).upper()},..." if m else b.upper()
-    return name
-
-
-def _converter(spec: ParamSpec) -> Callable[[str], Any]:
-    parts = _type_parts(spec.type)
-    base = [p for p in parts if p != "None"] or ["str"]
-
-    def convert(text: str) -> Any:
-        if spec.optional and text.strip().lower() in ("none", "null"):
-            return None
-        for b in base:
-            try:
-                return _parse_one(b, text)
-            except ValueError:
-                continue
-        hint = " (a comma-separated list, e.g. 1000,500,250)" if "tuple" in spec.type else ""
-        raise argparse.ArgumentTypeError(f"expected {spec.type}{hint}, got {text!r}")
-
-    convert.__name__ = spec.type
-    return convert
+_FIELD = re.compile(r"^\s+(\w+)\s*:")
+_COMMENT = re.compile(r"^\s*#\s?(.*)$")
 
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """The comment after each field of a config dataclass: the why of its default, shown in --help."""
+    """The comment of each field defined in ``cls``'s own source: the comment lines just above the field,
+    then the comment at the end of the field's line, joined."""
     try:
-        src = inspect.getsource(cls)
+        lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
         return {}
+    names = {f.name for f in dataclasses.fields(cls)}
     out: dict[str, str] = {}
-    for line in src.splitlines():
-        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
-        if m:
-            out.setdefault(m.group(1), m.group(2).strip())
+    above: list[str] = []
+    depth = 0  # open brackets of a field whose type spans several lines
+    current: str | None = None
+    for line in lines[1:]:
+        code, _, trailing = _split_comment(line)
+        if depth == 0:
+            m = _COMMENT.match(line)
+            if m and not code.strip():
+                above.append(m.group(1).strip())
+                continue
+            f = _FIELD.match(code)
+            if f and f.group(1) in names:
+                current = f.group(1)
+                out[current] = " ".join([*above, trailing.strip()]).strip()
+                above = []
+            else:
+                above, current = [], None
+        elif current is not None and trailing.strip() and not out[current].endswith(trailing.strip()):
+            out[current] = f"{out[current]} {trailing.strip()}".strip()
+        depth += code.count("[") + code.count("(") - code.count("]") - code.count(")")
     return out
+
+
+def _split_comment(line: str) -> tuple[str, str, str]:
+    """Split a source line into code and comment, ignoring '#' inside string literals."""
+    quote: str | None = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:i], "#", line[i + 1 :]
+    return line, "", ""
+
+
+def _declared_fields(configs: tuple[type, ...]) -> Iterator[tuple[dataclasses.Field[Any], Any, str]]:
+    """Each field of ``configs`` with its resolved type and the comment of the class that defines it last."""
+    for cfg in configs:
+        types = P.field_types(cfg)
+        comments: dict[str, str] = {}
+        for klass in reversed(cfg.__mro__):  # a subclass's comment replaces its base's for a redefined field
+            if dataclasses.is_dataclass(klass):
+                comments.update(_field_comments(klass))
+        for f in dataclasses.fields(cfg):
+            yield f, types[f.name], comments.get(f.name, "")
 
 
 def family_params(estimator_cls: type) -> list[ParamSpec]:
     """Every hyperparameter of a family, in declaration order, with its type, default and comment."""
     defaults = estimator_cls().get_params(deep=False)
-    specs: list[ParamSpec] = []
-    for cfg in getattr(estimator_cls, "_param_configs", ()):
-        comments = _field_comments(cfg)
-        types = field_types(cfg)
-        for f in dataclasses.fields(cfg):
-            specs.append(ParamSpec(f.name, _type_string(types[f.name]), defaults.get(f.name, f.default), comments.get(f.name, "")))
-    known = {s.name for s in specs}
-    # Parameters outside the declared dataclasses (a hand-written __init__) are passed as strings.
-    specs += [ParamSpec(k, "str", v, "") for k, v in defaults.items() if k not in known]
-    return specs
+    configs = getattr(estimator_cls, "_param_configs", ())
+    return [ParamSpec(f.name, tp, defaults.get(f.name, f.default), comment) for f, tp, comment in _declared_fields(configs)]
 
 
-def _fmt_default(v: Any) -> str:
-    if isinstance(v, tuple | list):
-        return ",".join(str(x) for x in v) or "()"
-    return str(v)
-
-
+def add_family_flags(group: argparse._ArgumentGroup, specs: list[ParamSpec], skip: set[str]) -> None:
+    """Add a flag per parameter (a ``--x/--no-x`` switch for a plain bool) to ``group``."""
+    for spec in specs:
+        if spec.name in skip:
+            continue
+        help_text = spec.help.replace("%", "%%")
+        if spec.is_switch:
+            group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(spec.flag, dest=spec.name, type=spec.parse, metavar=spec.metavar, help=help_text)

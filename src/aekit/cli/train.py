@@ -28,7 +28,7 @@ from aekit.cli.common import (
     _print_json,
     _tupled,
 )
-from aekit.cli.flags import ParamSpec, _converter, _fmt_default, _metavar, _type_parts, family_params
+from aekit.cli.flags import ParamSpec, add_family_flags, family_params
 
 if TYPE_CHECKING:
     from aekit.workflow.train import RunResult
@@ -58,6 +58,12 @@ def _train_parser(info: Any | None) -> _Parser:
         "--config", metavar="FILE.toml",
         help="TOML file with a flat table of the same keys as the flags, in snake_case (latent_dim = 2); flags win",
     )
+    presets = info.estimator.presets() if info is not None else []
+    g.add_argument(
+        "--preset", metavar="NAME",
+        help="a named parameter set of the family that fills the flags (" + (", ".join(presets) or "none") + "); "
+        "--config and explicit flags win" if info is not None else "a named parameter set of the family",
+    )
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="NAME_OR_PATH",
                    help="digits (default), mnist, fashion-mnist, or a .npy/.npz/.csv file or folder of images")
@@ -67,11 +73,12 @@ def _train_parser(info: Any | None) -> _Parser:
     d.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N samples (quick runs)")
     d.add_argument("--label-column", metavar="COL", help="label column of a .csv file (index or header name)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum number of epochs (max_epochs)")
-    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size)")
-    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate)")
-    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--seed", type=int, metavar="N", help="random_state: seeds initialization, batches and the split")
+    t.add_argument("--epochs", type=_positive_int, metavar="N", help=_epochs_help(info))
+    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size" + _default(info, "batch_size") + ")")
+    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate" + _default(info, "learning_rate") + ")")
+    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N (device" + _default(info, "device") + ")")
+    t.add_argument("--seed", type=int, metavar="N",
+                   help="random_state: seeds initialization, batches and the split (default: a fresh seed, recorded)")
     t.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)")
     r = p.add_argument_group("run")
@@ -89,21 +96,36 @@ def _train_parser(info: Any | None) -> _Parser:
     if info is not None:
         fam = p.add_argument_group(f"{info.name} parameters ({info.description})")
         taken = {a for action in p._actions for a in action.option_strings}
-        for spec in family_params(info.estimator):
-            if spec.name in _NOT_FLAGS:
-                continue
-            flag = spec.flag
-            if flag in taken:  # a family parameter named like a common flag: keep the common one
-                continue
-            note = spec.help.replace("%", "%%")
-            help_text = (note + "; " if note else "") + f"default: {_fmt_default(spec.default)}"
-            if spec.is_switch:
-                fam.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_text)
-            else:
-                if spec.optional:
-                    help_text += " (None accepted)"
-                fam.add_argument(flag, dest=spec.name, type=_converter(spec), metavar=_metavar(spec), help=help_text)
+        specs = family_params(info.estimator)
+        # A family parameter named like a common flag keeps the common one.
+        add_family_flags(fam, specs, {*_NOT_FLAGS, *(s.name for s in specs if s.flag in taken)})
     return p
+
+
+def _default(info: Any | None, name: str) -> str:
+    """``, default: VALUE`` of a family's parameter, or nothing when the family (or its default) is unknown."""
+    if info is None:
+        return ""
+    spec = next((s for s in family_params(info.estimator) if s.name == name), None)
+    return "" if spec is None else f", default: {spec.default_text}"
+
+
+def _epochs_help(info: Any | None) -> str:
+    """What --epochs means for the family (from its declaration), with the default."""
+    if info is None:
+        return "maximum number of epochs (max_epochs); what an epoch counts depends on the family"
+    decl = info.estimator.epochs(info.estimator().get_params(deep=False))
+    if not decl.applies:
+        return f"not used: {decl.instead}"
+    return f"maximum number of {decl.counts} (max_epochs{_default(info, 'max_epochs')})"
+
+
+def _check_epochs(info: Any, params: dict[str, Any]) -> None:
+    """Refuse --epochs, the same way for every family, where the family's epochs do not apply."""
+    full = {**info.estimator().get_params(deep=False), **params}
+    decl = info.estimator.epochs(full)
+    if not decl.applies:
+        raise UsageError(f"--epochs does not apply: {decl.instead}")
 
 
 def _pre_parse(args: list[str]) -> argparse.Namespace:
@@ -148,15 +170,10 @@ def _config_values(table: dict[str, Any], specs: list[ParamSpec], path: str) -> 
         if name not in by_name:
             hint = f" (did you mean {key.replace('-', '_')!r}?)" if "-" in key else ""
             raise UsageError(f"--config {path}: unknown key {key!r}{hint}; valid keys are: {', '.join(valid)}")
-        spec = by_name[name]
-        if isinstance(value, str) and spec.type not in ("str", "str | None"):
-            try:
-                value = _converter(spec)(value)
-            except argparse.ArgumentTypeError as exc:
-                raise UsageError(f"--config {path}: {key}: {exc}") from None
-        elif isinstance(value, int) and not isinstance(value, bool) and _type_parts(spec.type)[0] == "float":
-            value = float(value)
-        params[name] = _tupled(value)
+        try:
+            params[name] = by_name[name].from_toml(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--config {path}: {key}: {exc}") from None
     return params, other
 
 
@@ -190,6 +207,8 @@ def _cmd_train(args: list[str]) -> int:
         for name, flag in (("max_epochs", "epochs"), ("device", "device")):
             if hasattr(ns, flag) and name not in valid:
                 _set_param(info, {}, name, getattr(ns, flag), "--" + flag)
+        if hasattr(ns, "epochs"):
+            _check_epochs(info, {k: _tupled(v) for k, v in dict(saved.get("params", {})).items()})
         quiet = bool(getattr(ns, "quiet", False))
         from aekit.workflow.train import resume_run
 
@@ -217,10 +236,18 @@ def _cmd_train(args: list[str]) -> int:
     if "family" in file_other and str(file_other["family"]) != info.name:
         raise UsageError(f"--family {info.name} contradicts family = {file_other['family']!r} in {pre.config}")
 
-    params: dict[str, Any] = dict(file_params)
+    params: dict[str, Any] = {}
+    if hasattr(ns, "preset"):  # a preset fills the parameters; the file and the flags win
+        try:
+            params.update(info.estimator.preset_params(ns.preset))
+        except ValueError as exc:
+            raise UsageError(f"--preset {ns.preset}: {exc}") from None
+    params.update(file_params)
     for s in specs:  # flags override the file
         if s.name not in _NOT_FLAGS and hasattr(ns, s.name):
             params[s.name] = getattr(ns, s.name)
+    if hasattr(ns, "epochs"):
+        _check_epochs(info, params)
     for name, alias in TRAIN_ALIASES.items():
         if hasattr(ns, alias):
             _set_param(info, params, name, getattr(ns, alias), "--" + alias.replace("_", "-"))
@@ -301,13 +328,17 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
     result = go(lambda line: _info(f"aekit: {line}", quiet))
     if isinstance(result, int):
         return result
-    history = list(getattr(result.estimator, "history_", None) or [])
-    unit = "epochs" if "gradient" in info.capabilities or getattr(result.estimator, "solver", None) == "gradient" else "iterations"
-    _info(f"aekit: trained {result.epochs} {unit} in {result.train_seconds:.1f} s" if history
-          else f"aekit: fitted in {result.train_seconds:.1f} s", quiet)
+    est = result.estimator
+    stages = est.epochs_by_stage() if type(est).epochs(est.get_params(deep=False)).applies else []
+    if stages:
+        trained = ", ".join(f"{n} epochs of {name}" for name, n in stages) if len(stages) > 1 else f"{stages[0][1]} epochs"
+        _info(f"aekit: trained {trained} in {result.train_seconds:.1f} s", quiet)
+    else:
+        _info(f"aekit: fitted in {result.train_seconds:.1f} s", quiet)
     if getattr(ns, "json", False):
         _print_json({
             "run_dir": str(result.run_dir.resolve()), "family": result.family, "epochs": result.epochs,
+            "epochs_by_stage": dict(stages),
             "train_seconds": result.train_seconds, "metrics": result.metrics, "report": str(result.report.resolve()),
         })
     else:

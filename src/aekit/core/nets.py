@@ -8,22 +8,77 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: The hidden non-linearities by name (the keys of :data:`ACTIVATIONS`), as a type families declare fields with.
+Activation = Literal["relu", "gelu", "silu", "elu", "leaky_relu", "sigmoid", "tanh"]
+#: The output non-linearities of a decoder.
+Output = Literal["sigmoid", "linear", "tanh"]
+#: The network layouts of :func:`build_encoder_decoder`.
+Architecture = Literal["mlp", "conv", "lecture-conv"]
+
+class _Sigmoid(torch.autograd.Function):
+    """1 / (1 + exp(-x)) with the gradient y (1 - y), which stays finite where exp(-x) overflows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        y = 1.0 / (1.0 + torch.exp(-x))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * y * (1.0 - y)  # differentiable again: the contractive penalty differentiates it twice
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """The logistic function, the same for a sample whatever its place in the batch.
+
+    PyTorch's CPU ``torch.sigmoid`` (and ``silu``, ``elu``) round the tail of a tensor, the elements
+    after the last full vector register, one ulp differently from the rest, so a sample's code would
+    depend on its row in the batch (scikit-learn's sample-order check sees it). ``exp`` and the
+    correctly rounded ``+`` and ``/`` give the same bits wherever the element sits.
+    """
+    return _Sigmoid.apply(x)  # type: ignore[no-any-return]
+
+
+class Sigmoid(nn.Module):
+    """:func:`sigmoid` as a module."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
+class SiLU(nn.Module):
+    """x * sigmoid(x) by :func:`sigmoid`, so a sample's output does not depend on its place in the batch."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * sigmoid(x)
+
+
+class ELU(nn.Module):
+    """x for x > 0, exp(x) - 1 otherwise (alpha = 1), by ``exp``, which rounds the same at every position."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.where(x > 0, x, torch.exp(torch.clamp(x, max=0.0)) - 1.0)
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
+    "silu": SiLU,
+    "elu": ELU,
     "leaky_relu": nn.LeakyReLU,
-    "sigmoid": nn.Sigmoid,
+    "sigmoid": Sigmoid,
     "tanh": nn.Tanh,
 }
-OUTPUTS = ("sigmoid", "linear", "tanh")
+OUTPUTS: tuple[str, ...] = get_args(Output)
+assert tuple(ACTIVATIONS) == get_args(Activation), "Activation must list the keys of ACTIVATIONS"
 
 
 def activation(name: str) -> nn.Module:
@@ -42,7 +97,7 @@ def code_activation(name: str) -> nn.Module:
 def apply_output(kind: str, raw: Tensor) -> Tensor:
     """Map the decoder's raw output to data space: sigmoid, tanh or identity."""
     if kind == "sigmoid":
-        return torch.sigmoid(raw)
+        return sigmoid(raw)
     if kind == "tanh":
         return torch.tanh(raw)
     return raw
@@ -114,11 +169,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], channels: Sequence[int], latent_dim: int, act: str) -> None:
         super().__init__()
-        if len(input_shape) not in (2, 3):
-            raise ValueError(
-                f"a convolutional network needs images (C, H, W) or signals (C, L), got sample shape "
-                f"{tuple(input_shape)}; use architecture='mlp' for tabular data"
-            )
+        check_network(input_shape, "conv")
         conv = nn.Conv2d if len(input_shape) == 3 else nn.Conv1d
         c, *spatial = (int(s) for s in input_shape)
         shapes = [tuple(spatial)]
@@ -197,7 +248,26 @@ class LectureConvDecoder(nn.Sequential):
         )
 
 
-ARCHITECTURES = ("mlp", "conv", "lecture-conv")
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+#: The sample shape the lecture's convolutional network is defined for.
+LECTURE_SHAPE = (1, 28, 28)
+#: The code size of the lecture's convolutional network, (8, 2, 2) flattened.
+LECTURE_CODE = 32
+
+
+def check_network(sample_shape: Sequence[int], architecture: str) -> None:
+    """Raise a ValueError when ``architecture`` cannot be built for samples of ``sample_shape``."""
+    shape = tuple(int(s) for s in sample_shape)
+    if architecture == "conv" and len(shape) not in (2, 3):
+        raise ValueError(
+            f"a convolutional network needs images (C, H, W) or signals (C, L), got sample shape "
+            f"{shape}; use architecture='mlp' for tabular data"
+        )
+    if architecture == "lecture-conv" and shape != LECTURE_SHAPE:
+        raise ValueError(
+            f"the lecture-conv network is defined for 28x28 single-channel images (1, 28, 28), got sample shape "
+            f"{shape}; use architecture='conv' for other sizes"
+        )
 
 
 def build_encoder_decoder(
@@ -207,32 +277,61 @@ def build_encoder_decoder(
     latent_dim: int,
     act: str,
     tied: bool = False,
+    *,
+    head_dim: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Encoder and decoder sized from ``sample_shape``.
 
-    ``mlp``: flatten, ``D -> hidden_dims... -> latent_dim`` with a linear code layer, mirrored (or tied)
-    decoder, reshaped back to the sample shape. ``conv``: :class:`ConvEncoder`/:class:`ConvDecoder`
-    with ``hidden_dims`` as channel counts. ``lecture-conv``: the fixed lecture network for (1, 28, 28).
+    ``mlp``: flatten, ``D -> hidden_dims... -> head_dim`` with a linear last layer, and a mirrored (or
+    tied) decoder ``latent_dim -> ... -> D``, reshaped back to the sample shape. ``conv``:
+    :class:`ConvEncoder`/:class:`ConvDecoder` with ``hidden_dims`` as channel counts. ``lecture-conv``:
+    the fixed lecture network for (1, 28, 28), whose code has 32 values.
+
+    Parameters
+    ----------
+    sample_shape : sequence of int
+        One sample's shape: (D,), (C, L) or (C, H, W).
+    architecture : {"mlp", "conv", "lecture-conv"}
+    hidden_dims : sequence of int
+        Hidden widths (mlp) or channel counts (conv); unused by lecture-conv.
+    latent_dim : int
+        The code size K, the decoder's input width.
+    act : str
+        Hidden non-linearity, a key of :data:`ACTIVATIONS`.
+    tied : bool
+        Decoder weights are the encoder's transposed (mlp only, and ``head_dim == latent_dim``).
+    head_dim : int, optional
+        Width of the encoder's output when it differs from the code's, e.g. ``2 * latent_dim`` for an
+        encoder that outputs a mean and a log-variance; default ``latent_dim``.
+
+    Returns
+    -------
+    encoder : nn.Module, (B, *sample_shape) -> (B, head_dim)
+    decoder : nn.Module, (B, latent_dim) -> (B, *sample_shape), before the output non-linearity
     """
     shape = tuple(int(s) for s in sample_shape)
+    head = latent_dim if head_dim is None else int(head_dim)
+    if tied and head != latent_dim:
+        raise ValueError(f"tied weights need head_dim == latent_dim, got head_dim={head}, latent_dim={latent_dim}")
+    check_network(shape, architecture)
     if architecture == "mlp":
-        dims = [math.prod(shape), *hidden_dims, latent_dim]
-        enc_mlp = mlp(dims, act)
+        dims = [math.prod(shape), *hidden_dims]
+        enc_mlp = mlp([*dims, head], act)
         encoder = nn.Sequential(Flatten(), enc_mlp)
-        dec: nn.Module = TiedDecoder(enc_mlp, act) if tied else mlp(dims[::-1], act)
+        dec: nn.Module = TiedDecoder(enc_mlp, act) if tied else mlp([latent_dim, *dims[::-1]], act)
         return encoder, nn.Sequential(dec, Unflatten(shape))
     if tied:
         raise ValueError(f"tied weights are available for architecture='mlp' only, not {architecture!r}")
     if architecture == "conv":
         if not hidden_dims:
             raise ValueError("architecture='conv' needs at least one entry in hidden_dims (channel counts)")
-        cenc = ConvEncoder(shape, hidden_dims, latent_dim, act)
+        cenc = ConvEncoder(shape, hidden_dims, head, act)
         return cenc, ConvDecoder(cenc, shape[0], hidden_dims, latent_dim, act)
     if architecture == "lecture-conv":
-        if shape != (1, 28, 28):
+        if head != LECTURE_CODE or latent_dim != LECTURE_CODE:
             raise ValueError(
-                f"the lecture-conv network is defined for 28x28 single-channel images (1, 28, 28), got sample shape "
-                f"{shape}; use architecture='conv' for other sizes"
+                f"the lecture-conv network has a code of {LECTURE_CODE} values, got latent_dim={latent_dim} and "
+                f"head_dim={head}; use architecture='conv' for another code size"
             )
         return LectureConvEncoder(), LectureConvDecoder()
     raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")

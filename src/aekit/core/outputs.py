@@ -22,6 +22,9 @@ class AEOutput:
         ``binary_cross_entropy_with_logits``.
     mu, logvar : Tensor or None, (B, K)
         Gaussian posterior parameters (variational families).
+    x_in : Tensor or None, same shape as the input
+        The input the encoder saw: the corrupted batch when the training loop corrupts it. A penalty
+        on the encoder (the contractive one) is taken there, not at the clean target.
     extras : dict
         Anything else a family's loss needs (e.g. pre-activations, class logits).
     """
@@ -31,6 +34,7 @@ class AEOutput:
     logits: Tensor | None = None
     mu: Tensor | None = None
     logvar: Tensor | None = None
+    x_in: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 

@@ -355,7 +355,7 @@ def describe_default(value: Any, tp: Any) -> str:
     if rule is not None and value == AUTO:
         return f"from the data ({rule.rule})" if rule.from_data else f"auto ({rule.rule})"
     if isinstance(value, tuple | list):
-        return ",".join(str(v) for v in value) if value else "() (none)"
+        return ",".join(str(v) for v in value) if value else "()"
     return str(value)
 
 

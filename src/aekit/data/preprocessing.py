@@ -88,6 +88,47 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
     return arr if arr.flags.writeable else arr.copy()
 
 
+#: The label that marks an unlabelled sample, as in scikit-learn's semi-supervised estimators.
+UNLABELLED = -1
+
+
+def check_labels(y: Any, n_samples: int) -> np.ndarray:
+    """Validate class labels for ``n_samples`` samples and return them as int64 of shape (n_samples,).
+
+    Integers (any integer or boolean dtype) and floats that hold integers (``3.0``) are labels;
+    :data:`UNLABELLED` (-1) marks a sample without a label, as in scikit-learn's semi-supervised
+    module. Raises a ValueError naming the problem and the fix for ``None``, a shape other than
+    ``(n_samples,)``, strings or other non-numeric labels, and fractional, NaN or infinite values.
+    """
+    if y is None:
+        raise ValueError(
+            f"class labels y are needed here, got None; pass y of shape ({n_samples},) with integer labels "
+            f"({UNLABELLED} for unlabelled samples)"
+        )
+    arr = np.asarray(y)
+    if arr.shape != (n_samples,):
+        raise ValueError(f"y has shape {arr.shape}, expected ({n_samples},) to match X")
+    if arr.dtype.kind == "O":
+        # Numbers stored as objects (e.g. from pandas) are labels; anything else is reported below.
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    if arr.dtype.kind in "biu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if not bad.any():
+            return arr.astype(np.int64)
+        got = f"{int(bad.sum())} values that are not integers, such as {arr[bad][:3].tolist()}"
+    else:
+        got = f"dtype {arr.dtype}"
+    raise ValueError(
+        f"y must hold integer class labels ({UNLABELLED} marks an unlabelled sample), got {got}; encode the "
+        "classes as integers, e.g. with sklearn.preprocessing.LabelEncoder"
+    )
+
+
 #: The largest finite float32, about 3.4e38: aekit's networks compute in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Sample layouts after the first (sample) axis, by number of dimensions of the whole array.

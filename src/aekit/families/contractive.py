@@ -19,47 +19,89 @@ the identity.
 
 from __future__ import annotations
 
-import math
-import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import contractive_autograd, contractive_projection, contractive_sigmoid_exact
-from aekit.core.nets import apply_output
+from aekit.core.nets import build_encoder_decoder
 from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
+from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.engine.training import TrainConfig
-from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.model.base import declare_params
+from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule, HiddenDims
+from aekit.model.base import DataInfo, declare_params
 from aekit.model.registry import register
 
-JACOBIANS = ("auto", "exact", "autograd", "projection")
-CODE_ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")
+Jacobian = Literal["auto", "exact", "autograd", "projection"]
+CodeActivation = Literal["sigmoid", "relu", "tanh", "linear"]
 #: with jacobian="auto", a deep encoder with at most this many code units gets the exact autograd
 #: penalty (one backward pass per unit); a wider one gets the random-projection estimate
 AUTOGRAD_MAX_UNITS = 32
 
 
 @dataclass
+class ContractiveNetConfig(AutoencoderConfig):
+    """The network of a contractive autoencoder: the paper's one sigmoid encoder layer by default."""
+
+    # Widths of the MLP's hidden layers (or conv channels); none by default: Rifai et al.'s one encoder
+    # layer, whose penalty has a closed form as cheap as the forward pass.
+    hidden_dims: Annotated[HiddenDims | Literal["auto"], Auto("(256, 128) for mlp, channels (32, 64) for conv")] = ()
+
+
+@dataclass
 class ContractiveConfig:
     """Hyperparameters of the contractive penalty."""
 
-    # Weight lambda of ||J||_F^2 beside a reconstruction summed over features; 0.1 keeps digits'
+    # The weight lambda of ||J||_F^2 beside a reconstruction summed over features; 0.1 keeps digits'
     # reconstructions close to the plain autoencoder's while the code contracts off the data.
-    alpha: float = 0.1
-    jacobian: str = "auto"  # "exact" (closed form, one sigmoid layer), "autograd" or "projection"; auto picks
-    n_projections: int = 1  # random projections per step for jacobian="projection" (one is unbiased)
-    code_activation: str = "sigmoid"  # the paper's sigmoid code units; the closed form needs them
+    alpha: Annotated[
+        float, Interval(0), Explain("the weight of the contractive penalty", "use alpha=0 to turn the penalty off")
+    ] = 0.1
+    # How the penalty is computed: "exact" (closed form, one sigmoid layer), "autograd" (exact, one backward
+    # pass per code unit) or "projection" (an unbiased random-projection estimate).
+    jacobian: Annotated[
+        Jacobian,
+        Auto(f"exact for one sigmoid layer, else autograd up to {AUTOGRAD_MAX_UNITS} code units, else projection"),
+    ] = "auto"
+    # The random projections per step for jacobian="projection"; one already gives an unbiased estimate.
+    n_projections: Annotated[int, Interval(1), Explain("random projections per step")] = 1
+    code_activation: CodeActivation = "sigmoid"  # The paper's sigmoid code units; the closed form needs them.
+
+
+def jacobian_method(jacobian: str, single_sigmoid_layer: bool, latent_dim: int) -> str:
+    """The penalty's method for ``jacobian`` ("auto" decided as :class:`ContractiveConfig` says)."""
+    if jacobian != AUTO:
+        return jacobian
+    if single_sigmoid_layer:
+        return "exact"
+    return "autograd" if latent_dim <= AUTOGRAD_MAX_UNITS else "projection"
 
 
 class ContractiveAutoencoderModule(AutoencoderModule):
     """Autoencoder with code ``h = code_act(a(x))`` and the penalty ``alpha * ||dh/dx||_F^2`` in ``loss``.
 
-    ``jacobian`` is "exact" (closed form; the encoder must be one linear layer and the code sigmoid),
-    "autograd" or "projection". Shapes: x (B, *sample_shape), h (B, K).
+    The public way to build one contractive layer from any encoder (whose output is the pre-activation
+    code a) and decoder. The penalty is taken at the input the encoder saw (``out.x_in``: the corrupted
+    batch when the training loop corrupts it).
+
+    Parameters
+    ----------
+    encoder, decoder, output, loss
+        See :class:`aekit.families.autoencoder.AutoencoderModule`.
+    alpha : float
+        The weight of the penalty.
+    jacobian : {"exact", "autograd", "projection"}
+        "exact" (closed form; the encoder must be one linear layer and the code sigmoid), "autograd" or
+        "projection"; :func:`jacobian_method` picks one as the family does.
+    n_projections : int
+        Random projections per step ("projection").
+    code_activation : {"sigmoid", "relu", "tanh", "linear"}
+
+    Shapes: x (B, *sample_shape), h (B, K).
     """
 
     def __init__(
@@ -94,15 +136,6 @@ class ContractiveAutoencoderModule(AutoencoderModule):
     def encode(self, x: Tensor) -> Tensor:
         return self.code_act(self.encoder(x))  # (B, K)
 
-    def forward(self, x: Tensor) -> AEOutput:
-        z = self.encode(x)
-        raw = self.decoder(z)
-        # The penalty is taken at the input the encoder actually saw (corrupted or not).
-        return AEOutput(
-            z=z, x_hat=apply_output(self.output, raw), logits=raw if self.output == "sigmoid" else None,
-            extras={"input": x},
-        )
-
     def jacobian_norm(self, x: Tensor, h: Tensor | None = None) -> Tensor:
         """||J_f(x)||_F^2 per sample, shape (B,), by this module's method (differentiable)."""
         if self.jacobian == "exact":
@@ -115,16 +148,16 @@ class ContractiveAutoencoderModule(AutoencoderModule):
 
     def loss(self, x: Tensor, out: AEOutput) -> LossOutput:
         rec = self.reconstruction_loss(x, out)
-        pen = self.alpha * self.jacobian_norm(out.extras.get("input", x), out.z).mean()
+        pen = self.alpha * self.jacobian_norm(x if out.x_in is None else out.x_in, out.z).mean()
         return LossOutput(rec + pen, {"reconstruction": rec, "contractive": pen})
 
 
 @register(
     "contractive",
     "autoencoder with lambda*||df(x)/dx||_F^2: closed form for one sigmoid layer, autograd or random projections deeper",
-    capabilities=("gradient", "images"),
+    capabilities=("gradient", "images", "stackable"),
 )
-@declare_params(AutoencoderConfig, ContractiveConfig, TrainConfig)
+@declare_params(ContractiveNetConfig, ContractiveConfig, TrainConfig)
 class ContractiveAutoencoder(Autoencoder):
     """Contractive autoencoder, scikit-learn style.
 
@@ -144,9 +177,9 @@ class ContractiveAutoencoder(Autoencoder):
         Random projections per step (``projection``).
     code_activation : {"sigmoid", "relu", "tanh", "linear"}, default "sigmoid"
         Non-linearity on the code layer.
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
-        See :class:`aekit.families.autoencoder.AutoencoderConfig`; ``hidden_dims=None`` means ``()`` here
-        (for the MLP).
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
+        See :class:`aekit.families.autoencoder.AutoencoderConfig`; ``hidden_dims`` defaults to ``()``
+        here (one encoder layer).
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
         See :class:`aekit.engine.training.TrainConfig`.
 
@@ -159,58 +192,68 @@ class ContractiveAutoencoder(Autoencoder):
     'exact'
     """
 
-    def _resolved(self) -> dict[str, Any]:
-        r = super()._resolved()
-        cfg = self._config(AutoencoderConfig)
-        if cfg.hidden_dims is None and cfg.preset is None and r["architecture"] == "mlp":
-            r["hidden_dims"] = ()  # Rifai et al.: one encoder layer
-        return r
+    # The default takes the closed form (one sigmoid layer); a hidden layer takes the autograd penalty.
+    _test_params: ClassVar[dict[str, Any]] = {**Autoencoder._test_params, "hidden_dims": ()}
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"hidden_dims": (8,)},)
 
-    def _single_sigmoid_layer(self) -> bool:
-        r = self._resolved()
-        return r["architecture"] == "mlp" and tuple(r["hidden_dims"]) == () and self.code_activation == "sigmoid"
-
-    def _jacobian_method(self) -> str:
-        if self.jacobian != "auto":
-            return str(self.jacobian)
-        if self._single_sigmoid_layer():
-            return "exact"
-        latent = self._resolved()["latent_dim"]
-        return "autograd" if int(latent) <= AUTOGRAD_MAX_UNITS else "projection"
+    @staticmethod
+    def _single_sigmoid_layer(params: Mapping[str, Any]) -> bool:
+        return params["architecture"] == "mlp" and tuple(params["hidden_dims"]) == () and params["code_activation"] == "sigmoid"
 
     @property
     def jacobian_(self) -> str:
         """How the fitted model computes the penalty: "exact", "autograd" or "projection"."""
         self._check_fitted()
-        return str(self.module_.jacobian)
+        return str(self.resolved_.jacobian)
 
     def _check_params(self) -> None:
         super()._check_params()
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0 <= float(a) < math.inf):
-            raise ValueError(
-                f"alpha must be a finite number >= 0 (the weight of the contractive penalty), got {a!r}; "
-                "use alpha=0 to turn the penalty off"
-            )
-        if self.jacobian not in JACOBIANS:
-            raise ValueError(f"unknown jacobian {self.jacobian!r}; valid: {', '.join(JACOBIANS)}")
-        n = self.n_projections
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n_projections must be an integer >= 1 (random projections per step), got {n!r}")
-        if self.code_activation not in CODE_ACTIVATIONS:
-            raise ValueError(f"unknown code_activation {self.code_activation!r}; valid: {', '.join(CODE_ACTIVATIONS)}")
-        if self.jacobian == "exact" and not self._single_sigmoid_layer():
-            r = self._resolved()
+        params = self.get_params(deep=False)
+        if self.jacobian == "exact" and not self._single_sigmoid_layer(params):
             raise ValueError(
                 "jacobian='exact' (the closed form) needs one sigmoid encoder layer: architecture='mlp', "
-                f"hidden_dims=() and code_activation='sigmoid', got architecture={r['architecture']!r}, "
-                f"hidden_dims={tuple(r['hidden_dims'])!r}, code_activation={self.code_activation!r}; "
+                f"hidden_dims=() and code_activation='sigmoid', got architecture={self.architecture!r}, "
+                f"hidden_dims={self.hidden_dims!r}, code_activation={self.code_activation!r}; "
                 "use jacobian='autograd' (exact) or 'projection' (estimate) for deeper encoders"
             )
 
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        r = super().resolve(params, data)
+        r["jacobian"] = jacobian_method(r["jacobian"], cls._single_sigmoid_layer(r), int(r["latent_dim"]))
+        return r
+
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        base = self._make_module(sample_shape)
+        encoder, decoder = self._networks(sample_shape)
+        r = self.resolved_
         return ContractiveAutoencoderModule(
-            base.encoder, base.decoder, base.output, base.loss_kind, alpha=float(self.alpha), jacobian=self._jacobian_method(),
-            n_projections=int(self.n_projections), code_activation=str(self.code_activation),
+            encoder, decoder, r.output, r.loss, alpha=r.alpha, jacobian=r.jacobian, n_projections=r.n_projections,
+            code_activation=r.code_activation,
         )
+
+    _layer_config: ClassVar[type | None] = ContractiveConfig
+
+    @classmethod
+    def layer_options(cls, options: Mapping[str, Any], out_dim: int, act: str) -> dict[str, Any]:
+        """The contractive layer's alpha and Jacobian method for ``out_dim`` units of ``act`` (see the base):
+        the closed form for sigmoid units, else as ``jacobian="auto"`` decides."""
+        params = super().layer_options(options, out_dim, act)
+        return {
+            "alpha": params["alpha"], "jacobian": jacobian_method(params["jacobian"], act == "sigmoid", out_dim),
+            "n_projections": params["n_projections"], "code_activation": act,
+        }
+
+    @classmethod
+    def layer_module(
+        cls,
+        in_shape: tuple[int, ...],
+        out_dim: int,
+        act: str,
+        tied: bool,
+        output: str,
+        loss: str,
+        options: Mapping[str, Any],
+    ) -> AutoencoderModule:
+        """One contractive layer (see the base)."""
+        encoder, decoder = build_encoder_decoder(in_shape, "mlp", (), out_dim, act, tied)
+        return ContractiveAutoencoderModule(encoder, decoder, output, loss, **cls.layer_options(options, out_dim, act))

@@ -15,8 +15,9 @@ Gaussian noise of small sigma, g(f(x)) - x estimates sigma^2 * grad log p(x) (Al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from aekit.data.corruption import Corruption, make_corruption
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig
-from aekit.model.base import declare_params
+from aekit.model.base import DataInfo, declare_params
 from aekit.model.registry import register
 
 
@@ -34,15 +35,15 @@ from aekit.model.registry import register
 class DenoisingConfig:
     """Hyperparameters of the corruption process."""
 
-    # Vincent et al. (2010) find masking noise with nu around 0.25 a robust choice on MNIST-like data.
-    # q(x'|x) as a spec string, e.g. "gaussian:0.3", "block:8", "masking:0.25+gaussian:0.1"
+    # The corruption process q(x'|x) as a spec string, e.g. "gaussian:0.3", "block:8" or
+    # "masking:0.25+gaussian:0.1". Vincent et al. (2010) find masking noise with nu near 0.25 robust on digits.
     corruption: Annotated[str, Explain("the corruption process q(x'|x)", "give it as a string such as 'masking:0.25' or 'gaussian:0.3'")] = "masking:0.25"
 
 
 @register(
     "denoising",
     "autoencoder trained to undo a corruption q(x'|x) sampled every step: gaussian, masking, salt-and-pepper, block, grayscale",
-    capabilities=("gradient", "images"),
+    capabilities=("gradient", "images", "stackable"),
 )
 @declare_params(AutoencoderConfig, DenoisingConfig, TrainConfig)
 class DenoisingAutoencoder(Autoencoder):
@@ -55,7 +56,7 @@ class DenoisingAutoencoder(Autoencoder):
         the validation batches, so the validation loss is the denoising loss). Terms ``gaussian:sigma``,
         ``masking:nu``, ``salt-and-pepper:p``, ``block:size[:n_blocks]``, ``grayscale``, joined by ``+``;
         see :func:`aekit.corruption.make_corruption`.
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`.
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
         See :class:`aekit.engine.training.TrainConfig`; ``random_state`` also seeds the corruption.
@@ -70,25 +71,35 @@ class DenoisingAutoencoder(Autoencoder):
     (1437, 1, 8, 8)
     """
 
-    def _corruption_process(self) -> Corruption:
+    @staticmethod
+    def _process(spec: str) -> Corruption:
         try:
-            return make_corruption(self.corruption)
+            return make_corruption(spec)
         except ValueError as exc:
-            raise ValueError(f"invalid corruption={self.corruption!r}: {exc}") from None
+            raise ValueError(f"invalid corruption={spec!r}: {exc}") from None
 
     def _check_params(self) -> None:
         super()._check_params()
-        self._corruption_process()
+        self._process(self.corruption)
 
-    def _check_input(self, X: np.ndarray) -> None:
-        super()._check_input(X)
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        r = super().resolve(params, data)
         try:
-            self._corruption_process().check_shape(X.shape[1:])
+            cls._process(r["corruption"]).check_shape(data.sample_shape)
         except ValueError as exc:
-            raise ValueError(f"corruption={self.corruption!r} cannot be applied to this data: {exc}") from None
+            raise ValueError(f"corruption={r['corruption']!r} cannot be applied to this data: {exc}") from None
+        return r
 
     def _corruption(self) -> Corruption:
-        return self._corruption_process()
+        return self._process(self.resolved_.corruption)
+
+    _layer_config: ClassVar[type | None] = DenoisingConfig
+
+    @classmethod
+    def layer_corruption(cls, options: Mapping[str, Any]) -> Corruption:
+        """The corruption of ``options["corruption"]`` (default masking:0.25) that each layer is trained under."""
+        return cls._process(cls.layer_options(options, 1, "sigmoid")["corruption"])
 
     def corrupt(self, X: Any, random_state: int | None = None) -> np.ndarray:
         """Draw x' ~ q(x'|x) for each row of ``X`` with the training corruption, in the units of ``X``.
@@ -97,7 +108,7 @@ class DenoisingAutoencoder(Autoencoder):
         """
         Xs = self._prepare(X)
         gen = torch.Generator().manual_seed(int(random_state)) if random_state is not None else None
-        noisy = self._corruption_process()(torch.from_numpy(Xs), gen).numpy()
+        noisy = self._corruption()(torch.from_numpy(Xs), gen).numpy()
         return self.scaler_.inverse_transform(noisy).reshape(np.shape(check_array(X)))
 
     def denoise(self, X_noisy: Any) -> np.ndarray:

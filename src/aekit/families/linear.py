@@ -26,7 +26,7 @@ from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import Interval
 from aekit.data.preprocessing import Scaling
 from aekit.engine.training import TrainConfig
-from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
+from aekit.model.base import BaseAutoencoder, DataInfo, Epochs, declare_params
 from aekit.model.registry import register
 
 
@@ -100,6 +100,13 @@ class LinearAutoencoder(BaseAutoencoder):
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
     #: The gradient solver trains by the training loop instead of taking the closed form.
     _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ({"solver": "gradient"},)
+
+    @classmethod
+    def epochs(cls, params: Mapping[str, Any]) -> Epochs:
+        if params.get("solver") == "gradient":
+            return Epochs(True)
+        return Epochs(False, "", "solver='svd' computes the PCA optimum in closed form, without epochs; "
+                      "pass --solver gradient to train by epochs")
 
     @classmethod
     def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:

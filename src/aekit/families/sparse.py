@@ -24,27 +24,29 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import kl_sparsity, l1_penalty
-from aekit.core.nets import apply_output
+from aekit.core.nets import build_encoder_decoder
 from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.core.params import Explain, Interval
+from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
-from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.model.base import declare_params
+from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule, HiddenDims
+from aekit.model.base import DataInfo, declare_params
 from aekit.model.registry import register
 
-PENALTIES = ("l1", "kl", "topk")
-CODE_ACTIVATIONS = ("relu", "sigmoid", "linear")
-#: the penalty weight used when ``alpha=None``
+Penalty = Literal["l1", "kl", "topk"]
+CodeActivation = Literal["relu", "sigmoid", "linear"]
+PENALTIES: tuple[str, ...] = get_args(Penalty)
+#: the penalty weight that ``alpha="auto"`` stands for
 DEFAULT_ALPHA = {
     # Per-sample L1 of the code beside a reconstruction summed over features: 0.1 gives codes with
     # mostly exact zeros on digits while the reconstruction stays close to the plain autoencoder's.
@@ -58,15 +60,36 @@ ZERO_THRESHOLD = {"relu": 1e-3, "linear": 1e-3, "sigmoid": 0.05}
 
 
 @dataclass
+class SparseNetConfig(AutoencoderConfig):
+    """The network of a sparse autoencoder: one encoder layer by default, as in Ng's notes and Makhzani & Frey."""
+
+    # Widths of the MLP's hidden layers (or conv channels); none by default: one encoder layer, as in
+    # Ng's notes and Makhzani & Frey, where the penalty rather than depth shapes the code.
+    hidden_dims: Annotated[HiddenDims | Literal["auto"], Auto("(256, 128) for mlp, channels (32, 64) for conv")] = ()
+
+
+@dataclass
 class SparseConfig:
     """Hyperparameters of the sparsity penalty."""
 
-    penalty: str = "l1"  # "l1" (Laplace prior), "kl" (Ng's target activation rho) or "topk" (Makhzani & Frey)
-    # Weight of the penalty (lambda for l1, beta for kl); None: 0.1 for l1, 3 for kl
-    alpha: Annotated[float, Interval(0), Explain("the weight of the sparsity penalty", "use alpha=0 to turn the penalty off")] | None = None
-    rho: float = 0.05  # target mean activation of each sigmoid unit (kl); Ng's notes use 0.05
-    k: int | None = None  # code units kept per sample (topk); None: a quarter of latent_dim
-    code_activation: str | None = None  # None: relu for l1 and topk, sigmoid for kl (the only valid one for kl)
+    # The sparsity penalty: "l1" (a Laplace prior on the code), "kl" (Ng's target activation rho) or "topk"
+    # (Makhzani & Frey: keep the k largest units).
+    penalty: Penalty = "l1"
+    # The weight of the penalty (lambda for l1, beta for kl; unused by topk): 0.1 for l1 keeps the
+    # reconstruction near the plain autoencoder's, 3 for kl is Ng's.
+    alpha: Annotated[
+        float | Literal["auto"],
+        Interval(0),
+        Explain("the weight of the sparsity penalty", "use alpha=0 to turn the penalty off"),
+        Auto("0.1 for l1, 3 for kl"),
+    ] = "auto"
+    # The target mean activation of each sigmoid code unit (kl); Ng's notes use 0.05.
+    rho: Annotated[float, Interval(0, 1, closed="neither"), Explain("the target mean activation of a sigmoid code unit", "Ng's notes use rho=0.05")] = 0.05
+    # The code units kept per sample (topk): a quarter of the code keeps most of the detail.
+    k: Annotated[int | Literal["auto"], Interval(1), Explain("code units kept per sample"), Auto("max(1, latent_dim // 4)")] = "auto"
+    # The code non-linearity: ReLU gives exact zeros for l1 and topk; kl needs sigmoid units, whose
+    # activations in (0, 1) are what rho_hat averages.
+    code_activation: Annotated[CodeActivation | Literal["auto"], Auto("sigmoid for kl, else relu")] = "auto"
 
 
 def keep_top_k(h: Tensor, k: int) -> Tensor:
@@ -79,7 +102,25 @@ def keep_top_k(h: Tensor, k: int) -> Tensor:
 
 
 class SparseAutoencoderModule(AutoencoderModule):
-    """Autoencoder whose code is ``h = code_act(a(x))`` (top-k'd for ``topk``), with a sparsity term in ``loss``.
+    """Autoencoder whose code is ``h = code_act(a(x - mean))`` (top-k'd for ``topk``), with a sparsity term in ``loss``.
+
+    The public way to build one sparse layer from any encoder (whose last layer is linear: the
+    pre-activation code a) and decoder; call :meth:`prepare` with the training data before training.
+
+    Parameters
+    ----------
+    encoder, decoder, output, loss
+        See :class:`aekit.families.autoencoder.AutoencoderModule`.
+    penalty : {"l1", "kl", "topk"}
+    alpha : float
+        The weight of the penalty (unused by topk).
+    rho : float in (0, 1)
+        The target mean activation (kl).
+    k : int
+        Code units kept per sample (topk).
+    code_activation : {"relu", "sigmoid", "linear"}
+    sample_shape : tuple of int
+        The shape of one input sample (of the centring buffer ``input_mean``).
 
     Shapes: x (B, *sample_shape), h (B, K).
     """
@@ -110,14 +151,23 @@ class SparseAutoencoderModule(AutoencoderModule):
         # Gao et al. (2024) subtract the decoder bias for the same reason.
         self.register_buffer("input_mean", torch.zeros(sample_shape))
 
+    @torch.no_grad()
+    def prepare(self, X: np.ndarray) -> None:
+        """Data-dependent initialization from the (scaled) training data ``X`` (N, *sample_shape).
+
+        Stores the mean that the encoder subtracts and, for ``kl``, starts every sigmoid unit near the
+        target activation rho: the inputs are centred, so the mean pre-activation is about the code
+        layer's bias, and the KL term starts near 0 instead of dwarfing the reconstruction for the
+        hundreds of steps the biases would need to get there.
+        """
+        self.input_mean.copy_(torch.from_numpy(np.asarray(X).mean(axis=0)).to(self.input_mean.device))
+        code_layer = [m for m in self.encoder.modules() if isinstance(m, nn.Linear)][-1:]
+        if self.penalty == "kl" and code_layer and code_layer[0].bias is not None:
+            code_layer[0].bias.fill_(math.log(self.rho / (1 - self.rho)))
+
     def encode(self, x: Tensor) -> Tensor:
         h = self.code_act(self.encoder(x - self.input_mean))  # (B, K)
         return keep_top_k(h, self.k) if self.penalty == "topk" else h
-
-    def forward(self, x: Tensor) -> AEOutput:
-        z = self.encode(x)
-        raw = self.decoder(z)
-        return AEOutput(z=z, x_hat=apply_output(self.output, raw), logits=raw if self.output == "sigmoid" else None)
 
     def sparsity_loss(self, h: Tensor) -> Tensor:
         """The weighted sparsity term (a scalar): alpha * mean_n ||h_n||_1, or alpha * sum_j KL(rho || rho_hat_j)."""
@@ -138,9 +188,9 @@ class SparseAutoencoderModule(AutoencoderModule):
 @register(
     "sparse",
     "autoencoder with a sparsity penalty on the code: L1 (lambda*||h||_1), KL to a target activation rho, or top-k",
-    capabilities=("gradient", "images"),
+    capabilities=("gradient", "images", "stackable"),
 )
-@declare_params(AutoencoderConfig, SparseConfig, TrainConfig)
+@declare_params(SparseNetConfig, SparseConfig, TrainConfig)
 class SparseAutoencoder(Autoencoder):
     """Sparse autoencoder, scikit-learn style.
 
@@ -149,17 +199,18 @@ class SparseAutoencoder(Autoencoder):
     penalty : {"l1", "kl", "topk"}, default "l1"
         ``l1``: alpha * ||h||_1 on ReLU codes. ``kl``: alpha * sum_j KL(rho || rho_hat_j) on sigmoid
         codes. ``topk``: keep the k largest ReLU code units per sample, no penalty term.
-    alpha : float >= 0 or None, default None
-        Penalty weight (lambda for l1, beta for kl); None: 0.1 for l1, 3.0 for kl. Unused by topk.
+    alpha : float >= 0 or "auto", default "auto"
+        Penalty weight (lambda for l1, beta for kl); "auto": 0.1 for l1, 3.0 for kl. Unused by topk.
     rho : float in (0, 1), default 0.05
         Target mean activation of each code unit (kl).
-    k : int in [1, latent_dim] or None, default None
-        Code units kept per sample (topk); None: ``max(1, latent_dim // 4)``.
-    code_activation : {"relu", "sigmoid", "linear"} or None, default None
-        Non-linearity on the code layer; None: relu for l1 and topk, sigmoid for kl (which needs it).
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
-        See :class:`aekit.families.autoencoder.AutoencoderConfig`. ``latent_dim`` may exceed the
-        number of input features (an overcomplete code).
+    k : int in [1, latent_dim] or "auto", default "auto"
+        Code units kept per sample (topk); "auto": ``max(1, latent_dim // 4)``.
+    code_activation : {"relu", "sigmoid", "linear", "auto"}, default "auto"
+        Non-linearity on the code layer; "auto": relu for l1 and topk, sigmoid for kl (which needs it).
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
+        See :class:`aekit.families.autoencoder.AutoencoderConfig`; ``hidden_dims`` defaults to ``()``
+        here (one encoder layer). ``latent_dim`` may exceed the number of input features (an
+        overcomplete code).
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
         See :class:`aekit.engine.training.TrainConfig`.
 
@@ -172,76 +223,81 @@ class SparseAutoencoder(Autoencoder):
     True
     """
 
-    def _sparse(self) -> dict[str, Any]:
-        """The sparsity settings with None resolved."""
-        cfg = self._config(SparseConfig)
-        alpha = DEFAULT_ALPHA.get(str(cfg.penalty), 0.0) if cfg.alpha is None else cfg.alpha
-        code_act = cfg.code_activation or ("sigmoid" if cfg.penalty == "kl" else "relu")
-        latent = self._resolved()["latent_dim"]
-        k = cfg.k
-        if k is None:
-            k = max(1, int(latent) // 4) if isinstance(latent, numbers.Integral) else 1
-        return {"penalty": cfg.penalty, "alpha": alpha, "rho": cfg.rho, "k": k, "code_activation": code_act}
+    _test_params: ClassVar[dict[str, Any]] = {**Autoencoder._test_params, "hidden_dims": ()}
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"penalty": "topk", "k": 2}, {"penalty": "kl"})
+
+    @staticmethod
+    def _sparse_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+        """alpha, k and code_activation with "auto" decided from the other parameters."""
+        penalty = params["penalty"]
+        alpha = DEFAULT_ALPHA[penalty] if params["alpha"] == AUTO else params["alpha"]
+        k = max(1, int(params["latent_dim"]) // 4) if params["k"] == AUTO else params["k"]
+        act = ("sigmoid" if penalty == "kl" else "relu") if params["code_activation"] == AUTO else params["code_activation"]
+        return {"alpha": alpha, "k": k, "code_activation": act}
 
     def _check_params(self) -> None:
         super()._check_params()
-        cfg = self._config(SparseConfig)
-        s = self._sparse()
-        latent = int(self._resolved()["latent_dim"])
-        if cfg.penalty not in PENALTIES:
-            raise ValueError(f"unknown penalty {cfg.penalty!r}; valid penalties are: {', '.join(PENALTIES)}")
-        alpha = s["alpha"]
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0 <= float(alpha) < math.inf):
+        s = self._sparse_settings(self.get_params(deep=False))
+        latent = int(self.latent_dim)
+        if s["k"] > latent:
             raise ValueError(
-                f"alpha must be a finite number >= 0 (the weight of the sparsity penalty), got {alpha!r}; "
-                "use alpha=0 to turn the penalty off"
-            )
-        rho = cfg.rho
-        if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not (0 < float(rho) < 1):
-            raise ValueError(
-                f"rho must be in the open interval (0, 1) (the target mean activation of a sigmoid code unit), "
-                f"got {rho!r}; Ng's notes use rho=0.05"
-            )
-        k = s["k"]
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not (1 <= k <= latent):
-            raise ValueError(
-                f"k must be an integer in [1, latent_dim={latent}] (code units kept per sample), got {k!r}; "
+                f"k must be an integer in [1, latent_dim={latent}] (code units kept per sample), got {s['k']!r}; "
                 "lower k or raise latent_dim"
             )
-        act = s["code_activation"]
-        if act not in CODE_ACTIVATIONS:
-            raise ValueError(f"unknown code_activation {act!r}; valid: {', '.join(CODE_ACTIVATIONS)}")
-        if cfg.penalty == "kl" and act != "sigmoid":
+        if self.penalty == "kl" and s["code_activation"] != "sigmoid":
             raise ValueError(
                 f"penalty='kl' needs sigmoid code units (activations in (0, 1) are what rho_hat averages), got "
-                f"code_activation={act!r}; leave code_activation=None or use penalty='l1'"
+                f"code_activation={s['code_activation']!r}; leave code_activation='auto' or use penalty='l1'"
             )
 
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        return {**super().resolve(params, data), **cls._sparse_settings(params)}
+
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        base = self._make_module(sample_shape)
-        s = self._sparse()
+        encoder, decoder = self._networks(sample_shape)
+        r = self.resolved_
         return SparseAutoencoderModule(
-            base.encoder, base.decoder, base.output, base.loss_kind, penalty=s["penalty"], alpha=s["alpha"],
-            rho=s["rho"], k=s["k"], code_activation=s["code_activation"], sample_shape=sample_shape,
+            encoder, decoder, r.output, r.loss, penalty=r.penalty, alpha=r.alpha, rho=r.rho, k=r.k,
+            code_activation=r.code_activation, sample_shape=sample_shape,
         )
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
-        with torch.no_grad():
-            self.module_.input_mean.copy_(torch.from_numpy(Xs.mean(axis=0)))
-            code_layer = [m for m in self.module_.encoder.modules() if isinstance(m, nn.Linear)][-1:]
-            if self.module_.penalty == "kl" and code_layer and code_layer[0].bias is not None:
-                # Start every sigmoid unit near the target activation rho (the inputs are centred, so the
-                # mean pre-activation is about the bias): the KL term starts near 0 instead of dwarfing
-                # the reconstruction for the hundreds of steps the biases would need to get there.
-                code_layer[0].bias.fill_(math.log(self.module_.rho / (1 - self.module_.rho)))
+        self.module_.prepare(Xs)
         return super()._fit_module(Xs, y, seed, **fit_kw)
 
-    def _resolved(self) -> dict[str, Any]:
-        r = super()._resolved()
-        cfg = self._config(AutoencoderConfig)
-        if cfg.hidden_dims is None and cfg.preset is None and r["architecture"] == "mlp":
-            r["hidden_dims"] = ()  # one encoder layer, as in Ng's notes and Makhzani & Frey
-        return r
+    _layer_config: ClassVar[type | None] = SparseConfig
+
+    @classmethod
+    def layer_options(cls, options: Mapping[str, Any], out_dim: int, act: str) -> dict[str, Any]:
+        """The sparse layer's penalty, alpha, rho and k for ``out_dim`` code units of ``act`` (see the base)."""
+        params = super().layer_options(options, out_dim, act)
+        settings = cls._sparse_settings({**params, "latent_dim": out_dim, "code_activation": act})
+        if params["penalty"] == "kl" and act != "sigmoid":
+            raise ValueError(
+                f"penalty='kl' needs sigmoid units (rho_hat averages activations in (0, 1)), got {act!r} units; "
+                "use sigmoid units or penalty='l1'"
+            )
+        if settings["k"] > out_dim:
+            raise ValueError(f"k must be at most the layer's {out_dim} code units, got {settings['k']!r}; lower k")
+        return {"penalty": params["penalty"], "rho": params["rho"], **settings}
+
+    @classmethod
+    def layer_module(
+        cls,
+        in_shape: tuple[int, ...],
+        out_dim: int,
+        act: str,
+        tied: bool,
+        output: str,
+        loss: str,
+        options: Mapping[str, Any],
+    ) -> AutoencoderModule:
+        """One sparse layer (see the base); its ``prepare(H)`` centres its input and starts kl units near rho."""
+        encoder, decoder = build_encoder_decoder(in_shape, "mlp", (), out_dim, act, tied)
+        return SparseAutoencoderModule(
+            encoder, decoder, output, loss, sample_shape=tuple(in_shape), **cls.layer_options(options, out_dim, act)
+        )
 
     def sparsity_report(self, X: Any, threshold: float | None = None) -> dict[str, Any]:
         """How sparse the codes of ``X`` are, beside how well ``X`` is reconstructed (the trade-off alpha sets).
@@ -267,7 +323,7 @@ class SparseAutoencoder(Autoencoder):
         X = check_array(X)
         H = self.transform(X)  # (N, K)
         if threshold is None:
-            threshold = ZERO_THRESHOLD[self._sparse()["code_activation"]]
+            threshold = ZERO_THRESHOLD[self.resolved_.code_activation]
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < math.inf:
             raise ValueError(
                 f"threshold must be a finite number >= 0 (|h| above it counts as active), got {threshold!r}; "

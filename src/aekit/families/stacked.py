@@ -13,8 +13,8 @@ h_l = f_l(h_{l-1}) with f_l frozen once trained)::
 
     pretraining, l = 1, ..., L:    min_{f_l, g_l}  (1/N) sum_n  J_l(h_{l-1,n})
 
-where J_l is the objective of the layer's family (``layer_family``), each taken from that family's
-own module: the reconstruction L(h, g_l(f_l(h))) ("autoencoder"); its expectation under a corruption
+where J_l is the objective of the layer's family (``layer_family``: any family registered with the
+capability "stackable", which builds one layer with its ``layer_module``), each that family's own: the reconstruction L(h, g_l(f_l(h))) ("autoencoder"); its expectation under a corruption
 h' ~ q(h'|h) fed to the encoder ("denoising", Vincent et al.); plus alpha * Omega(f_l(h)) ("sparse")
 or alpha * ||df_l(h)/dh||_F^2 ("contractive"). L is the Bernoulli negative log-likelihood when the
 layer's input lies in [0, 1] (the data, or sigmoid codes) and the squared error otherwise.
@@ -35,121 +35,82 @@ skips the fine-tuning (the frozen pretrained features of Vincent et al., sec. 7)
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.metaestimators import available_if
 from torch import Tensor, nn
 
 from aekit.core.losses import reconstruction
-from aekit.core.nets import Flatten, TiedDecoder, Unflatten, activation, apply_output
+from aekit.core.nets import Activation, apply_output
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.core.params import Explain, Interval
-from aekit.data.corruption import Corruption, make_corruption
+from aekit.core.params import AUTO, Auto, Explain, Interval
+from aekit.data.preprocessing import UNLABELLED
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
-from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
-from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
-from aekit.model.base import _labels, declare_params
-from aekit.model.registry import register
+from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule, HiddenDims
+from aekit.model.base import DataInfo, Epochs, declare_params
+from aekit.model.classifier import ClassifierMixin
+from aekit.model.registry import families, register
 
-OBJECTIVES = ("auto", "reconstruct", "classify", "none")
-#: label that marks an unlabelled sample in ``y``
-UNLABELLED = -1
+#: The capability a family declares (in its ``register`` call) to serve as the layer of a stack: its
+#: estimator class then has ``layer_options``, ``layer_module`` and ``layer_corruption``.
+STACKABLE = "stackable"
+#: The stack's parameter -> the parameter of the layer family it sets, for a family that has it.
+LAYER_OPTIONS = {"layer_penalty": "penalty", "layer_alpha": "alpha", "layer_corruption": "corruption"}
+
+
+@dataclass
+class StackedNetConfig(AutoencoderConfig):
+    """The network of the stack: fully connected layers of logistic units."""
+
+    # Each layer of the stack is one fully connected layer each way.
+    architecture: Annotated[
+        Literal["mlp"],
+        Explain("each layer of the stack is fully connected", "use Autoencoder for a convolutional network"),
+    ] = "mlp"
+    # Widths of the hidden layers, each pretrained as one layer of the stack below the code layer; two
+    # narrowing towards the code, as the autoencoder's.
+    hidden_dims: HiddenDims = (256, 128)
+    # The units of every layer: the logistic units of all three papers (Hinton, Bengio, Vincent).
+    activation: Activation = "sigmoid"
 
 
 @dataclass
 class StackedConfig:
     """Hyperparameters of the greedy pretraining and of the fine-tuning."""
 
-    # Vincent et al. (2010): stacked denoising autoencoders beat stacked plain ones on every task.
-    layer_family: str = "denoising"  # the shallow autoencoder of each layer: autoencoder, denoising, sparse or contractive
-    # Epochs of greedy training per layer; 0 skips pretraining (random initialization)
+    # The shallow autoencoder of each layer, a family registered as stackable. Vincent et al. (2010):
+    # stacked denoising autoencoders beat stacked plain ones on every task.
+    layer_family: Annotated[
+        str, Explain("the shallow autoencoder trained at each layer", "use a family registered as stackable")
+    ] = "denoising"
+    # Epochs of greedy training per layer; ten bring each layer's loss most of the way down on digits.
     pretrain_epochs: Annotated[int, Interval(0), Explain("epochs of greedy training per layer", "use 0 to skip the pretraining")] = 10
-    objective: str = "reconstruct"  # fine-tuning: "reconstruct", "classify" (needs y), "auto" (classify when y has labels) or "none"
-    layer_corruption: str = "masking:0.25"  # q(h'|h) of denoising layers; Vincent et al. find masking noise near 0.25 robust
-    layer_penalty: str | None = None  # sparse layers: "l1", "kl" or "topk"; None: kl for sigmoid units (Ng), else l1
-    # Weight of the sparse or contractive layers' penalty; None: that family's default
-    layer_alpha: Annotated[float, Interval(0), Explain("the weight of the layers' penalty", "use None for the family's default")] | None = None
-
-
-# ------------------------------------------------------------------------------------------ layers
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """Shape and units of one shallow autoencoder of the stack."""
-
-    in_shape: tuple[int, ...]  # (D,) codes of the layer below, or the data's sample shape for the first layer
-    out_dim: int  # code size d_l
-    act: str  # code non-linearity s
-    tied: bool  # W'_l = W_l^T
-    output: str  # output non-linearity o_l, matched to the range of the layer's input
-    loss: str  # "bce" or "mse"
-
-
-def _encoder_decoder(spec: LayerSpec, act_in_encoder: bool) -> tuple[nn.Sequential, nn.Sequential]:
-    """One linear encoder layer (with the code non-linearity when ``act_in_encoder``) and its decoder.
-
-    The first layer reads samples of the data's shape, so corruptions that need images (block
-    occlusion) can act on it; the layers above read flat codes.
-    """
-    flat = len(spec.in_shape) == 1
-    d_in = math.prod(spec.in_shape)
-    enc: list[nn.Module] = [] if flat else [Flatten()]  # (B, *in_shape) -> (B, d_in)
-    enc.append(nn.Linear(d_in, spec.out_dim))
-    if act_in_encoder:
-        enc.append(activation(spec.act))
-    encoder = nn.Sequential(*enc)
-    dec: nn.Module = TiedDecoder(encoder, spec.act) if spec.tied else nn.Linear(spec.out_dim, d_in)
-    decoder = nn.Sequential(dec) if flat else nn.Sequential(dec, Unflatten(spec.in_shape))
-    return encoder, decoder
-
-
-def _plain_layer(spec: LayerSpec, opts: dict[str, Any]) -> AutoencoderModule:
-    # The same module serves "autoencoder" and "denoising": the corruption is the training loop's.
-    encoder, decoder = _encoder_decoder(spec, act_in_encoder=True)
-    return AutoencoderModule(encoder, decoder, spec.output, spec.loss)
-
-
-def _sparse_layer(spec: LayerSpec, opts: dict[str, Any]) -> AutoencoderModule:
-    encoder, decoder = _encoder_decoder(spec, act_in_encoder=False)
-    return SparseAutoencoderModule(
-        encoder, decoder, spec.output, spec.loss, penalty=opts["penalty"], alpha=opts["alpha"], rho=SparseConfig.rho,
-        k=max(1, spec.out_dim // 4), code_activation=spec.act, sample_shape=spec.in_shape,
-    )
-
-
-def _contractive_layer(spec: LayerSpec, opts: dict[str, Any]) -> AutoencoderModule:
-    encoder, decoder = _encoder_decoder(spec, act_in_encoder=False)
-    # The closed form needs sigmoid units; otherwise the contractive family's own rule picks the method.
-    if spec.act == "sigmoid":
-        jacobian = "exact"
-    else:
-        jacobian = "autograd" if spec.out_dim <= AUTOGRAD_MAX_UNITS else "projection"
-    return ContractiveAutoencoderModule(
-        encoder, decoder, spec.output, spec.loss, alpha=opts["alpha"], jacobian=jacobian, n_projections=1,
-        code_activation=spec.act,
-    )
-
-
-#: layer_family -> builder of one shallow autoencoder module of that family
-LAYER_FAMILIES: dict[str, Callable[[LayerSpec, dict[str, Any]], AutoencoderModule]] = {
-    "autoencoder": _plain_layer,
-    "denoising": _plain_layer,
-    "sparse": _sparse_layer,
-    "contractive": _contractive_layer,
-}
+    # The fine-tuning objective: "reconstruct", "classify" (needs y), "auto" or "none" (no fine-tuning).
+    # Reconstruction by default: a transformer in a scikit-learn pipeline must ignore the y it is passed.
+    objective: Annotated[
+        Literal["auto", "reconstruct", "classify", "none"],
+        Auto("classify when fit gets labelled y, else reconstruct", from_data=True),
+    ] = "reconstruct"
+    # The corruption q(h'|h) of the layers of a family that has one (denoising); Vincent et al. find
+    # masking noise near 0.25 robust.
+    layer_corruption: Annotated[str, Explain("the corruption of each denoising layer's input", "give it as a string such as 'masking:0.25'")] = "masking:0.25"
+    # The penalty of the layers of a family that has one (sparse): Ng's KL suits logistic units.
+    layer_penalty: Annotated[str, Auto("kl for sigmoid units, else l1; none for a layer family without a penalty")] = AUTO
+    # The penalty weight of the layers of a family that has one (sparse, contractive): that family's own default.
+    layer_alpha: Annotated[
+        float | Literal["auto"],
+        Interval(0),
+        Explain("the weight of the layers' penalty", "use 'auto' for the layer family's default"),
+        Auto("the layer family's default (sparse: 0.1 for l1, 3 for kl; contractive: 0.1)"),
+    ] = "auto"
 
 
 def code_output(act: str) -> tuple[str, str]:
@@ -163,6 +124,26 @@ def code_output(act: str) -> tuple[str, str]:
     if act == "tanh":
         return "tanh", "mse"
     return "linear", "mse"
+
+
+def stackable_families() -> list[str]:
+    """The names of the registered families that can be the layer of a stack, sorted."""
+    return [name for name, info in families().items() if STACKABLE in info.capabilities]
+
+
+def layer_family(name: str) -> Any:
+    """The estimator class of the stackable family ``name``; a ValueError lists the valid names."""
+    valid = stackable_families()
+    if name not in valid:
+        raise ValueError(
+            f"unknown layer_family {name!r}; valid: {', '.join(valid)} (the shallow autoencoder trained at each layer)"
+        )
+    return families()[name].estimator
+
+
+def _widths(params: Mapping[str, Any]) -> list[int]:
+    """d_1, ..., d_L: ``hidden_dims`` (resolved) then ``latent_dim``."""
+    return [int(d) for d in params["hidden_dims"]] + [int(params["latent_dim"])]
 
 
 class StackedAutoencoderModule(nn.Module):
@@ -237,17 +218,6 @@ class StackedAutoencoderModule(nn.Module):
         return LossOutput(ce, {"cross_entropy": ce})
 
 
-def _prepare_layer(layer: nn.Module, H: np.ndarray) -> None:
-    """Data-dependent initialization of a layer from its input ``H``, as its family's estimator does."""
-    if isinstance(layer, SparseAutoencoderModule):
-        with torch.no_grad():
-            layer.input_mean.copy_(torch.from_numpy(H.mean(axis=0)).to(layer.input_mean.device))
-            if layer.penalty == "kl":
-                # Sigmoid units start near the target activation rho (see SparseAutoencoder).
-                code_layer = next(m for m in layer.encoder.modules() if isinstance(m, nn.Linear))
-                code_layer.bias.fill_(math.log(layer.rho / (1 - layer.rho)))
-
-
 @torch.no_grad()
 def _codes(layer: AutoencoderModule, H: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """The codes f_l(H) of a trained layer, (N, d_l) float32, the training data of the layer above."""
@@ -255,33 +225,6 @@ def _codes(layer: AutoencoderModule, H: np.ndarray, batch_size: int = 4096) -> n
     dev = next(layer.parameters()).device
     out = [layer.encode(torch.from_numpy(H[i : i + batch_size]).to(dev)).cpu().numpy() for i in range(0, H.shape[0], batch_size)]
     return np.concatenate(out).astype(np.float32, copy=False)
-
-
-def _label_array(y: Any, n: int) -> np.ndarray:
-    """``y`` checked against ``n`` samples, as int64 class labels."""
-    arr = _labels(y, n)
-    if arr is None:
-        raise ValueError("class labels y are needed here, got None")
-    return _int_labels(arr)
-
-
-def _int_labels(y: np.ndarray) -> np.ndarray:
-    """``y`` as int64 class labels; booleans and integral floats are accepted, anything else is an error."""
-    arr = np.asarray(y)
-    if arr.dtype.kind == "O":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            pass
-    if arr.dtype.kind in "biu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f" and np.isfinite(arr).all() and np.array_equal(arr, np.round(arr)):
-        return arr.astype(np.int64)
-    bad = arr.ravel()[:3].tolist() if arr.dtype.kind == "f" else str(arr.dtype)
-    raise ValueError(
-        f"y must hold integer class labels ({UNLABELLED} marks an unlabelled sample), got {bad}; encode the classes "
-        "as integers, e.g. with sklearn.preprocessing.LabelEncoder, or use objective='reconstruct' to ignore y"
-    )
 
 
 # --------------------------------------------------------------------------------------- estimator
@@ -293,8 +236,8 @@ def _int_labels(y: np.ndarray) -> np.ndarray:
     "of the unrolled deep net or of a classifier head",
     capabilities=("gradient", "images", "labels"),
 )
-@declare_params(AutoencoderConfig, StackedConfig, TrainConfig)
-class StackedAutoencoder(Autoencoder):
+@declare_params(StackedNetConfig, StackedConfig, TrainConfig)
+class StackedAutoencoder(ClassifierMixin, Autoencoder):
     """Stacked autoencoder, scikit-learn style.
 
     Each layer of ``hidden_dims + (latent_dim,)`` is first trained as a shallow autoencoder of
@@ -304,9 +247,10 @@ class StackedAutoencoder(Autoencoder):
 
     Parameters
     ----------
-    layer_family : {"autoencoder", "denoising", "sparse", "contractive"}, default "denoising"
-        The shallow autoencoder trained at each layer (the module of that family, one linear layer
-        each way). "denoising" gives Vincent et al.'s stacked denoising autoencoder.
+    layer_family : str, default "denoising"
+        The shallow autoencoder trained at each layer: a family registered with the capability
+        "stackable" (autoencoder, contractive, denoising, sparse), whose ``layer_module`` builds one
+        linear layer each way. "denoising" gives Vincent et al.'s stacked denoising autoencoder.
     pretrain_epochs : int >= 0, default 10
         Epochs of greedy training per layer; 0 skips pretraining (the random-initialization baseline).
     objective : {"reconstruct", "classify", "auto", "none"}, default "reconstruct"
@@ -318,19 +262,21 @@ class StackedAutoencoder(Autoencoder):
         default ignores ``y``, as a transformer in a scikit-learn pipeline must (a pipeline passes the
         labels of the final classifier to every step).
     layer_corruption : str, default "masking:0.25"
-        Corruption q(h'|h) of each denoising layer's input, drawn afresh every step (see
+        The ``corruption`` of a layer family that has one (denoising): q(h'|h) of each layer's input, drawn afresh every step (see
         :func:`aekit.corruption.make_corruption`). The layers above the first read flat codes, so
         only noise that acts value by value (masking, gaussian, salt-and-pepper) applies to all.
-    layer_penalty : {"l1", "kl", "topk"} or None, default None
-        The sparse layers' penalty (see :class:`aekit.families.sparse.SparseAutoencoder`; rho = 0.05,
-        k = a quarter of the layer's units). None: "kl" with sigmoid units, else "l1".
-    layer_alpha : float >= 0 or None, default None
-        Weight of the sparse or contractive layers' penalty; None: the family's default (sparse: 0.1
-        for l1, 3 for kl; contractive: 0.1).
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, preset, scaling
+    layer_penalty : str, default "auto"
+        The ``penalty`` of a layer family that has one (sparse: "l1", "kl" or "topk"; rho and k take
+        that family's defaults for each layer). "auto": "kl" with sigmoid units, else "l1"; resolved to
+        None for a layer family without a penalty.
+    layer_alpha : float >= 0 or "auto", default "auto"
+        The ``alpha`` (penalty weight) of a layer family that has one; "auto": that family's default
+        (sparse: 0.1 for l1, 3 for kl; contractive: 0.1), None for a layer family without one.
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`. Only ``architecture="mlp"``: each
-        layer is fully connected. ``activation`` is the units of every layer; None means "sigmoid", the
-        logistic units of all three papers (also with ``preset="hinton"``, 784-1000-500-250-30).
+        layer is fully connected. ``activation`` is the units of every layer, by default "sigmoid",
+        the logistic units of all three papers. Preset (:meth:`from_preset`): ``"hinton"``,
+        784-1000-500-250-30 with logistic units.
         ``output`` and ``loss`` apply to the first layer, which reconstructs the data; a higher layer
         reconstructs sigmoid codes with a sigmoid and the cross-entropy, other codes linearly.
     max_epochs, batch_size, learning_rate, ..., random_state, verbose
@@ -344,11 +290,16 @@ class StackedAutoencoder(Autoencoder):
         fine-tuning. The column ``layer`` says which: l for the pretraining of layer l (1 is nearest
         the data), 0 for the fine-tuning. ``epoch`` counts within each stage.
     classes_ : ndarray of int, (n_classes,)
-        The class labels, only when fitted with labels.
+        The class labels, only when fitted with labels (``data_info_.classes``, known when the
+        classifier head is built).
+    resolved_ : Resolved
+        The parameters the model was built with: ``objective``, ``layer_penalty`` and ``layer_alpha``
+        decided, ``hidden_dims``, ``output`` and ``loss`` from the data.
 
     Notes
     -----
-    ``predict`` and ``predict_proba`` exist when the model was fitted with labels (or, unfitted,
+    The classifier face is :class:`aekit.model.classifier.ClassifierMixin`'s. ``predict`` and
+    ``predict_proba`` exist when the model was fitted with labels (or, unfitted,
     when ``objective`` may classify). ``score(X, y)`` is the accuracy of ``predict`` on the labelled
     samples of ``y`` for such a model, as a scikit-learn classifier's; without ``y``, or for a model
     fitted without labels, it is the mean of :meth:`score_samples` (minus the reconstruction error),
@@ -358,12 +309,16 @@ class StackedAutoencoder(Autoencoder):
     --------
     >>> import aekit
     >>> ds = aekit.load_dataset("digits")                             # X (1437, 1, 8, 8), y (1437,)
-    >>> sdae = aekit.StackedAutoencoder(hidden_dims=(128,), latent_dim=32, pretrain_epochs=5,
-    ...                                 max_epochs=20, verbose=0).fit(ds.X, ds.y)
+    >>> sdae = aekit.StackedAutoencoder(hidden_dims=(128,), latent_dim=32, pretrain_epochs=5, max_epochs=20,
+    ...                                 objective="classify", verbose=0).fit(ds.X, ds.y)
     >>> sdae.predict(ds.X[:3]).shape, sdae.predict_proba(ds.X[:3]).shape
     ((3,), (3, 10))
     """
 
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        # Hinton & Salakhutdinov's MNIST network, pretrained layer by layer with logistic units as in the paper.
+        "hinton": {"hidden_dims": (1000, 500, 250), "latent_dim": 30},
+    }
     _test_params: ClassVar[dict[str, Any]] = {
         # No pretraining here: the shared suite checks that the history of a resumed run counts the
         # fine-tuning epochs 1..max_epochs only. tests/test_stacked.py covers the pretraining.
@@ -371,132 +326,114 @@ class StackedAutoencoder(Autoencoder):
         "hidden_dims": (16,), "latent_dim": 4, "pretrain_epochs": 0, "max_epochs": 2, "batch_size": 32, "verbose": 0,
         "random_state": 0, "objective": "auto",
     }
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"tied": True},)
 
-    # ------------------------------------------------------------------ configuration
+    # ------------------------------------------------------------------ parameters
 
-    def _resolved(self) -> dict[str, Any]:
-        r = super()._resolved()
-        if self.activation is None:
-            # Logistic units, as in the papers; a preset's GELU is there for the unpretrained autoencoder.
-            r["activation"] = "sigmoid"
-        return r
+    @classmethod
+    def epochs(cls, params: Mapping[str, Any]) -> Epochs:
+        return Epochs(True, "fine-tuning epochs of the unrolled network; pretrain_epochs sets the pretraining "
+                      "epochs of each layer")
 
-    def _stacked(self) -> StackedConfig:
-        return self._config(StackedConfig)
+    @staticmethod
+    def _layer_options(params: Mapping[str, Any], family: Any) -> dict[str, Any]:
+        """The layer family's own parameters that the stack's ``layer_*`` parameters set ("auto" left out)."""
+        declared = family().get_params()
+        return {
+            theirs: params[ours] for ours, theirs in LAYER_OPTIONS.items()
+            if theirs in declared and params[ours] is not None and params[ours] != AUTO
+        }
 
-    def _layer_options(self) -> dict[str, Any]:
-        """Penalty and weight of the layers, with None resolved."""
-        cfg = self._stacked()
-        penalty = cfg.layer_penalty
-        if penalty is None:
-            penalty = "kl" if self._resolved()["activation"] == "sigmoid" else "l1"
-        alpha = cfg.layer_alpha
-        if alpha is None:
-            alpha = ContractiveConfig.alpha if cfg.layer_family == "contractive" else DEFAULT_ALPHA.get(str(penalty), 0.0)
-        return {"penalty": penalty, "alpha": alpha}
-
-    def _layer_corruption(self) -> Corruption | None:
-        if self.layer_family != "denoising":
+    @staticmethod
+    def _auto_penalty(params: Mapping[str, Any], family: Any) -> str | None:
+        """``layer_penalty="auto"``: Ng's KL for logistic units, else L1; None for a family without a penalty."""
+        if "penalty" not in family().get_params():
             return None
+        if params["layer_penalty"] != AUTO:
+            return str(params["layer_penalty"])
+        return "kl" if params["activation"] == "sigmoid" else "l1"
+
+    @classmethod
+    def _layer_settings(cls, params: Mapping[str, Any], family: Any, width: int) -> dict[str, Any]:
+        """The layer family's settings of a layer of ``width`` units; its refusal names the stack's parameters."""
+        options = cls._layer_options({**params, "layer_penalty": cls._auto_penalty(params, family)}, family)
         try:
-            return make_corruption(self.layer_corruption)
+            return dict(family.layer_options(options, width, str(params["activation"])))
         except ValueError as exc:
-            raise ValueError(f"invalid layer_corruption={self.layer_corruption!r}: {exc}") from None
+            given = ", ".join(
+                f"{ours}={params[ours]!r}" for ours, theirs in LAYER_OPTIONS.items() if theirs in family().get_params()
+            )
+            raise ValueError(
+                f"layer_family={params['layer_family']!r} cannot build a layer of {width} {params['activation']!r} "
+                f"units from {given}: {exc}"
+            ) from None
 
     def _check_params(self) -> None:
         super()._check_params()
-        r = self._resolved()
-        if r["architecture"] != "mlp":
-            raise ValueError(
-                f"StackedAutoencoder stacks fully connected layers, so architecture must be 'mlp', got "
-                f"{r['architecture']!r}; use Autoencoder for a convolutional network"
-            )
-        cfg = self._stacked()
-        if cfg.layer_family not in LAYER_FAMILIES:
-            raise ValueError(
-                f"unknown layer_family {cfg.layer_family!r}; valid: {', '.join(LAYER_FAMILIES)} (the shallow "
-                "autoencoder trained at each layer)"
-            )
-        pe = cfg.pretrain_epochs
-        if isinstance(pe, bool) or not isinstance(pe, numbers.Integral) or pe < 0:
-            raise ValueError(
-                f"pretrain_epochs must be an integer >= 0 (epochs of greedy training per layer), got {pe!r}; "
-                "use 0 to skip the pretraining"
-            )
-        if cfg.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {cfg.objective!r}; valid: {', '.join(OBJECTIVES)}")
-        if cfg.objective == "none" and pe == 0:
+        params = self.get_params(deep=False)
+        family = layer_family(self.layer_family)
+        if self.objective == "none" and self.pretrain_epochs == 0:
             raise ValueError(
                 "objective='none' (no fine-tuning) with pretrain_epochs=0 (no pretraining) would train nothing; "
                 "set pretrain_epochs >= 1 or a fine-tuning objective"
             )
-        if cfg.layer_penalty is not None and cfg.layer_penalty not in PENALTIES:
-            raise ValueError(f"unknown layer_penalty {cfg.layer_penalty!r}; valid: None, {', '.join(PENALTIES)}")
-        a = cfg.layer_alpha
-        if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 <= float(a) < math.inf):
-            raise ValueError(
-                f"layer_alpha must be a finite number >= 0 (the weight of the layers' penalty) or None, got {a!r}; "
-                "use None for the family's default"
-            )
-        if cfg.layer_family == "sparse":
-            opts = self._layer_options()
-            if opts["penalty"] == "kl" and r["activation"] != "sigmoid":
-                raise ValueError(
-                    f"layer_penalty='kl' needs sigmoid units (rho_hat averages activations in (0, 1)), got "
-                    f"activation={r['activation']!r}; use activation='sigmoid' or layer_penalty='l1'"
-                )
-        self._layer_corruption()
+        # The layer family checks its own settings; the widths are known once hidden_dims is resolved.
+        self._layer_settings(params, family, int(self.latent_dim))
+        options = self._layer_options(params, family)
+        try:
+            family.layer_corruption(options)
+        except ValueError as exc:
+            raise ValueError(f"invalid layer_corruption={self.layer_corruption!r}: {exc}") from None
 
-    def _widths(self) -> list[int]:
-        r = self._resolved()
-        return [int(d) for d in r["hidden_dims"]] + [int(r["latent_dim"])]
-
-    def _check_input(self, X: np.ndarray) -> None:
-        super()._check_input(X)
-        corruption = self._layer_corruption()
-        if corruption is None:
-            return
-        shapes = [tuple(X.shape[1:])] + [(d,) for d in self._widths()[:-1]]
-        for i, shape in enumerate(shapes):
-            try:
-                corruption.check_shape(shape)
-            except ValueError as exc:
-                where = "the data" if i == 0 else f"the codes of layer {i}"
-                raise ValueError(
-                    f"layer_corruption={self.layer_corruption!r} cannot be applied to {where} (shape {shape}): {exc}"
-                ) from None
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        """The autoencoder's choices (hidden sizes, scaling, output and loss of the first layer), the
+        objective (classify when the data have classes), the layers' penalty and weight; a ValueError when
+        the layers' corruption cannot act on the data or on the codes."""
+        r = super().resolve(params, data)
+        if r["objective"] == AUTO:
+            r["objective"] = "classify" if data.classes is not None else "reconstruct"
+        family = layer_family(r["layer_family"])
+        widths = _widths(r)
+        settings = [cls._layer_settings(r, family, w) for w in widths]
+        r["layer_penalty"] = cls._auto_penalty(r, family)
+        if r["layer_alpha"] == AUTO:
+            r["layer_alpha"] = settings[0].get("alpha")
+        corruption = family.layer_corruption(cls._layer_options(r, family))
+        if corruption is not None:
+            shapes = [tuple(data.sample_shape)] + [(w,) for w in widths[:-1]]
+            for i, shape in enumerate(shapes):
+                try:
+                    corruption.check_shape(shape)
+                except ValueError as exc:
+                    where = "the data" if i == 0 else f"the codes of layer {i}"
+                    raise ValueError(
+                        f"layer_corruption={r['layer_corruption']!r} cannot be applied to {where} (shape {shape}): {exc}"
+                    ) from None
+        return r
 
     # ------------------------------------------------------------------ labels
 
-    def _classes(self, y: Any, n: int) -> list[int] | None:
+    def _classes_of(self, y: Any, n: int) -> tuple[int, ...] | None:
         """The class labels that the fine-tuning learns, or None for an unsupervised fine-tuning."""
         objective = self.objective
-        if objective in ("reconstruct", "none") or (y is None and objective == "auto"):
+        if objective in ("reconstruct", "none") or (y is None and objective == AUTO):
             return None
         if y is None:
             raise ValueError(
                 "objective='classify' needs class labels: call fit(X, y) with y of shape (n_samples,) "
                 f"(integers, {UNLABELLED} for unlabelled samples), or use objective='reconstruct'"
             )
-        labels = _label_array(y, n)
-        labelled = labels != UNLABELLED
-        if not labelled.any():
-            if objective == "classify":
-                raise ValueError(
-                    f"objective='classify' needs at least one labelled sample, but every label is {UNLABELLED} "
-                    "(unlabelled); pass labels, or use objective='reconstruct'"
-                )
-            return None
-        return [int(c) for c in np.unique(labels[labelled])]
+        classes = self._labelled_classes(y, n)
+        if classes is None and objective == "classify":
+            raise ValueError(
+                f"objective='classify' needs at least one labelled sample, but every label is {UNLABELLED} "
+                "(unlabelled); pass labels, or use objective='reconstruct'"
+            )
+        return classes
 
-    def _label_indices(self, y: Any, n: int) -> np.ndarray:
-        """(n,) int64 class indices into ``classes_``, -1 for unlabelled samples."""
-        labels = _label_array(y, n)
-        classes = np.asarray(self.fitted_info_["classes"], dtype=np.int64)
-        idx = np.full(n, UNLABELLED, dtype=np.int64)
-        labelled = labels != UNLABELLED
-        idx[labelled] = np.searchsorted(classes, labels[labelled])
-        return idx
+    def _may_classify(self) -> bool:
+        return self.objective in (AUTO, "classify")
 
     def fit(
         self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
@@ -519,40 +456,29 @@ class StackedAutoencoder(Autoencoder):
         -------
         self
         """
-        # _check_scaled_range resolves the classes once X has passed its checks.
-        self._fit_y = y
-        try:
-            super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
-        finally:
-            del self._fit_y
+        super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
         return self
-
-    def _check_scaled_range(self, Xs: np.ndarray) -> None:
-        super()._check_scaled_range(Xs)
-        classes = self._classes(getattr(self, "_fit_y", None), Xs.shape[0])
-        if classes is not None:
-            self.fitted_info_["classes"] = classes
 
     # ------------------------------------------------------------------ module and training
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        r = self._resolved()
-        act, tied = str(r["activation"]), bool(r["tied"])
-        build = LAYER_FAMILIES[self.layer_family]
-        opts = self._layer_options()
+        r = self.resolved_
+        family = layer_family(r.layer_family)
+        options = self._layer_options(r, family)
+        act, tied = str(r.activation), bool(r.tied)
         layers: list[AutoencoderModule] = []
-        in_shape = tuple(sample_shape)
-        output, loss = self.fitted_info_["output"], self.fitted_info_["loss"]
-        for width in self._widths():
-            layers.append(build(LayerSpec(in_shape, width, act, tied, output, loss), opts))
+        in_shape, output, loss = tuple(sample_shape), str(r.output), str(r.loss)
+        for width in _widths(r):
+            layers.append(family.layer_module(in_shape, width, act, tied, output, loss, options))
             in_shape = (width,)
             output, loss = code_output(act)
-        classes = self.fitted_info_.get("classes")
-        return StackedAutoencoderModule(layers, self._widths()[-1], len(classes) if classes is not None else None)
+        classes = self.data_info_.classes if r.objective == "classify" else None
+        return StackedAutoencoderModule(layers, _widths(r)[-1], None if classes is None else len(classes))
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         module: StackedAutoencoderModule = self.module_
-        cfg = self._train_config()
+        r = self.resolved_
+        cfg = self._fit_config()
         layers = module.stack
         n_layers = len(layers)
         checkpoint_dir, resume = fit_kw.get("checkpoint_dir"), bool(fit_kw.get("resume", False))
@@ -570,12 +496,16 @@ class StackedAutoencoder(Autoencoder):
             return resume and d is not None and (d / CHECKPOINT_FILE).is_file()
 
         history: list[dict[str, float]] = []
-        pretrain = int(self.pretrain_epochs) > 0
-        pre_cfg = replace(cfg, max_epochs=int(self.pretrain_epochs) or 1)
-        corruption = self._layer_corruption()
+        pretrain = int(r.pretrain_epochs) > 0
+        pre_cfg = replace(cfg, max_epochs=int(r.pretrain_epochs) or 1)
+        family = layer_family(r.layer_family)
+        corruption = family.layer_corruption(self._layer_options(r, family))
         H = Xs  # the input of the current layer: the data, then the codes of the layer below
         for i, layer in enumerate(layers):
-            _prepare_layer(layer, H)
+            # A layer that needs its training input before training (a sparse layer's centring) says so.
+            prepare = getattr(layer, "prepare", None)
+            if prepare is not None:
+                prepare(H)
             if pretrain:
                 # The same seed for every stage: each holds out the same samples for validation.
                 rows = fit_module(
@@ -584,20 +514,22 @@ class StackedAutoencoder(Autoencoder):
                 )
                 history += [{"layer": i + 1, **row} for row in rows]
             last = i == n_layers - 1
-            if not last and (pretrain or isinstance(layers[i + 1], SparseAutoencoderModule)):
+            if not last and (pretrain or hasattr(layers[i + 1], "prepare")):
                 H = _codes(layer, H)
 
-        classes = self.fitted_info_.get("classes")
-        if self.objective != "none":
-            labels = self._label_indices(y, Xs.shape[0]) if classes is not None else None
+        if r.objective != "none":
+            labels = self._fit_labels(y, Xs.shape[0])
             # Supervised fine-tuning trains the encoder and the head; the decoder stays as pretrained.
             frozen = [p for layer in layers for p in layer.decoder.parameters() if p.requires_grad]
-            if classes is None:
+            if labels is None:
                 frozen = []
             for p in frozen:
                 p.requires_grad_(False)
             try:
-                rows = fit_module(module, Xs, labels, cfg, None, seed=seed, checkpoint_dir=ckpt, resume=resumes(ckpt))
+                rows = fit_module(
+                    module, Xs, labels, cfg, None, self._callbacks(), seed=seed, checkpoint_dir=ckpt,
+                    resume=resumes(ckpt),
+                )
             finally:
                 for p in frozen:
                     p.requires_grad_(True)
@@ -608,49 +540,18 @@ class StackedAutoencoder(Autoencoder):
                 shutil.rmtree(d, ignore_errors=True)
         return history
 
-    # ------------------------------------------------------------------ classifier
-
-    def _has_classifier(self) -> bool:
-        if not hasattr(self, "module_"):
-            return self.objective in ("auto", "classify")
-        return self.module_.head is not None
-
-    @property
-    def classes_(self) -> np.ndarray:
-        """The class labels, (n_classes,) int64; only for a model fitted with labels."""
+    def epochs_by_stage(self) -> list[tuple[str, int]]:
+        """The epochs the fit trained, by stage and in order: ``("pretraining of layer l", n)`` for each
+        pretrained layer, then ``("fine-tuning", n)``; from the ``layer`` column of ``history_``."""
         self._check_fitted()
-        classes = self.fitted_info_.get("classes")
-        if classes is None:
-            raise AttributeError(
-                f"This {type(self).__name__} was fitted without labels, so it has no classes_; fit(X, y) with "
-                "class labels to train the classifier head"
-            )
-        return np.asarray(classes, dtype=np.int64)
+        return epochs_by_stage(self.history_)
 
-    @available_if(_has_classifier)
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities softmax(V F(x) + c), (n_samples, n_classes) float32, columns in ``classes_`` order."""
-        Xs = self._prepare(X)
-        module = self.module_
-        return self._batched(lambda x: torch.softmax(module.class_logits(module.encode(x)), dim=1), Xs)
 
-    @available_if(_has_classifier)
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each sample, (n_samples,) int64."""
-        Xs = self._prepare(X)
-        module = self.module_
-        idx = self._batched(lambda x: module.class_logits(module.encode(x)).argmax(dim=1).float(), Xs)
-        return self.classes_[idx.astype(np.int64)]
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Accuracy on the labelled samples of ``y`` for a model fitted with labels, else the mean of
-        :meth:`score_samples` (minus the reconstruction error)."""
-        self._check_fitted()
-        if y is None or self.module_.head is None:
-            return super().score(X)
-        n = int(np.shape(X)[0]) if np.ndim(X) > 0 else 0
-        labels = _label_array(y, n)
-        labelled = labels != UNLABELLED
-        if not labelled.any():
-            raise ValueError(f"score needs at least one labelled sample in y, but every label is {UNLABELLED}")
-        return float(np.mean(self.predict(X)[labelled] == labels[labelled]))
+def epochs_by_stage(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, int]]:
+    """Epochs by stage of a staged history (a ``layer`` column: 1..L pretraining, 0 fine-tuning), in order."""
+    stages: dict[str, int] = {}
+    for row in history:
+        layer = int(row.get("layer", 0))
+        name = f"pretraining of layer {layer}" if layer else "fine-tuning"
+        stages[name] = stages.get(name, 0) + 1
+    return list(stages.items())

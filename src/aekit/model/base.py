@@ -15,7 +15,7 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +31,11 @@ from torch import Tensor, nn
 from aekit.core.devices import resolve_device
 from aekit.core.params import AUTO, auto_rule, check_value, field_types
 from aekit.data.preprocessing import Scaler, check_array
-from aekit.engine.training import TrainConfig, fit_module
+from aekit.engine.training import Callback, TrainConfig, fit_module
 
 E = TypeVar("E", bound=type)
 C = TypeVar("C")
+B = TypeVar("B", bound="BaseAutoencoder")
 
 
 def declare_params(*configs: type) -> Callable[[E], E]:
@@ -86,6 +87,9 @@ class DataInfo:
         Range of the raw training data (before scaling).
     classes : tuple of int or None
         The class labels seen in ``y`` (unlabelled samples, -1, left out), for families that use labels.
+    standardized_min, standardized_max : float or None
+        Range of the data after ``scaling="standard"`` (which min and max alone cannot tell), so that
+        ``resolve`` can check an output layer against the data range of every scaling.
     """
 
     sample_shape: tuple[int, ...]
@@ -93,10 +97,35 @@ class DataInfo:
     min: float
     max: float
     classes: tuple[int, ...] | None = None
+    standardized_min: float | None = None
+    standardized_max: float | None = None
 
     @classmethod
     def of(cls, X: np.ndarray, classes: tuple[int, ...] | None = None) -> DataInfo:
-        return cls(tuple(int(s) for s in X.shape[1:]), int(X.shape[0]), float(X.min()), float(X.max()), classes)
+        lows, highs = X.min(axis=0), X.max(axis=0)  # (*sample_shape,)
+        std = Scaler.fit("standard", X)
+        # Standardizing is increasing in each feature, so each feature's extremes map to the scaled extremes.
+        s_lo = float(((lows - std.shift) / std.scale).min())
+        s_hi = float(((highs - std.shift) / std.scale).max())
+        return cls(tuple(int(s) for s in X.shape[1:]), int(X.shape[0]), float(lows.min()), float(highs.max()),
+                   classes, s_lo, s_hi)
+
+    def scaled_range(self, scaling: str) -> tuple[float, float]:
+        """The range of the data after ``scaling`` (``none``, ``standard``, ``minmax`` or ``normalize``)."""
+        if scaling == "minmax":
+            return 0.0, (1.0 if self.max > self.min else 0.0)
+        if scaling == "normalize":
+            return 2.0 * self.min - 1.0, 2.0 * self.max - 1.0
+        if scaling == "standard":
+            if self.standardized_min is None or self.standardized_max is None:
+                raise ValueError("this data summary was saved without its standardized range")
+            return self.standardized_min, self.standardized_max
+        return self.min, self.max
+
+    @staticmethod
+    def auto_scaling(sample_shape: tuple[int, ...], lo: float, hi: float) -> str:
+        """``scaling="auto"``: images, signals and data in [0, 1] are kept as they are; tabular data standardized."""
+        return "none" if len(sample_shape) > 1 or (lo >= 0.0 and hi <= 1.0) else "standard"
 
     @property
     def is_image(self) -> bool:
@@ -109,13 +138,35 @@ class DataInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {"sample_shape": list(self.sample_shape), "n_samples": self.n_samples, "min": self.min, "max": self.max,
-                "classes": None if self.classes is None else list(self.classes)}
+                "classes": None if self.classes is None else list(self.classes),
+                "standardized_min": self.standardized_min, "standardized_max": self.standardized_max}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> DataInfo:
         classes = obj.get("classes")
+        s_lo, s_hi = obj.get("standardized_min"), obj.get("standardized_max")
         return cls(tuple(int(s) for s in obj["sample_shape"]), int(obj["n_samples"]), float(obj["min"]),
-                   float(obj["max"]), None if classes is None else tuple(int(c) for c in classes))
+                   float(obj["max"]), None if classes is None else tuple(int(c) for c in classes),
+                   None if s_lo is None else float(s_lo), None if s_hi is None else float(s_hi))
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """What ``max_epochs`` (the CLI's ``--epochs``) means for a family at given parameters.
+
+    Attributes
+    ----------
+    applies : bool
+        Whether the family trains by epochs at these parameters.
+    counts : str
+        What one epoch is, e.g. "passes of the training loop over the data".
+    instead : str
+        When it does not apply: why, and the parameter that sets the amount of work instead.
+    """
+
+    applies: bool
+    counts: str = "passes of the training loop over the data"
+    instead: str = ""
 
 
 class Resolved(Mapping[str, Any]):
@@ -170,7 +221,24 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     given at fit time: a later ``set_params`` changes the next fit, never the fitted model, and saving
     writes ``params_`` and ``resolved_``. Torch's global random state is forked for the fit, so the
     caller's is unchanged. The module must provide ``encode`` and ``decode``.
+
+    What a family declares on its class:
+
+    - ``_presets``: named parameter sets, see :meth:`from_preset`.
+    - :meth:`epochs`: what ``max_epochs`` counts at given parameters, or why it does not apply.
+    - :meth:`_callbacks`: training-loop callbacks of the family (e.g. a loss weight changed by epoch).
+    - ``_test_params`` (a tiny configuration) and ``_test_variants`` (parameter sets that take another
+      training path, each run through the shared test suite and scikit-learn's estimator checks).
+
+    The output features are named by scikit-learn's convention, the lower-cased class name and the
+    code unit: ``autoencoder0, autoencoder1, ...``, so ``set_output(transform="pandas")`` works.
     """
+
+    #: Named parameter sets (``{"hinton": {"hidden_dims": (1000, 500, 250), ...}}``); see :meth:`from_preset`.
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Parameter sets that change the training path, tested like the defaults (on top of ``_test_params``).
+    #: Read from the class that declares it, never inherited: a subclass's training path is its own.
+    _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ()
 
     _family_name: ClassVar[str]
     _param_configs: ClassVar[tuple[type, ...]]
@@ -190,6 +258,64 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         cfg = self._config(TrainConfig)
         cfg.validate()
         return cfg
+
+    def _fit_config(self) -> TrainConfig:
+        """The training loop's settings of the running fit, from ``resolved_`` (never the live parameters)."""
+        return TrainConfig(**{f.name: self.resolved_[f.name] for f in dataclasses.fields(TrainConfig)})
+
+    @classmethod
+    def from_preset(cls: type[B], name: str, **overrides: Any) -> B:
+        """An estimator configured by the named parameter set ``name``, with ``overrides`` on top.
+
+        A preset only fills parameters: the estimator holds (and saves) the concrete values, and an
+        explicit keyword wins over the preset's value.
+
+        Parameters
+        ----------
+        name : str
+            One of ``cls.presets()``.
+        **overrides
+            Parameters that replace the preset's.
+
+        Examples
+        --------
+        >>> import aekit
+        >>> aekit.Autoencoder.from_preset("hinton", max_epochs=5).hidden_dims
+        (1000, 500, 250)
+        """
+        return cls(**{**cls.preset_params(name), **overrides})
+
+    @classmethod
+    def presets(cls) -> list[str]:
+        """The names of this family's presets."""
+        return list(cls._presets)
+
+    @classmethod
+    def preset_params(cls, name: str) -> dict[str, Any]:
+        """The parameters the preset ``name`` sets; a ValueError lists the valid names."""
+        if name not in cls._presets:
+            valid = ", ".join(cls._presets) or f"none ({cls.__name__} has no presets)"
+            raise ValueError(f"unknown preset {name!r} for {cls.__name__}; valid: {valid}")
+        return dict(cls._presets[name])
+
+    @classmethod
+    def epochs(cls, params: Mapping[str, Any]) -> Epochs:
+        """What ``max_epochs`` counts for this family at ``params`` (its parameters, defaults filled in).
+
+        The default: families with a ``max_epochs`` parameter train by the training loop, whose epoch is
+        a pass over the data; the others do not train by epochs. Families override it where the answer
+        depends on a parameter (a closed-form solver) or an epoch counts something else (a stage).
+        """
+        if "max_epochs" in params:
+            return Epochs(True)
+        name = getattr(cls, "_family_name", cls.__name__)
+        instead = "; its iterations are set by max_iter (--max-iter)" if "max_iter" in params else ""
+        return Epochs(False, "", f"family {name!r} is not trained by epochs{instead}")
+
+    def epochs_by_stage(self) -> list[tuple[str, int]]:
+        """The epochs the fit trained, by stage: ``[("training", n)]``; staged families list each stage."""
+        self._check_fitted()
+        return [("training", len(getattr(self, "history_", None) or []))]
 
     def _validate_params(self) -> None:
         """Check every parameter against its declared type, then the family's cross-parameter rules."""
@@ -254,22 +380,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         self
         """
-        self._validate_params()
         X = check_array(X)
-        self._check_input(X)
-        params = copy.deepcopy(self.get_params(deep=False))
-        info = DataInfo.of(X, self._classes_of(y, X.shape[0]))
-        resolved = Resolved(type(self).resolve(params, info))
-        self.params_, self.resolved_, self.data_info_ = params, resolved, info
-        self._announce(resolved)
+        info = self._resolve_for(X, y)
         seed = self._seed()
-        scaler = Scaler.fit(self._scaling(), X)
+        scaler = Scaler.fit(str(self.resolved_.get("scaling", self._scaling())), X)
         Xs = scaler.transform(X)
-        self._check_scaled_range(Xs)
         self.scaler_ = scaler
         self.sample_shape_ = info.sample_shape
         self.n_features_in_ = int(math.prod(self.sample_shape_))
-        device = resolve_device(str(resolved.get("device", "cpu")))
+        device = resolve_device(str(self.resolved_.get("device", "cpu")))
         with _own_rng(device):
             torch.manual_seed(seed)
             self.module_ = self._build_module(self.sample_shape_)
@@ -277,22 +396,44 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.module_.eval()
         return self
 
+    def _resolve_for(self, X: np.ndarray, y: Any = None) -> DataInfo:
+        """Check the parameters and ``X`` (already through ``check_array``), resolve them for this data and
+        store ``params_``, ``resolved_`` and ``data_info_``: everything a fit decides before building."""
+        self._validate_params()
+        self._check_input(X)
+        params = copy.deepcopy(self.get_params(deep=False))
+        info = DataInfo.of(X, self._classes_of(y, X.shape[0]))
+        resolved = Resolved(type(self).resolve(params, info))
+        self.params_, self.resolved_, self.data_info_ = params, resolved, info
+        self._announce(resolved)
+        return info
+
     def _classes_of(self, y: Any, n: int) -> tuple[int, ...] | None:
         """The labels a family that uses them builds its classifier for; None for the others."""
+        return None
+
+    def _fit_labels(self, y: Any, n: int) -> np.ndarray | None:
+        """The labels the training loop gets (see :mod:`aekit.model.classifier`); None: ``y`` is ignored,
+        as a scikit-learn transformer ignores the labels a pipeline passes it."""
         return None
 
     def _check_input(self, X: np.ndarray) -> None:
         """Hook for shape rules of a family (e.g. images only)."""
 
-    def _check_scaled_range(self, Xs: np.ndarray) -> None:
-        """Hook for checks of the scaled data against the output layer and loss."""
-
     def _corruption(self) -> Callable[[Tensor], Tensor] | None:
         return None
 
+    def _callbacks(self) -> list[Callback]:
+        """Training-loop callbacks the family contributes to its fit (e.g. a loss weight changed by epoch).
+
+        Called once per fit, after the module is built (``self.module_``), so a callback may hold it.
+        """
+        return []
+
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         return fit_module(
-            self.module_, Xs, _labels(y, Xs.shape[0]), self._train_config(), self._corruption(), seed=seed, **fit_kw
+            self.module_, Xs, self._fit_labels(y, Xs.shape[0]), self._fit_config(), self._corruption(),
+            callbacks=self._callbacks(), seed=seed, **fit_kw,
         )
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -388,20 +529,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         return save_estimator(self, path, overwrite=overwrite, extra=extra)
 
-    def _more_tags(self) -> dict[str, Any]:
-        return {"preserves_dtype": [np.float32], "non_deterministic": False}
-
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-def _labels(y: Any, n: int) -> np.ndarray | None:
-    if y is None:
-        return None
-    arr = np.asarray(y)
-    if arr.shape != (n,):
-        raise ValueError(f"y has shape {arr.shape}, expected ({n},) to match X")
-    return arr
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -32,7 +32,9 @@ def register(name: str, description: str, capabilities: tuple[str, ...] = ()) ->
 
     Capabilities used by the shared tests: ``"gradient"`` (trained by the training loop),
     ``"sample"`` (has ``sample``), ``"labels"`` (uses ``y`` in ``fit``), ``"images"`` (accepts
-    (N, C, H, W) input), ``"loglik"`` (``score_samples`` is a log-likelihood).
+    (N, C, H, W) input), ``"loglik"`` (``score_samples`` is a log-likelihood). ``"stackable"``: the
+    family can be the layer of a stacked autoencoder (its estimator has ``layer_options``,
+    ``layer_module`` and ``layer_corruption``).
     """
 
     def decorate(cls: T) -> T:
@@ -64,7 +66,3 @@ def families() -> dict[str, FamilyInfo]:
 def _ensure_loaded() -> None:
     import aekit.families  # noqa: F401  (importing registers every family)
 
-
-def make_estimator(name: str, **params: Any) -> Any:
-    """Build the estimator of family ``name`` from keyword parameters."""
-    return get_family(name).estimator(**params)
