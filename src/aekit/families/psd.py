@@ -143,7 +143,7 @@ class PSDConfig:
     encoder_activation: str = "tanh"  # "tanh" with a learned gain (the paper) or "shrink" (exact zeros)
     transform_algorithm: str = "encoder"  # "encoder": F(x), fast; "optimize": exact sparse codes
     transform_max_iter: int = 1000  # feature-sign steps at most (training inference and "optimize")
-    tol: float = 1e-4  # of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
+    tol: float = 1e-4  # Tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
     scaling: str = "none"  # the data as given; centre them (e.g. patch means removed) for natural images
 
 

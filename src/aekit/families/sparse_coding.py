@@ -101,7 +101,7 @@ class SparseCodingConfig:
     alpha: float = 1.0  # L1 weight, scikit-learn's default; scale it with the norm of the data
     fit_algorithm: str = "minibatch"  # "minibatch": Adam steps on D per batch; "alternating": full-batch MOD
     transform_max_iter: int = 1000  # feature-sign steps at most per encoding (a few dozen are needed)
-    tol: float = 1e-4  # of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
+    tol: float = 1e-4  # Tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
     scaling: str = "none"  # sparse coding works on the data as given; "standard" centres and scales features
 
 
