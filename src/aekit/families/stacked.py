@@ -58,7 +58,7 @@ from aekit.data.corruption import Corruption, make_corruption
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.training import TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModule
-from aekit.families.contractive import AUTOGRAD_MAX_UNITS, ContractiveAutoencoderModule, ContractiveConfig
+from aekit.families.contractive import ContractiveAutoencoderModule, ContractiveConfig, jacobian_method
 from aekit.families.sparse import DEFAULT_ALPHA, PENALTIES, SparseAutoencoderModule, SparseConfig
 from aekit.model.base import Epochs, _labels, declare_params
 from aekit.model.registry import register
@@ -139,11 +139,8 @@ def _sparse_layer(spec: LayerSpec, opts: dict[str, Any]) -> AutoencoderModule:
 
 def _contractive_layer(spec: LayerSpec, opts: dict[str, Any]) -> AutoencoderModule:
     encoder, decoder = _encoder_decoder(spec, act_in_encoder=False)
-    # The closed form needs sigmoid units; otherwise the contractive family's own rule picks the method.
-    if spec.act == "sigmoid":
-        jacobian = "exact"
-    else:
-        jacobian = "autograd" if spec.out_dim <= AUTOGRAD_MAX_UNITS else "projection"
+    # The contractive family's own rule: the closed form for one sigmoid layer, else by the code size.
+    jacobian = jacobian_method("auto", spec.act == "sigmoid", spec.out_dim)
     return ContractiveAutoencoderModule(
         encoder, decoder, spec.output, spec.loss, alpha=opts["alpha"], jacobian=jacobian, n_projections=1,
         code_activation=spec.act,
