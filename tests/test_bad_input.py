@@ -182,9 +182,9 @@ def test_bad_linear_params() -> None:
 
 def test_bad_factor_analysis_params() -> None:
     X = digits_data()
-    with pytest.raises(ValueError, match=r"max_iter must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1, got 0"):
         aekit.FactorAnalysisAutoencoder(max_iter=0).fit(X)
-    with pytest.raises(ValueError, match=r"tol must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"tol must be a finite number >= 0, got -1"):
         aekit.FactorAnalysisAutoencoder(tol=-1).fit(X)
     with pytest.raises(ValueError, match=r"latent_dim=65 must be at most the number of features \(n_features=64\)"):
         aekit.FactorAnalysisAutoencoder(latent_dim=65).fit(X)
@@ -258,7 +258,7 @@ def test_missing_run_files(run_dir: Path, tmp_path: Path) -> None:
 def test_save_refuses_to_overwrite(run_dir: Path) -> None:
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     other = small_ae(latent_dim=5).fit(digits_data())
-    with pytest.raises(FileExistsError, match=r"already holds an aekit run; choose another --out, pass --overwrite"):
+    with pytest.raises(FileExistsError, match=r"already holds an aekit run; choose another path, pass overwrite=True"):
         other.save(run_dir)
     after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert after == before

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import aekit
+import aekit.engine.checkpoint
 import aekit.engine.training
 from aekit.cli.main import COMMANDS, main
 from aekit.model.registry import families
@@ -126,8 +127,8 @@ def test_train_writes_a_complete_run(trained_run: tuple[Path, dict[str, Any]]) -
     assert METRIC_KEYS <= set(result["metrics"]["test"])
     for name in ("config.json", "model.safetensors", "history.csv", "metrics.json", "report.html", "latent.png"):
         assert (run / name).is_file(), name
-    # The checkpoint is only kept until the final model is written.
-    assert not (run / "checkpoint.safetensors").exists() and not (run / "checkpoint.json").exists()
+    # The final checkpoint is kept, so that `--resume --epochs N` can train the run further.
+    assert (run / "checkpoint.safetensors").exists() and not (run / "checkpoint.json").exists()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["status"] == "done"
     assert cfg["params"]["latent_dim"] == 2 and cfg["params"]["hidden_dims"] == [16]
@@ -196,7 +197,11 @@ def test_reconstruct(
     res = json.loads(out)
     assert METRIC_KEYS <= set(res["metrics"])
     if suffix == ".png":
-        assert out_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        from PIL import Image
+
+        with Image.open(out_file) as im:
+            # 10 pairs (the default --n) of 8x8 digits: (1.1 * 10 + 0.9) x 2.7 inches at 110 dpi.
+            assert im.format == "PNG" and im.size == (round((1.1 * 10 + 0.9) * 110), round(2.7 * 110))
     else:
         assert np.load(out_file).shape == (12, 1, 8, 8)
 
@@ -350,9 +355,9 @@ def _interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Simulate Ctrl-C right after the checkpoint and history of ``epoch`` are written."""
     original = aekit.engine.training.CSVLogger.on_epoch_end
 
-    def on_epoch_end(self: Any, state: dict[str, Any]) -> None:
+    def on_epoch_end(self: Any, state: Any) -> None:
         original(self, state)
-        if state["epoch"] == epoch:
+        if state.epoch == epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
@@ -371,7 +376,7 @@ def test_resume_after_a_kill_completes_the_run(
     assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
     assert json.loads((run / "config.json").read_text())["status"] == "training"
     assert len(history_rows(run)) == 2
-    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
+    assert aekit.engine.checkpoint.checkpoint_epoch(run) == 2
 
     # Only the training length may change on resume.
     code, _, err = call(capsys, "train", "--resume", str(run), "--latent-dim", "3")
@@ -384,7 +389,6 @@ def test_resume_after_a_kill_completes_the_run(
     rows = history_rows(run)
     assert [int(float(r["epoch"])) for r in rows] == [1, 2, 3, 4]
     assert json.loads((run / "config.json").read_text())["status"] == "done"
-    assert not (run / "checkpoint.safetensors").exists()
 
     # The resumed run is the run that was never interrupted.
     straight = tmp_path / "straight"

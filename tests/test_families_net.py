@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from aekit.core.nets import build_encoder_decoder, sigmoid
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.data.preprocessing import Scaler
 from aekit.engine.rundir import ModelFileError
+from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, fit_module
 from aekit.families.autoencoder import Autoencoder, AutoencoderModule
 from aekit.families.contractive import ContractiveAutoencoderModule
@@ -179,8 +179,8 @@ class EpochRecorder(Callback):
     def __init__(self) -> None:
         self.epochs: list[int] = []
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
-        self.epochs.append(int(state["epoch"]))
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.epochs.append(int(state.epoch))
 
 
 class RecordingAutoencoder(Autoencoder):

@@ -350,7 +350,8 @@ def test_big_allocations_refused_under_memory_limit(good: Good, tmp_path: Path) 
     assert [res["run"] for res in results] == list(map(str, runs))
     for res in results:
         assert res["error"] == "ModelFileError", res
-        assert "\n" not in res["message"] and res["seconds"] < 10, res
+        # The memory limit is the real bound; time only guards against a slow path (busy machines included).
+        assert "\n" not in res["message"] and res["seconds"] < 30, res
     assert "missing tensors" in results[0]["message"]
     assert "module.encoder.1.0.bias: file (8,) vs config (60000,)" in results[1]["message"]
     assert "shape mismatch" in results[2]["message"]

@@ -3,6 +3,7 @@ analysis, hand-written formulas, and autograd through an untied copy for tied we
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,20 @@ def test_factor_analysis_score_is_gaussian_loglik() -> None:
     cov = W @ W.T + np.diag(est.noise_variance_.astype(np.float64))
     expected = multivariate_normal(est.mean_.astype(np.float64), cov).logpdf(X.astype(np.float64))
     np.testing.assert_allclose(est.score_samples(X), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_factor_analysis_fitted_attributes_survive_save_and_load(tmp_path: Path) -> None:
+    X = fa_data(n=300)
+    est = aekit.FactorAnalysisAutoencoder(latent_dim=2).fit(X)
+    loaded = aekit.load(est.save(tmp_path / "fa"))
+    for attr in ("components_", "noise_variance_", "mean_"):
+        np.testing.assert_array_equal(getattr(loaded, attr), getattr(est, attr), err_msg=attr)
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
+    assert est.n_iter_ > 1 and loaded.n_iter_ == est.n_iter_ == len(est.loglike_)
+    # history.csv keeps 8 significant digits
+    np.testing.assert_allclose(loaded.loglike_, est.loglike_, rtol=1e-7)
+    assert abs(loaded.loglike_[-1] - loaded.score(X)) <= 1e-5 * abs(loaded.score(X))
 
 
 # ------------------------------------------------------------------------------------ tied weights

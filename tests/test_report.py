@@ -12,7 +12,8 @@ import torch
 
 import aekit
 from aekit.data.datasets import Dataset
-from aekit.report.html import decoder_samples, latent_figure, loss_figure, write_report
+from aekit.report.figures import decoder_samples, latent_figure, loss_figure
+from aekit.report.html import write_report
 from aekit.report.metrics import reconstruction_metrics
 
 torch.set_num_threads(1)
@@ -26,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_metrics_hand_computed() -> None:
     X = np.array([[0.0, 1.0], [1.0, 0.0]])
     R = np.array([[0.25, 0.75], [0.75, 0.25]])
-    m = reconstruction_metrics(X, R)
+    m = reconstruction_metrics(X, R, images=True)  # two one-row images of two pixels
     assert m["sq_err_per_image"] == pytest.approx(0.125)  # 2 pixels x 0.0625, per image
     assert m["mse_per_pixel"] == pytest.approx(0.0625)
     assert m["bce_per_pixel"] == pytest.approx(-math.log(0.75))
@@ -45,15 +46,16 @@ def test_metrics_images_sum_over_all_pixels() -> None:
 
 def test_metrics_real_valued_data() -> None:
     X = np.array([[-2.0, 3.0], [1.0, 0.0]])
-    m = reconstruction_metrics(X, X + 0.5)
+    m = reconstruction_metrics(X, X + 0.5, images=True)
     assert "bce_per_pixel" not in m  # cross-entropy needs data in [0, 1]
     assert m["psnr_db"] == pytest.approx(10 * math.log10(5.0**2 / 0.25))  # peak = data range
-    assert reconstruction_metrics(X, X)["psnr_db"] == math.inf
+    assert reconstruction_metrics(X, X, images=True)["psnr_db"] == math.inf
+    assert "psnr_db" not in reconstruction_metrics(X, X + 0.5)  # a table (N, D) has no PSNR
 
 
 def test_metrics_bce_is_clipped_and_finite() -> None:
     m = reconstruction_metrics(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
-    assert m["bce_per_pixel"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+    assert m["bce_per_feature"] == pytest.approx(-math.log(1e-7), rel=1e-6)
 
 
 def test_metrics_reject_mismatched_shapes_and_nan() -> None:
@@ -100,7 +102,8 @@ def test_write_report_closed_form_tabular_without_labels(tmp_path: Path) -> None
     html = write_report(est, ds, tmp_path, metrics={"train": reconstruction_metrics(X, est.reconstruct(X))}).read_text()
     assert "fitted in closed form" in html and not (tmp_path / "loss.png").exists()
     assert "no labels: one colour" in html and "the 2-D code itself" in html
-    assert "<td>bce_per_pixel</td>" not in html  # real-valued data
+    assert "<td>bce_per_feature</td>" not in html  # real-valued data
+    assert "<td>sq_err_per_sample</td>" in html and "psnr_db" not in html  # a table, not images
     assert html.count("data:image/png;base64,") == 3
 
 
@@ -117,16 +120,19 @@ def test_latent_figure_many_classes_and_1d_codes() -> None:
 
 
 def test_decoder_samples_needs_data_without_a_sample_method(fitted_ae: Any) -> None:
-    with pytest.raises(ValueError, match="has no sample method.*pass data"):
+    with pytest.raises(ValueError, match="'autoencoder' declares no prior to sample from.*pass data X"):
         decoder_samples(fitted_ae, 4)
     S, how = decoder_samples(fitted_ae, 4, _digits().X, source="digits")
     assert S.shape == (4, 1, 8, 8) and "Gaussian" in how and "digits" in how
 
 
-def test_decoder_samples_prefers_the_sample_method() -> None:
+def test_decoder_samples_follow_the_declared_capability() -> None:
     class WithPrior:
         def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
             return np.full((n, 3), float(random_state or 0))
 
-    S, how = decoder_samples(WithPrior(), 2, seed=5)
-    assert S.shape == (2, 3) and S[0, 0] == 5.0 and "sample method" in how
+    S, how = decoder_samples(WithPrior(), 2, seed=5, from_prior=True)
+    assert S.shape == (2, 3) and S[0, 0] == 5.0 and "prior" in how
+    # Without the declared capability a sample method is not used: the Gaussian needs data.
+    with pytest.raises(ValueError, match="declares no prior"):
+        decoder_samples(WithPrior(), 2)

@@ -11,7 +11,7 @@ from sklearn.decomposition import sparse_encode as sk_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 
 import aekit
-from aekit.core.lasso import _lipschitz, _prox_grad, sparse_coding_objective, sparse_encode
+from aekit.core.lasso import _prox_grad, lasso_core, lipschitz, sparse_coding_objective, sparse_encode
 from aekit.families.psd import PredictiveSparseDecomposition
 from aekit.families.sparse_coding import SparseCoding
 from aekit.model.registry import get_family
@@ -62,7 +62,7 @@ def test_fista_converges_faster_than_ista():
     best = sparse_coding_objective(X, D, sparse_encode(X, D, alpha, max_iter=20000, tol=0), alpha).mean()
     Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
     gram = Dt @ Dt.T
-    L = _lipschitz(gram)
+    L = lipschitz(gram)
     gaps = {}
     for k in (10, 50):
         for name, momentum in (("fista", True), ("ista", False)):
@@ -133,11 +133,11 @@ def test_feature_sign_with_dependent_atoms_and_large_alpha():
 
 def test_feature_sign_with_a_prior_matches_fista():
     # PSD's inference: the lasso plus 0.5 beta ||h - p||^2, a quadratic positive definite on every support.
-    from aekit.core.lasso import _exact_lasso, _lasso
+    from aekit.core.lasso import _lasso
 
     X, D = (torch.from_numpy(a) for a in random_problem(80, 10, 40, seed=7))
     p = torch.randn(80, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    exact = _exact_lasso(X, D, 0.2, 1000, 1e-6, beta=0.5, prior=p)
+    exact = lasso_core(X, D, 0.2, 1000, 1e-6, beta=0.5, prior=p)
     fista = _lasso(X, D, 0.2, 5000, 1e-13, None, beta=0.5, prior=p, polish=False)[0]
 
     def energy(H: torch.Tensor) -> float:
@@ -151,15 +151,17 @@ def test_feature_sign_with_a_prior_matches_fista():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"alpha": -1.0}, r"alpha must be a finite number >= 0, got -1.0; use alpha=0"),
+        ({"alpha": -1.0}, r"alpha must be a finite number >= 0 \(the weight of the L1 penalty\), got -1.0; use alpha=0"),
+        ({"alpha": "0.1"}, r"alpha must be a finite number >= 0 \(the weight of the L1 penalty\), got '0.1'"),
         ({"alpha": float("nan")}, r"alpha must be a finite number >= 0"),
         ({"dictionary": np.ones((30, 19))}, r"dictionary has 19 features \(shape \(30, 19\)\), but X has 20"),
         ({"dictionary": np.ones(20)}, r"dictionary must be a 2-D array of shape \(n_components, n_features\)"),
         ({"X": np.full((5, 20), np.nan)}, r"X contains NaN or infinity \(100 values\)"),
         ({"dictionary": np.full((30, 20), np.inf)}, r"dictionary contains NaN or infinity"),
         ({"algorithm": "lars"}, r"unknown algorithm 'lars'; valid: feature-sign, fista, ista"),
-        ({"max_iter": 0}, r"max_iter must be a positive integer, got 0"),
-        ({"tol": -1}, r"tol must be a number >= 0, got -1"),
+        ({"max_iter": 0}, r"max_iter must be an integer >= 1, got 0"),
+        ({"max_iter": 10.0}, r"max_iter must be an integer >= 1, got 10.0"),
+        ({"tol": -1}, r"tol must be a finite number >= 0, got -1; e.g. 1e-4, or 0 to iterate"),
         ({"init": np.zeros((50, 29))}, r"init has shape \(50, 29\), expected \(n_samples, n_components\) = \(50, 30\)"),
     ],
 )
@@ -226,10 +228,12 @@ def test_same_seed_same_fit(digits):
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"alpha": -0.5}, r"alpha must be a finite number >= 0, got -0.5"),
-        ({"latent_dim": 0}, r"latent_dim must be a positive integer, got 0"),
+        # The same words as sparse_encode's: one declaration of alpha, tol and the step budget.
+        ({"alpha": -0.5}, r"alpha must be a finite number >= 0 \(the weight of the L1 penalty\), got -0.5; use alpha=0"),
+        ({"latent_dim": 0}, r"latent_dim must be an integer >= 1, got 0"),
         ({"fit_algorithm": "online"}, r"unknown fit_algorithm 'online'; valid: minibatch, alternating"),
-        ({"transform_max_iter": 0}, r"transform_max_iter must be a positive integer"),
+        ({"transform_max_iter": 0}, r"transform_max_iter must be an integer >= 1, got 0"),
+        ({"tol": -1e-3}, r"tol must be a finite number >= 0, got -0.001; e.g. 1e-4"),
         ({"scaling": "zscore"}, r"unknown scaling 'zscore'"),
     ],
 )
@@ -259,15 +263,38 @@ def test_psd_fast_codes_approach_optimal_codes(digits):
     late = late_est.code_gap(X)
     assert late["relative_distance"] < 0.85 * early["relative_distance"]
     assert 1.0 <= late["objective_ratio"] < early["objective_ratio"]
-    assert 0.0 <= late["support_precision"] <= 1.0 and late["support_recall"] > 0.9  # tanh: no exact zeros
+    assert late["support_recall"] > 0.9 and late["support_precision"] > early["support_precision"]
+    # The support measures, computed here from the public codes: F(X) from transform, H* from sparse_codes.
+    F, H = late_est.transform(X), late_est.sparse_codes(X)
+    assert late["support_precision"] == pytest.approx(((F * H) > 0).sum() / (F != 0).sum(), rel=1e-6)
+    assert late["support_recall"] == pytest.approx(((F * H) > 0).sum() / (H != 0).sum(), rel=1e-6)
+    # tanh has no exact zeros, so precision is recall times the density of H*: no better than guessing every unit.
+    assert (F != 0).all()
+    assert late["support_precision"] == pytest.approx(late["support_recall"] * (H != 0).mean(), rel=1e-6)
     np.testing.assert_allclose(np.linalg.norm(late_est.components_, axis=1), 1.0, atol=1e-5)
     assert set(late_est.history_[-1]) >= {"reconstruction", "l1", "prediction"}
-    # "optimize" returns the exact sparse codes of the learned dictionary
-    late_est.set_params(transform_algorithm="optimize")
-    H = late_est.transform(X[:50])
+    # sparse_codes returns the exact sparse codes of the learned dictionary
     ref = sparse_encode(X[:50], late_est.components_, 0.5, tol=1e-8, max_iter=5000)
-    obj = sparse_coding_objective(X[:50], late_est.components_, H, 0.5).mean()
+    obj = sparse_coding_objective(X[:50], late_est.components_, H[:50], 0.5).mean()
     assert obj <= sparse_coding_objective(X[:50], late_est.components_, ref, 0.5).mean() * (1 + 1e-4)
+    # and so does transform of a model fitted with transform_algorithm="optimize", the same fit otherwise
+    opt = PredictiveSparseDecomposition(max_epochs=1, transform_algorithm="optimize", **kw).fit(X)
+    np.testing.assert_array_equal(opt.transform(X[:50]), opt.sparse_codes(X[:50]))
+
+
+def test_psd_shrink_encoder_predicts_the_support(digits):
+    """Trained, the shrinkage encoder's nonzeros are far more often nonzeros of H* than chance.
+
+    An encoder that guesses the support (a tanh encoder, or shrinkage at its starting point) gets a
+    precision near the density of H*; the trained shrinkage encoder gets well above it.
+    """
+    X = digits.reshape(-1, 64)[:800]
+    kw = {"latent_dim": 32, "alpha": 0.5, "batch_size": 64, "random_state": 0, "verbose": 0, "validation_fraction": 0.0,
+          "encoder_activation": "shrink"}
+    for epochs, trained in ((1, False), (12, True)):
+        psd = PredictiveSparseDecomposition(max_epochs=epochs, **kw).fit(X)
+        gap, density = psd.code_gap(X), float((psd.sparse_codes(X) != 0).mean())
+        assert (gap["support_precision"] > 1.3 * density) is trained, (epochs, gap, density)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "shrink"])
@@ -283,8 +310,8 @@ def test_psd_shapes(activation, digits):
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"beta": 0.0}, r"beta must be a finite number > 0, got 0.0"),
-        ({"alpha": -1.0}, r"alpha must be a finite number >= 0"),
+        ({"beta": 0.0}, r"beta must be a finite number > 0 \(the weight of the prediction term\), got 0.0; use beta=1.0"),
+        ({"alpha": -1.0}, r"alpha must be a finite number >= 0 \(the weight of the L1 penalty\)"),
         ({"encoder_activation": "relu"}, r"unknown encoder_activation 'relu'; valid: tanh, shrink"),
         ({"transform_algorithm": "fista"}, r"unknown transform_algorithm 'fista'; valid: encoder, optimize"),
     ],

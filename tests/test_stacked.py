@@ -312,8 +312,8 @@ def test_resume_after_a_kill_during_pretraining(tmp_path: Path, monkeypatch: pyt
     calls = []
 
     class KillInLayer2(Callback):
-        def on_epoch_end(self, state: dict[str, Any]) -> None:
-            if len(calls) == 2 and state["epoch"] == 2:
+        def on_epoch_end(self, state: Any) -> None:
+            if len(calls) == 2 and state.epoch == 2:
                 raise Killed
 
     def fit_then_kill(*args: Any, **kwargs: Any) -> list[dict[str, float]]:

@@ -16,6 +16,7 @@ import aekit
 import aekit.model.base
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.engine.rundir import ModelFileError
+from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, fit_module, lr_at
 from aekit.families.autoencoder import AutoencoderModule
 from aekit.model.registry import get_family
@@ -46,9 +47,9 @@ class Recorder(Callback):
         self.weights: list[dict[str, torch.Tensor]] = []
         self.lrs: list[float] = []
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
-        self.weights.append(weights(state["module"]))
-        self.lrs.append(float(state["optimizer"].param_groups[0]["lr"]))
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.weights.append(weights(state.module))
+        self.lrs.append(float(state.optimizer.param_groups[0]["lr"]))
 
 
 @pytest.fixture
@@ -88,10 +89,10 @@ def test_early_stopping_restores_best_val_loss() -> None:
 
     class Sabotage(Callback):
         # After epoch 3, scramble the weights: validation can only get worse from there.
-        def on_epoch_end(self, state: dict[str, Any]) -> None:
-            if state["epoch"] == 3:
+        def on_epoch_end(self, state: TrainState) -> None:
+            if state.epoch == 3:
                 with torch.no_grad():
-                    for p in state["module"].parameters():
+                    for p in state.module.parameters():
                         p.add_(torch.randn_like(p) * 5)
 
     X = digits_data()
@@ -167,7 +168,8 @@ def test_resume_equals_uninterrupted(name: str, tmp_path: Path) -> None:
     # A constant learning rate: a cosine schedule depends on max_epochs, which differs between the runs.
     common = {"lr_schedule": "constant", "patience": None}
     make_tiny(info, max_epochs=2, **common).fit(X, checkpoint_dir=tmp_path, **kw)
-    assert (tmp_path / "checkpoint.safetensors").is_file() and (tmp_path / "checkpoint.json").is_file()
+    # One file: the tensors and, in its header, the loop's state (no checkpoint.json beside it).
+    assert (tmp_path / "checkpoint.safetensors").is_file() and not (tmp_path / "checkpoint.json").exists()
     resumed = make_tiny(info, max_epochs=4, **common).fit(X, checkpoint_dir=tmp_path, resume=True, **kw)
     straight = make_tiny(info, max_epochs=4, **common).fit(X, **kw)
     assert_same_weights(weights(resumed.module_), weights(straight.module_))
@@ -187,8 +189,9 @@ def test_resume_after_a_kill_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     stopping on) ends exactly where the uninterrupted run ends."""
 
     class KillAfterEpoch2(Callback):
-        def on_epoch_end(self, state: dict[str, Any]) -> None:
-            if state["epoch"] == 2:
+        # At the start of epoch 3: epoch 2's checkpoint and history are written.
+        def on_epoch_begin(self, state: TrainState) -> None:
+            if state.epoch == 2:
                 raise Killed
 
     def fit_then_kill(*args: Any, **kwargs: Any) -> list[dict[str, float]]:

@@ -1,33 +1,74 @@
-"""aekit: autoencoders from the lectures, faithful to their math, fast on a CPU or a GPU."""
+"""aekit: autoencoders from the lectures, faithful to their math, fast on a CPU or a GPU.
+
+The public names below are imported on first use (PEP 562), so ``import aekit`` and the command
+line's ``--help``, ``list`` and ``--version`` answer without importing PyTorch or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from aekit.core.lasso import sparse_coding_objective, sparse_encode
-from aekit.data.corruption import (
-    BlockOcclusion,
-    Compose,
-    Corruption,
-    GaussianNoise,
-    Grayscale,
-    MaskingNoise,
-    SaltAndPepper,
-    make_corruption,
-)
-from aekit.data.datasets import Dataset, load_dataset
-from aekit.engine.rundir import ModelFileError
-from aekit.engine.training import TrainConfig, TrainingDivergedError
-from aekit.families.autoencoder import Autoencoder
-from aekit.families.contractive import ContractiveAutoencoder
-from aekit.families.denoising import DenoisingAutoencoder
-from aekit.families.factor_analysis import FactorAnalysisAutoencoder
-from aekit.families.linear import LinearAutoencoder
-from aekit.families.psd import PredictiveSparseDecomposition
-from aekit.families.sparse import SparseAutoencoder
-from aekit.families.sparse_coding import SparseCoding
-from aekit.families.stacked import StackedAutoencoder
-from aekit.model.loading import load
-from aekit.model.registry import families as list_families
-from aekit.model.registry import get_family
+# Public name -> (module, attribute in that module). The one table both __getattr__ and __dir__ read.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),
+    "sparse_encode": ("aekit.core.lasso", "sparse_encode"),
+    "BlockOcclusion": ("aekit.data.corruption", "BlockOcclusion"),
+    "Compose": ("aekit.data.corruption", "Compose"),
+    "Corruption": ("aekit.data.corruption", "Corruption"),
+    "GaussianNoise": ("aekit.data.corruption", "GaussianNoise"),
+    "Grayscale": ("aekit.data.corruption", "Grayscale"),
+    "MaskingNoise": ("aekit.data.corruption", "MaskingNoise"),
+    "SaltAndPepper": ("aekit.data.corruption", "SaltAndPepper"),
+    "make_corruption": ("aekit.data.corruption", "make_corruption"),
+    "Dataset": ("aekit.data.datasets", "Dataset"),
+    "load_dataset": ("aekit.data.datasets", "load_dataset"),
+    "ModelFileError": ("aekit.engine.rundir", "ModelFileError"),
+    "TrainConfig": ("aekit.engine.training", "TrainConfig"),
+    "TrainingDivergedError": ("aekit.engine.training", "TrainingDivergedError"),
+    "Autoencoder": ("aekit.families.autoencoder", "Autoencoder"),
+    "ContractiveAutoencoder": ("aekit.families.contractive", "ContractiveAutoencoder"),
+    "DenoisingAutoencoder": ("aekit.families.denoising", "DenoisingAutoencoder"),
+    "FactorAnalysisAutoencoder": ("aekit.families.factor_analysis", "FactorAnalysisAutoencoder"),
+    "LinearAutoencoder": ("aekit.families.linear", "LinearAutoencoder"),
+    "PredictiveSparseDecomposition": ("aekit.families.psd", "PredictiveSparseDecomposition"),
+    "SparseAutoencoder": ("aekit.families.sparse", "SparseAutoencoder"),
+    "SparseCoding": ("aekit.families.sparse_coding", "SparseCoding"),
+    "StackedAutoencoder": ("aekit.families.stacked", "StackedAutoencoder"),
+    "load": ("aekit.model.loading", "load"),
+    "list_families": ("aekit.model.registry", "families"),
+    "get_family": ("aekit.model.registry", "get_family"),
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
+    from aekit.core.lasso import sparse_coding_objective, sparse_encode
+    from aekit.data.corruption import (
+        BlockOcclusion,
+        Compose,
+        Corruption,
+        GaussianNoise,
+        Grayscale,
+        MaskingNoise,
+        SaltAndPepper,
+        make_corruption,
+    )
+    from aekit.data.datasets import Dataset, load_dataset
+    from aekit.engine.rundir import ModelFileError
+    from aekit.engine.training import TrainConfig, TrainingDivergedError
+    from aekit.families.autoencoder import Autoencoder
+    from aekit.families.contractive import ContractiveAutoencoder
+    from aekit.families.denoising import DenoisingAutoencoder
+    from aekit.families.factor_analysis import FactorAnalysisAutoencoder
+    from aekit.families.linear import LinearAutoencoder
+    from aekit.families.psd import PredictiveSparseDecomposition
+    from aekit.families.sparse import SparseAutoencoder
+    from aekit.families.sparse_coding import SparseCoding
+    from aekit.families.stacked import StackedAutoencoder
+    from aekit.model.loading import load
+    from aekit.model.registry import families as list_families
+    from aekit.model.registry import get_family
 
 __all__ = [
     "Autoencoder",
@@ -59,3 +100,17 @@ __all__ = [
     "sparse_coding_objective",
     "sparse_encode",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'aekit' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

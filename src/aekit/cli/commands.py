@@ -22,14 +22,30 @@ from aekit.cli.common import (
 # ------------------------------------------------------------------------------ other commands
 
 
-def _cmd_list(ns: argparse.Namespace) -> int:
-    from aekit.model.registry import families
+def _check_out_file(out: Path, ns: argparse.Namespace, spec: dict[str, Any] | None) -> None:
+    """Refuse to write over one of the command's inputs, or over any existing file without --overwrite."""
+    import fnmatch
 
-    fams = families()
+    from aekit.engine.rundir import RUN_FILES
+
+    data = Path(str(spec["name"])) if spec is not None else None
+    if data is not None and data.is_file() and out.exists() and out.samefile(data):
+        raise UsageError(f"--out {out} is this command's input data; write the result to another file")
+    run = Path(ns.run)
+    if run.is_dir() and out.resolve().parent == run.resolve() and any(fnmatch.fnmatchcase(out.name, p) for p in RUN_FILES):
+        raise UsageError(f"--out {out} is a file of the run {run} itself; write the result to another file")
+    if out.exists() and not getattr(ns, "overwrite", False):
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or choose another file")
+
+
+def _cmd_list(ns: argparse.Namespace) -> int:
+    # Read from the families' source, not their modules: listing them needs no PyTorch.
+    from aekit.model.catalog import catalog
+
+    fams = catalog()
     if ns.json:
         _print_json([
-            {"name": n, "description": i.description, "capabilities": sorted(i.capabilities),
-             "estimator": i.estimator.__name__}
+            {"name": n, "description": i.description, "capabilities": sorted(i.capabilities), "estimator": i.estimator}
             for n, i in fams.items()
         ])
         return 0
@@ -45,17 +61,26 @@ def _load_run(run: str) -> Any:
     return load(run)
 
 
+def _described(ds: Any, limit: int | None) -> str:
+    """The data a command used, as a reader says it: "digits, all 1797 samples", "digits, 360 samples of the test split"."""
+    n = len(ds)
+    first = "the first " if limit is not None else ""
+    if ds.split == "all":
+        return f"{ds.name}, {first or 'all '}{n} samples"
+    return f"{ds.name}, {first}{n} samples of the {ds.split} split"
+
+
 def _cmd_evaluate(ns: argparse.Namespace) -> int:
     from aekit.report.metrics import reconstruction_metrics
 
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "test")
     ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
-    m = reconstruction_metrics(ds.X, est.reconstruct(ds.X))
+    m = reconstruction_metrics(ds.X, est.reconstruct(ds.X), images=ds.kind == "image")
     if ns.json:
         _print_json({**m, "data": ds.name, "split": ds.split})
     else:
-        _out(f"{ds.name} ({ds.split} split, {len(ds)} samples)")
+        _out(_described(ds, ns.limit))
         _out(_metrics_text({ds.split: m}))
     return 0
 
@@ -65,12 +90,13 @@ def _cmd_encode(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     Z = est.transform(ds.X)
     _write_npy(out, Z)
     if ns.json:
         _print_json({"out": str(out), "shape": list(Z.shape), "data": ds.name, "split": ds.split})
     else:
-        _out(f"wrote codes of shape {Z.shape} ({ds.name}, {ds.split} split) to {out}")
+        _out(f"wrote codes of shape {Z.shape} ({_described(ds, ns.limit)}) to {out}")
     return 0
 
 
@@ -82,33 +108,42 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
     R = est.reconstruct(ds.X)
-    m = reconstruction_metrics(ds.X, R)
+    m = reconstruction_metrics(ds.X, R, images=ds.kind == "image")
+    summary: dict[str, Any] = {"out": str(out), "shape": list(R.shape), "data": ds.name, "split": ds.split}
     if out.suffix.lower() == ".png":
-        from aekit.report.html import reconstruction_figure
+        from aekit.report.figures import reconstruction_figure, reconstruction_pairs
 
-        atomic_write_bytes(out, reconstruction_figure(
-            ds.X[: ns.n], R[: ns.n], n=ns.n, source=f"{ds.name}, {ds.split}"))
+        # The figure shows fewer pairs than asked for when the data are lines (tabular, signals): say so.
+        shown = reconstruction_pairs(ds.X, ns.n)
+        atomic_write_bytes(out, reconstruction_figure(ds.X[:shown], R[:shown], n=shown, source=_described(ds, ns.limit)))
+        summary["pairs_shown"] = shown
+        what = (f"a figure of {shown} originals beside their reconstructions" if shown > 1
+                else "a figure of 1 original beside its reconstruction")
     else:
         _write_npy(out, R)
+        what = f"reconstructions of shape {R.shape}"
     if ns.json:
-        _print_json({"out": str(out), "shape": list(R.shape), "data": ds.name, "split": ds.split, "metrics": m})
+        _print_json({**summary, "metrics": m})
     else:
-        what = f"{min(ns.n, len(ds))} pairs" if out.suffix.lower() == ".png" else f"reconstructions of shape {R.shape}"
-        _out(f"wrote {what} ({ds.name}, {ds.split} split) to {out}; sq_err_per_image {m['sq_err_per_image']:.5g}")
+        first = next(iter(m))  # the squared error per image or per sample, whichever the data are
+        _out(f"wrote {what} ({_described(ds, ns.limit)}) to {out}; {first} {m[first]:.5g} over {len(ds)} samples")
     return 0
 
 
 def _cmd_generate(ns: argparse.Namespace) -> int:
     from aekit.engine.rundir import atomic_write_bytes
-    from aekit.report.html import decoder_samples
+    from aekit.report.figures import declared_capabilities, decoder_samples
 
     out = _check_suffix(ns.out, (".npy", ".png"), "samples")
     est = _load_run(ns.run)
-    X, source = None, None
-    if not callable(getattr(est, "sample", None)):
+    X, source, spec = None, None, None
+    from_prior = "sample" in declared_capabilities(est)
+    if not from_prior:
         run = Path(ns.run)
         try:
+            # Default: the split the run was trained on (train for --data).
             spec, split = _run_data(run, ns, None)
         except UsageError:
             raise UsageError(
@@ -116,10 +151,16 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
                 "fitted to the codes of data, and this run does not record its data set; pass --data NAME_OR_PATH"
             ) from None
         ds = _load(spec, split=split, download=ns.download)
-        X, source = ds.X, f"{ds.name}, {ds.split} split"
-    S, how = decoder_samples(est, ns.n, X, seed=ns.seed, source=source)
+        X, source = ds.X, _described(ds, ns.limit)
+    elif ns.data is not None or ns.split is not None or ns.limit is not None:
+        raise UsageError(
+            f"family {est._family_name!r} samples from its own prior; --data, --split and --limit choose the data of "
+            "the Gaussian used for the other families, so leave them out"
+        )
+    _check_out_file(out, ns, spec)
+    S, how = decoder_samples(est, ns.n, X, seed=ns.seed, source=source, from_prior=from_prior)
     if out.suffix.lower() == ".png":
-        from aekit.report.html import samples_figure
+        from aekit.report.figures import samples_figure
 
         atomic_write_bytes(out, samples_figure(S))
     else:

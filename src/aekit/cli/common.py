@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import io
 import json
 import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
+# NumPy, PyTorch and scikit-learn are imported inside the functions that use them: `aekit --help`,
+# `aekit list` and `aekit --version` then answer in a fraction of a second.
 
 COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "report")
 
@@ -23,6 +26,7 @@ TRAIN_ALIASES: dict[str, str] = {
     "learning_rate": "lr",
     "device": "device",
     "random_state": "seed",
+    "threads": "threads",
 }
 # ``verbose`` is set by --quiet.
 _NOT_FLAGS = frozenset({*TRAIN_ALIASES, "verbose"})
@@ -48,11 +52,55 @@ class UsageError(Exception):
     """The command line is wrong; exit status 2."""
 
 
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a misspelled ``word`` (difflib's ratio of at least 0.6), or None."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)$")
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and never exit from inside ``parse_args``."""
+    """An ArgumentParser whose errors are one line, suggest the closest flag or choice, and never exit.
+
+    Every parser of the command line is one of these (the train command's too), so a misspelled flag,
+    command or choice gets the same "did you mean" everywhere.
+    """
 
     def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            raise self.unrecognized(message[len(prefix):].split())
+        m = _INVALID_CHOICE.search(message)
+        if m:
+            choices = [c.strip().strip("'") for c in m.group("choices").split(",")]
+            guess = did_you_mean(m.group("value"), choices)
+            if guess is not None:
+                message += f"; did you mean {guess}?"
         raise UsageError(message)
+
+    def option_strings(self) -> list[str]:
+        """Every long flag this parser accepts."""
+        return [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+
+    def unrecognized(self, extra: Sequence[str]) -> UsageError:
+        """The error for arguments this parser does not know, with the closest flag for each misspelled one."""
+        known = self.option_strings()
+        hints = []
+        for arg in extra:
+            if not arg.startswith("--"):
+                continue
+            flag = arg.split("=", 1)[0]
+            guess = did_you_mean(flag, known)
+            if guess is not None:
+                hints.append((flag, guess))
+        msg = f"unrecognized arguments: {' '.join(extra)}"
+        if len(hints) == 1:
+            msg += f"; did you mean {hints[0][1]}?"
+        elif hints:
+            msg += "; did you mean " + ", ".join(f"{g} for {f}" for f, g in hints) + "?"
+        return UsageError(msg)
 
 
 def _parser(prog: str, description: str, **kw: Any) -> _Parser:
@@ -76,8 +124,8 @@ def _jsonable(obj: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
+    if hasattr(obj, "item") and not isinstance(obj, list | tuple | dict) and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()  # a NumPy scalar
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):
@@ -86,7 +134,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _print_json(obj: Any) -> None:
-    _out(json.dumps(_jsonable(obj), indent=2, sort_keys=True))
+    # Keys in the order they were computed (metrics as training printed them), not sorted.
+    _out(json.dumps(_jsonable(obj), indent=2))
 
 
 def _tupled(v: Any) -> Any:
@@ -186,7 +235,9 @@ def _load_eval_data(spec: dict[str, Any], split: str, explicit: bool, download: 
 # --------------------------------------------------------------------------------- writing
 
 
-def _write_npy(path: Path, arr: np.ndarray) -> None:
+def _write_npy(path: Path, arr: Any) -> None:
+    import numpy as np
+
     from aekit.engine.rundir import atomic_write_bytes
 
     buf = io.BytesIO()
@@ -204,8 +255,10 @@ def _check_suffix(path: str, allowed: Sequence[str], what: str) -> Path:
 
 
 def _metrics_text(metrics: dict[str, dict[str, Any]]) -> str:
-    from aekit.report.html import _fmt
+    from aekit.report.metrics import format_value as _fmt
+    from aekit.report.metrics import ordered_metrics
 
+    metrics = ordered_metrics(metrics)
     sections = list(metrics)
     keys: list[str] = []
     for s in sections:

@@ -9,6 +9,12 @@ command line (unknown family, option or config key, invalid hyperparameter, an e
 for a failure while running (missing or invalid data, a damaged model file, diverged training).
 ``--debug`` shows the traceback instead. Progress goes to stderr and results to stdout, so
 ``aekit evaluate RUN --json > metrics.json`` captures only the JSON.
+
+Which data a command uses, one rule: commands that measure (``evaluate``, ``report``) use the test
+split, or the training data of a source without one; commands that transform data (``encode``,
+``reconstruct``) use all of it; ``generate`` fits its Gaussian to the split the run was trained on.
+``--split`` overrides each. Only what ``--help`` and ``list`` need is imported before parsing, so they
+answer without importing PyTorch.
 """
 
 
@@ -19,7 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["main"]
+from aekit import __version__
 from aekit.cli.commands import (
     _cmd_encode,
     _cmd_evaluate,
@@ -38,6 +44,14 @@ from aekit.cli.common import (
     _positive_int,
 )
 from aekit.cli.train import _cmd_demo, _cmd_train
+from aekit.model.catalog import catalog
+
+__all__ = ["main"]
+
+# The default data of each kind of command (see the module docstring), as the help texts say it.
+_MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
+_TRANSFORM_SPLIT = "all: every sample, train and test"
+_GENERATE_SPLIT = "the split the run was trained on; train with --data"
 
 # ---------------------------------------------------------------------------------------- main
 
@@ -48,6 +62,7 @@ def _main_parser() -> _Parser:
         epilog="Start with `aekit demo`; `aekit COMMAND --help` describes each command.",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--version", action="version", version=f"aekit {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_text: str, description: str | None = None, **kw: Any) -> _Parser:
@@ -75,37 +90,56 @@ def _main_parser() -> _Parser:
     # ``train`` builds its own parser once the family is known (see _cmd_train).
     add("train", "train a model of any family (`aekit train --family NAME --help` for its flags)", add_help=False)
 
-    sp = add("evaluate", "reconstruction metrics of a trained run on a data set")
+    sp = add("evaluate", "reconstruction metrics of a trained run on a data set",
+             "Reconstruction metrics of a trained run: per image and PSNR for images, per sample and per feature for "
+             "tabular data and signals. Like every command that measures, it uses the test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
-    _add_data_args(sp, split_default="test, or train for data without a test split", split_help="split to evaluate on")
+    _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to evaluate on")
     sp.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
-    sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)")
+    sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)",
+             "Write the codes of a data set as a .npy array (n_samples, latent_dim). Like every command that "
+             "transforms data, it uses all of the data set (train and test) by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
-    _add_data_args(sp, split_default="all", split_help="split to encode")
+    _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to encode")
     sp.add_argument("--out", required=True, metavar="FILE.npy", help="output file")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    sp = add("reconstruct", "write reconstructions as a .npy array or a .png of originals beside reconstructions")
+    sp = add("reconstruct", "write reconstructions as a .npy array or a .png of originals beside reconstructions",
+             "Write the reconstructions decode(encode(x)) of a data set: every one as a .npy array, or a .png of the "
+             "first originals beside their reconstructions. Like every command that transforms data, it uses all of "
+             "the data set (train and test) by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
-    _add_data_args(sp, split_default="all", split_help="split to reconstruct")
+    _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to reconstruct")
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy (all reconstructions) or .png (a figure)")
-    sp.add_argument("--n", type=_positive_int, default=10, metavar="N", help="pairs shown in a .png (default: 10)")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    sp.add_argument("--n", type=_positive_int, default=10, metavar="N",
+                    help="pairs shown in a .png: images side by side, at most 4 line plots for tabular data and signals "
+                         "(default: 10)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary with the metrics")
 
+    with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
     sp = add("generate", "sample from the decoder and write a .npy array or a .png grid",
-             "Sample from the decoder: families with a prior use their sample method; the others decode draws of a "
-             "Gaussian fitted to the codes of data (by default the run's training data, or --data).")
+             "Sample from the decoder. Families that declare the 'sample' capability ("
+             + (", ".join(with_prior) or "none yet") + ") draw from their own generative model: codes from "
+             "their prior, then the decoder (the data flags do not apply). The others have no prior: their samples "
+             "decode draws of a Gaussian N(mean, covariance) fitted to the codes of data, by default the split the "
+             "run was trained on.")
     sp.add_argument("run", metavar="RUN", help="run directory")
     sp.add_argument("--n", type=_positive_int, default=32, metavar="N", help="number of samples (default: 32)")
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy or .png")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default: 0)")
-    _add_data_args(sp, split_default="the run's training split", split_help="split whose codes the Gaussian is fitted to")
+    _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the Gaussian is fitted to")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    sp = add("report", "write report.html (figures and metrics) for a trained run")
+    sp = add("report", "write report.html (figures and metrics) for a trained run",
+             "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
+             "the test split by default; the latent map and the Gaussian for samples use the split the run was "
+             "trained on.")
     sp.add_argument("run", metavar="RUN", help="run directory")
-    _add_data_args(sp, split_default="test, or train for data without a test split", split_help="split shown")
+    _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split shown")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
     return p
 
@@ -123,17 +157,24 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> _Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]  # type: ignore[no-any-return]
+    raise AssertionError("the main parser has no commands")
+
+
 def _dispatch(argv: list[str]) -> int:
     parser = _main_parser()
     ns, extra = parser.parse_known_args(argv)
     if ns.command is None:
         if extra:
-            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+            raise parser.unrecognized(extra)
         raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see aekit --help)")
     if ns.command == "train":
         return _cmd_train(extra)
     if extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        raise _command_parser(parser, ns.command).unrecognized(extra)
     return _HANDLERS[ns.command](ns)
 
 

@@ -4,25 +4,22 @@
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aekit.cli.common import (
     _DATA_KEYS,
     _NOT_FLAGS,
     _RESUME_OK,
-    _RUN_FILES,
     DEMO_PARAMS,
     TRAIN_ALIASES,
     UsageError,
     _data_spec,
     _info,
-    _jsonable,
     _label_column,
-    _load,
     _metrics_text,
     _out,
     _Parser,
@@ -32,6 +29,9 @@ from aekit.cli.common import (
     _tupled,
 )
 from aekit.cli.flags import ParamSpec, add_family_flags, family_params
+
+if TYPE_CHECKING:
+    from aekit.workflow.train import RunResult
 
 # ---------------------------------------------------------------------------------- training
 
@@ -79,12 +79,17 @@ def _train_parser(info: Any | None) -> _Parser:
     t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N (device" + _default(info, "device") + ")")
     t.add_argument("--seed", type=int, metavar="N",
                    help="random_state: seeds initialization, batches and the split (default: a fresh seed, recorded)")
-    t.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of PyTorch (default: its choice)")
+    t.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the aekit run in --out (only the files that run lists are removed)")
     r.add_argument("--resume", nargs="?", const=True, metavar="RUN",
-                   help="continue the interrupted run RUN (or --out) from its last checkpoint")
+                   help="continue the interrupted run RUN (or --out) from its last checkpoint and complete it; "
+                        "with a larger --epochs, train a finished run further")
+    r.add_argument("--allow-data-change", action="store_true",
+                   help="with --resume: continue even though the training data changed since the run started")
     r.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -173,7 +178,7 @@ def _config_values(table: dict[str, Any], specs: list[ParamSpec], path: str) -> 
 
 
 def _cmd_train(args: list[str]) -> int:
-    from aekit.engine.rundir import CONFIG_FILE, read_json
+    from aekit.engine.rundir import run_config
 
     pre = _pre_parse(args)
     resume = getattr(pre, "resume", None)
@@ -182,33 +187,35 @@ def _cmd_train(args: list[str]) -> int:
         if run_arg is None:
             raise UsageError("--resume needs the run directory: aekit train --resume RUN")
         run = Path(run_arg)
-        if not (run / CONFIG_FILE).is_file():
-            raise UsageError(f"--resume {run}: not an aekit run directory (no {CONFIG_FILE})")
-        saved = read_json(run / CONFIG_FILE)
+        saved = run_config(run) if run_arg.strip() else None
+        if saved is None:
+            raise UsageError(f"--resume {run_arg}: not an aekit run directory (no config.json written by aekit); "
+                             "start a new run with --out instead")
         run_family = str(saved.get("family"))
         if getattr(pre, "family", run_family) != run_family:
             raise UsageError(f"--family {pre.family} does not match the run's family {run_family!r}")
         info = _family(run_family)
         ns = _train_parser(info).parse_args(args)
-        extra = sorted(k for k in vars(ns) if k not in _RESUME_OK)
+        extra = sorted(k for k in vars(ns) if k not in _RESUME_OK | {"allow_data_change", "download"})
         if extra:
             flags = ", ".join("--" + k.replace("_", "-") for k in extra)
             raise UsageError(
-                f"--resume continues the run exactly as configured in {run / CONFIG_FILE}; only --epochs, --device, "
+                f"--resume continues the run exactly as configured in {run / 'config.json'}; only --epochs, --device, "
                 f"--threads and --quiet may change, not {flags}"
             )
-        saved_params = {k: _tupled(v) for k, v in dict(saved.get("params", {})).items()}
+        valid = info.estimator().get_params(deep=False)
         if hasattr(ns, "epochs"):
-            _check_epochs(info, saved_params)
-            _set_param(info, saved_params, "max_epochs", ns.epochs, "--epochs")
-        if hasattr(ns, "device"):
-            _set_param(info, saved_params, "device", ns.device, "--device")
-        if getattr(ns, "quiet", False) and "verbose" in saved_params:
-            saved_params["verbose"] = 0
-        spec = saved.get("data")
-        if not isinstance(spec, dict) or "name" not in spec:
-            raise UsageError(f"{run / CONFIG_FILE} does not record the data set, so the run cannot be resumed")
-        return _run_training(info, saved_params, spec, run, ns, resume=True)
+            _check_epochs(info, {k: _tupled(v) for k, v in dict(saved.get("params") or {}).items() if k in valid})
+        for name, flag in (("max_epochs", "epochs"), ("device", "device")):
+            if hasattr(ns, flag) and name not in valid:
+                _set_param(info, {}, name, getattr(ns, flag), "--" + flag)
+        quiet = bool(getattr(ns, "quiet", False))
+        from aekit.workflow.train import resume_run
+
+        return _report(info, ns, lambda log: _call(lambda: resume_run(
+            run, max_epochs=getattr(ns, "epochs", None), device=getattr(ns, "device", None),
+            verbose=0 if quiet and "verbose" in valid else None, allow_data_change=bool(getattr(ns, "allow_data_change", False)),
+            download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None), log=log), run))
 
     family_name: str | None = getattr(pre, "family", None)
     table: dict[str, Any] = {}
@@ -261,7 +268,7 @@ def _cmd_train(args: list[str]) -> int:
         label_column = _label_column(label_column)
     spec = _data_spec(str(pick("data", "digits")), pick("data_dir", None), str(pick("split", "train")), limit, label_column)
     ns.download = bool(pick("download", False))
-    return _run_training(info, params, spec, Path(ns.out), ns, resume=False)
+    return _run_training(info, params, spec, ns.out, ns)
 
 
 def _family(name: str) -> Any:
@@ -283,148 +290,76 @@ def _set_param(info: Any, params: dict[str, Any], name: str, value: Any, flag: s
     params[name] = value
 
 
-def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: Path, ns: argparse.Namespace,
-                  *, resume: bool) -> int:
-    """Build, train, save, evaluate and report; the flow shared by ``train``, ``--resume`` and ``demo``."""
-    import torch
-
-    from aekit import __version__
-    from aekit.engine.rundir import (
-        CHECKPOINT_FILE,
-        CHECKPOINT_META,
-        CONFIG_FILE,
-        FORMAT,
-        check_out_dir,
-        is_run_dir,
-        read_json,
-        write_json,
-    )
-
-    quiet = bool(getattr(ns, "quiet", False))
-    as_json = bool(getattr(ns, "json", False))
-    overwrite = bool(getattr(ns, "overwrite", False))
-    if hasattr(ns, "threads"):
-        torch.set_num_threads(ns.threads)
+def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: str, ns: argparse.Namespace) -> int:
+    """Check the parameters (a usage error), then train the run end to end and print the result."""
     try:
         est = info.estimator(**params)
         est._validate_params()
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if not resume and "random_state" in est.get_params(deep=False) and est.random_state is None:
-        # A fixed seed is recorded so --resume rebuilds the same validation split and batch order.
-        est.set_params(random_state=secrets.randbelow(2**31 - 1))
-    if not resume and out.exists() and is_run_dir(out) and not overwrite:
-        try:
-            check_out_dir(out, False)
-        except FileExistsError as exc:
-            raise UsageError(str(exc)) from None
+    from aekit.workflow.train import train_run
 
-    ds = _load(spec, download=bool(getattr(ns, "download", False)))
-    y = ds.y if "labels" in info.capabilities else None
+    return _report(info, ns, lambda log: _call(lambda: train_run(
+        info.name, params, spec, out, overwrite=bool(getattr(ns, "overwrite", False)),
+        download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None), log=log), Path(out)))
+
+
+def _call(fn: Callable[[], RunResult], out: Path) -> RunResult | int:
+    """Run ``fn``; refusals become usage errors naming flags; Ctrl-C says how to continue."""
+    from aekit.engine.rundir import HISTORY_FILE, RunDirError, run_config
+
     try:
-        out = check_out_dir(out, overwrite or resume)
-    except (FileExistsError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-
-    has_checkpoint = (out / CHECKPOINT_FILE).is_file()
-    if resume and not has_checkpoint:
-        if (out / "model.safetensors").is_file():
-            raise UsageError(f"{out} has finished training (it holds model.safetensors and no checkpoint); "
-                             "nothing to resume. Train a new run, or pass --overwrite to train this one again")
-        _info(f"aekit: {out} has no checkpoint yet (stopped during its first epoch); training from the start", quiet)
-    if not resume and overwrite:
-        for name in _RUN_FILES:  # a replaced run must not keep files of the model it replaces
-            (out / name).unlink(missing_ok=True)
-    config = {
-        "format": FORMAT, "aekit_version": __version__, "family": info.name, "params": est.get_params(deep=False),
-        "data": spec, "status": "training",
-    }
-    if resume:
-        config = {**read_json(out / CONFIG_FILE), "params": est.get_params(deep=False), "status": "training"}
-    write_json(out / CONFIG_FILE, config)
-
-    _info(f"aekit: training {info.name} on {ds.name} ({ds.split}, {len(ds)} samples of shape "
-          f"{'x'.join(map(str, ds.sample_shape))}) into {out}" + (" (resuming)" if resume else ""), quiet)
-    t0 = time.perf_counter()
-    try:
-        est.fit(ds.X, y, checkpoint_dir=out, resume=resume and has_checkpoint)
+        return fn()
+    except RunDirError as exc:
+        raise UsageError(exc.cli_message()) from None
     except KeyboardInterrupt:
-        if (out / CHECKPOINT_FILE).is_file():
-            epoch = read_json(out / CHECKPOINT_META).get("epoch", "?") if (out / CHECKPOINT_META).is_file() else "?"
-            msg = f"interrupted; the checkpoint after epoch {epoch} is kept in {out}. Continue with: aekit train --resume {out}"
+        if run_config(out) is not None:
+            rows = max(0, len((out / HISTORY_FILE).read_text().splitlines()) - 1) if (out / HISTORY_FILE).is_file() else 0
+            kept = f"{rows} epoch{'s' if rows != 1 else ''} of training are kept" if rows else "the run is kept"
+            msg = f"interrupted; {kept} in {out}. Continue with: aekit train --resume {out}"
         else:
-            msg = "interrupted before the first checkpoint; run the same command again with --overwrite to start over"
+            msg = "interrupted before the run was started; run the same command again"
         print(f"aekit: {msg}", file=sys.stderr, flush=True)
         return 130
-    wall = time.perf_counter() - t0
-    history = list(getattr(est, "history_", None) or [])
-    seconds = sum(float(r.get("seconds", 0.0)) for r in history) if any("seconds" in r for r in history) else wall
-    est.save(out, overwrite=True, extra={"data": spec, "status": "done", "train_seconds": round(seconds, 3)})
-    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    (out / CHECKPOINT_META).unlink(missing_ok=True)
-    epochs = len(history)
+
+
+def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], None]], RunResult | int]) -> int:
+    quiet = bool(getattr(ns, "quiet", False))
+    result = go(lambda line: _info(f"aekit: {line}", quiet))
+    if isinstance(result, int):
+        return result
+    est = result.estimator
+    # Epochs by stage, as the family declares them; a family not trained by epochs was "fitted".
     stages = est.epochs_by_stage() if type(est).epochs(est.get_params(deep=False)).applies else []
     if stages:
         trained = ", ".join(f"{n} epochs of {name}" for name, n in stages) if len(stages) > 1 else f"{stages[0][1]} epochs"
-        _info(f"aekit: trained {trained} in {seconds:.1f} s", quiet)
+        _info(f"aekit: trained {trained} in {result.train_seconds:.1f} s", quiet)
     else:
-        _info(f"aekit: fitted in {seconds:.1f} s", quiet)
-
-    metrics, test_ds = _evaluate_run(est, ds, spec)
-    write_json(out / "metrics.json", _jsonable(metrics))
-    from aekit.report.html import write_report
-
-    report = write_report(est, test_ds if test_ds is not None else ds, out, metrics=metrics, train_dataset=ds)
-    result = {
-        "run_dir": str(out.resolve()), "family": info.name, "epochs": epochs, "epochs_by_stage": dict(stages),
-        "train_seconds": seconds,
-        "metrics": metrics, "report": str(report.resolve()),
-    }
-    if as_json:
-        _print_json(result)
+        _info(f"aekit: fitted in {result.train_seconds:.1f} s", quiet)
+    if getattr(ns, "json", False):
+        _print_json({
+            "run_dir": str(result.run_dir.resolve()), "family": result.family, "epochs": result.epochs,
+            "epochs_by_stage": dict(stages), "train_seconds": result.train_seconds, "metrics": result.metrics,
+            "report": str(result.report.resolve()),
+        })
     else:
-        _out(_metrics_text(metrics))
-        _out(f"run directory: {out.resolve()}")
-        _out(f"report: {report.resolve()}")
+        _out(_metrics_text(result.metrics))
+        _out(f"run directory: {result.run_dir.resolve()}")
+        _out(f"report: {result.report.resolve()}")
     return 0
 
 
-def _evaluate_run(est: Any, ds: Any, spec: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], Any]:
-    """Metrics on the training data and, when the source has one, on its test split (same --limit)."""
-    from aekit.report.metrics import reconstruction_metrics
-
-    metrics = {ds.split: reconstruction_metrics(ds.X, est.reconstruct(ds.X))}
-    test_ds = None
-    if ds.split == "train":
-        try:
-            test_ds = _load(spec, split="test")
-        except (ValueError, OSError):
-            test_ds = None  # a source without a test split: train metrics only
-        if test_ds is not None:
-            metrics["test"] = reconstruction_metrics(test_ds.X, est.reconstruct(test_ds.X))
-    return metrics, test_ds
-
-
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    import torch
-
     from aekit.model.registry import get_family
 
     info = get_family("autoencoder")
-    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1)
+    params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1, threads=ns.threads)
     spec = _data_spec("digits", None, "train", None, None)
-    threads = torch.get_num_threads()
-    # The demo network is tiny: with several threads, synchronizing them costs more than the work,
-    # and on a busy machine several times more.
-    torch.set_num_threads(ns.threads)
     t0 = time.perf_counter()
-    try:
-        code = _run_training(info, params, spec, Path(ns.out), ns, resume=False)
-    finally:
-        torch.set_num_threads(threads)
+    # The demo network is tiny: with several threads, synchronizing them costs more than the work,
+    # and on a busy machine several times more (ns.threads defaults to 1).
+    code = _run_training(info, params, spec, ns.out, ns)
     if code == 0 and not ns.json:
         _info(f"aekit: demo finished in {time.perf_counter() - t0:.0f} s. Open the report in a browser; then try "
               "another family, e.g. `aekit train --family denoising --data digits --latent-dim 2 --out runs/dae`", ns.quiet)
     return code
-
-

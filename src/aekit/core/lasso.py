@@ -9,15 +9,19 @@ coding algorithms", NIPS 2007), run for all samples at once, or by FISTA (A. Bec
 SIAM J. Imaging Sciences 2, 2009) and ISTA. The 0.5 and the row convention are scikit-learn's, so
 objectives compare number for number with ``sklearn.decomposition.sparse_encode``.
 
-As in scikit-learn, a validated public function (:func:`sparse_encode`) sits over private cores
-(:func:`_exact_lasso` and the proximal-gradient solvers) that internal callers use without re-checking.
+As in scikit-learn, a validated public function (:func:`sparse_encode`) sits over an unchecked core
+(:func:`lasso_core`, as scikit-learn's ``_sparse_encode`` sits under its ``sparse_encode``) that internal
+callers (the sparse-coding and predictive-sparse-decomposition families) use without re-checking, with the
+pieces those families share: :func:`unit_rows`, :func:`init_dictionary` and :func:`lipschitz`. The
+declarations :data:`Alpha`, :data:`Tol` and :data:`MaxIter` are those the families declare their
+parameters with, so :func:`sparse_encode` and the estimators refuse a bad value in the same words.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -25,8 +29,36 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from aekit.core.devices import resolve_device
+from aekit.core.params import Explain, Interval, check_value
 
-ALGORITHMS = ("feature-sign", "fista", "ista")
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "Alpha",
+    "MaxIter",
+    "Tol",
+    "init_dictionary",
+    "lasso_core",
+    "lipschitz",
+    "sparse_coding_objective",
+    "sparse_encode",
+    "unit_rows",
+]
+
+#: The solvers of :func:`sparse_encode`.
+Algorithm = Literal["feature-sign", "fista", "ista"]
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+
+#: The weight of the L1 penalty, as :func:`sparse_encode` and the sparse-coding families declare it.
+Alpha = Annotated[
+    float,
+    Interval(0),
+    Explain("the weight of the L1 penalty", "use alpha=0 for least-squares codes or a positive value for sparse codes"),
+]
+#: The stopping tolerance of FISTA and ISTA (and of the FISTA fallback of feature-sign search).
+Tol = Annotated[float, Interval(0), Explain("", "e.g. 1e-4, or 0 to iterate until the codes stop changing")]
+#: The most steps of feature-sign search, or iterations of FISTA and ISTA.
+MaxIter = Annotated[int, Interval(1)]
 # How often the stopping rule is checked: each check moves a few numbers to the host (a GPU sync).
 _CHECK_EVERY = 10
 # Supports larger than this are not polished (the batched solve would need (rows, m, m) memory).
@@ -37,8 +69,11 @@ _POLISH_CHUNK = 512
 # ---------------------------------------------------------------------------------- the solvers
 
 
-def _lipschitz(gram: Tensor) -> float:
-    """Largest eigenvalue of the symmetric PSD ``gram`` (K, K): the Lipschitz constant of the gradient."""
+def lipschitz(gram: Tensor) -> float:
+    """Largest eigenvalue of the symmetric PSD ``gram`` (K, K): the Lipschitz constant of the gradient.
+
+    For ``gram = D D^T`` it bounds the step size of ISTA and FISTA on the lasso over ``D``. No checks.
+    """
     return max(float(torch.linalg.eigvalsh(gram)[-1]), torch.finfo(gram.dtype).tiny)
 
 
@@ -217,7 +252,7 @@ def _lasso(
     (Gram form for K <= 2F, factored form otherwise; see :func:`_prox_grad`).
     """
     gram = D @ D.t()  # (K, K)
-    L = _lipschitz(gram) + beta
+    L = lipschitz(gram) + beta
     B = X @ D.t()  # (N, K)
     if beta:
         gram = gram + beta * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
@@ -767,7 +802,7 @@ def _compact(sets: list[_ActiveSet], K: int) -> list[_ActiveSet]:
     return out
 
 
-def _exact_lasso(
+def lasso_core(
     X: Tensor,
     D: Tensor,
     alpha: float,
@@ -777,12 +812,38 @@ def _exact_lasso(
     beta: float = 0.0,
     prior: Tensor | None = None,
 ) -> Tensor:
-    """Codes (N, K) minimizing ``0.5 ||x - h D||^2 + alpha ||h||_1 + 0.5 beta ||h - prior||^2`` per row; no checks.
+    """Exact codes minimizing ``0.5 ||x - h D||^2 + alpha ||h||_1 + 0.5 beta ||h - prior||^2``, row by row.
 
-    Feature-sign search (:func:`_feature_sign`) in float64 whatever the dtype of ``X`` (float32 data
-    get the float64 solution rounded, the same for a row whatever batch it comes in). The rare rows
-    whose support meets nearly dependent atoms are finished by FISTA (``tol``) from where the search
-    stopped.
+    The unchecked core of :func:`sparse_encode` (``algorithm="feature-sign"``), for internal callers
+    that have validated their arguments: nothing is checked or converted here, so the caller makes sure
+    that ``X`` and ``D`` are finite tensors on one device, ``alpha >= 0``, ``max_iter >= 1``,
+    ``tol >= 0``, and that ``prior`` (when ``beta > 0``) has the codes' shape. The extra term
+    ``0.5 beta ||h - prior||^2`` is the prediction term of predictive sparse decomposition; with
+    ``beta = 0`` this is the lasso of :func:`sparse_encode`.
+
+    Feature-sign search runs in float64 whatever the dtype of ``X`` (float32 data get the float64
+    solution rounded, the same for a row whatever batch it comes in). The rare rows whose support
+    meets nearly dependent atoms are finished by FISTA (``tol``) from where the search stopped.
+
+    Parameters
+    ----------
+    X : Tensor, (N, n_features)
+    D : Tensor, (K, n_features)
+        The dictionary, atoms as rows.
+    alpha : float
+        Weight of the L1 penalty.
+    max_iter : int
+        Most feature-sign steps (and FISTA iterations of the fallback).
+    tol : float
+        Stopping tolerance of the FISTA fallback.
+    beta : float
+        Weight of the pull toward ``prior``; 0 turns it off.
+    prior : Tensor, (N, K), optional
+        The codes the extra term pulls toward (used only when ``beta > 0``).
+
+    Returns
+    -------
+    Tensor, (N, K), of the dtype of ``X``.
     """
     Xd, Dd = X.double(), D.double()
     gram = Dd @ Dd.t()  # (K, K)
@@ -793,7 +854,7 @@ def _exact_lasso(
     H, failed, _ = _feature_sign(gram, B, alpha, max_iter, D=Dd, beta=beta)
     if bool(failed.any()):
         rows = torch.nonzero(failed).flatten()
-        L = _lipschitz(gram)
+        L = lipschitz(gram)
         factors = (Dd, Xd[rows], float(beta)) if 2 * D.shape[1] < D.shape[0] else None
         H[rows] = _prox_grad(gram, B[rows], L, alpha, max_iter, tol, H[rows], True, True, factors)[0]
     return H.to(X.dtype)
@@ -801,7 +862,7 @@ def _exact_lasso(
 
 def _feature_sign_codes(X: Tensor, D: Tensor, alpha: float, max_iter: int, tol: float, init: Tensor | None) -> Tensor:
     """Exact sparse codes (N, K) of ``X`` on ``D`` by feature-sign search (which needs no ``init``); no checks."""
-    return _exact_lasso(X, D, alpha, max_iter, tol)
+    return lasso_core(X, D, alpha, max_iter, tol)
 
 
 _SOLVERS = {"feature-sign": _feature_sign_codes, "fista": _fista, "ista": _ista}
@@ -826,31 +887,6 @@ def _as_matrix(A: Any, name: str, shape_hint: str) -> np.ndarray:
         bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name} contains NaN or infinity ({bad} values); drop or impute those values first")
     return arr
-
-
-def _check_alpha(alpha: Any) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number >= 0, got {alpha!r}") from None
-    if isinstance(alpha, bool) or not (a >= 0 and math.isfinite(a)):
-        raise ValueError(
-            f"alpha must be a finite number >= 0, got {alpha!r}; use alpha=0 for least-squares codes or a "
-            "positive value for sparse codes"
-        )
-    return a
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_tol(tol: Any) -> float:
-    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating | np.integer) or not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}; e.g. 1e-4, or 0 to iterate until codes stop changing")
-    return float(tol)
 
 
 # --------------------------------------------------------------------------------- public API
@@ -938,11 +974,11 @@ def sparse_encode(
             f"dictionary has {Da.shape[1]} features (shape {Da.shape}), but X has {Xa.shape[1]}; the dictionary "
             f"must have shape (n_components, {Xa.shape[1]}) with one atom per row (transpose it if atoms are columns)"
         )
-    a = _check_alpha(alpha)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
-    n_iter = _check_positive_int("max_iter", max_iter)
-    t = _check_tol(tol)
+    check_value("alpha", alpha, Alpha)
+    check_value("algorithm", algorithm, Algorithm)
+    check_value("max_iter", max_iter, MaxIter)
+    check_value("tol", tol, Tol)
+    a, n_iter, t = float(alpha), int(max_iter), float(tol)
     dtype = torch.float64 if np.float64 in (Xa.dtype, Da.dtype) else torch.float32
     dev = resolve_device(device)
     init_t = None
@@ -966,21 +1002,24 @@ def sparse_coding_objective(X: Any, dictionary: Any, codes: Any, alpha: float) -
     Xa = np.asarray(X, dtype=np.float64)
     Da = np.asarray(dictionary, dtype=np.float64)
     Ha = np.asarray(codes, dtype=np.float64)
-    a = _check_alpha(alpha)
-    return 0.5 * ((Xa - Ha @ Da) ** 2).sum(axis=1) + a * np.abs(Ha).sum(axis=1)
+    check_value("alpha", alpha, Alpha)
+    return 0.5 * ((Xa - Ha @ Da) ** 2).sum(axis=1) + float(alpha) * np.abs(Ha).sum(axis=1)
 
 
 # ------------------------------------------------------------------------- dictionaries
 
 
 
-def _unit_rows(D: Tensor) -> Tensor:
-    """Rows of ``D`` scaled to unit L2 norm (a zero row stays zero)."""
+def unit_rows(D: Tensor) -> Tensor:
+    """Rows of ``D`` (K, n_features) scaled to unit L2 norm (a zero row stays zero); the atoms' constraint."""
     return D / D.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def _init_dictionary(X: Tensor, n_components: int, generator: torch.Generator) -> Tensor:
+def init_dictionary(X: Tensor, n_components: int, generator: torch.Generator) -> Tensor:
     """Atoms from randomly drawn samples plus a little noise, unit norm, (K, n_features).
+
+    ``X`` (N, n_features) is the training data; every draw comes from ``generator``, so the caller's
+    global random state is left alone. No checks.
 
     Data samples start the atoms where the data are, so no atom starts unused; the noise breaks ties
     when samples repeat (K > N).
@@ -993,6 +1032,6 @@ def _init_dictionary(X: Tensor, n_components: int, generator: torch.Generator) -
     noise = torch.randn(n_components, d, generator=generator).to(X)
     atoms = X[idx.to(X.device)]
     scale = atoms.norm(dim=1, keepdim=True).clamp_min(1e-3) / math.sqrt(d)
-    return _unit_rows(atoms + 0.01 * scale * noise)
+    return unit_rows(atoms + 0.01 * scale * noise)
 
 

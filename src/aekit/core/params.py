@@ -38,6 +38,7 @@ __all__ = [
     "describe",
     "describe_default",
     "field_types",
+    "members",
     "parse_text",
 ]
 
@@ -115,13 +116,13 @@ def _is_union(tp: Any) -> bool:
     return get_origin(tp) in (Union, types.UnionType)
 
 
-def _members(tp: Any) -> list[tuple[Any, tuple[Any, ...]]]:
+def members(tp: Any) -> list[tuple[Any, tuple[Any, ...]]]:
     """The alternatives of a type, each with the metadata that applies to it (outer metadata is inherited)."""
     base, meta = _split(tp)
     if _is_union(base):
         out: list[tuple[Any, tuple[Any, ...]]] = []
         for arg in get_args(base):
-            for b, m in _members(arg):
+            for b, m in members(arg):
                 out.append((b, meta + m))
         return out
     if get_origin(base) is Literal:
@@ -130,7 +131,7 @@ def _members(tp: Any) -> list[tuple[Any, tuple[Any, ...]]]:
 
 
 def _meta(tp: Any, kind: type) -> Any:
-    for _, meta in _members(tp):
+    for _, meta in members(tp):
         for m in meta:
             if isinstance(m, kind):
                 return m
@@ -145,7 +146,7 @@ def auto_rule(tp: Any) -> Auto | None:
 def choices(tp: Any) -> list[Any] | None:
     """The values of a field that accepts only literals (and perhaps None), else None."""
     vals: list[Any] = []
-    for base, _ in _members(tp):
+    for base, _ in members(tp):
         if get_origin(base) is Literal:
             vals.append(get_args(base)[0])
         elif base is type(None):
@@ -189,9 +190,9 @@ def _accepts(value: Any, base: Any, meta: tuple[Any, ...]) -> bool:
         if not isinstance(value, tuple | list):
             return False
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(any(_accepts(v, b, meta + m) for b, m in _members(args[0])) for v in value)
+            return all(any(_accepts(v, b, meta + m) for b, m in members(args[0])) for v in value)
         return len(value) == len(args) and all(
-            any(_accepts(v, b, m) for b, m in _members(a)) for v, a in zip(value, args)
+            any(_accepts(v, b, m) for b, m in members(a)) for v, a in zip(value, args)
         )
     if base is Any or base is object:
         return True
@@ -211,7 +212,7 @@ def describe(tp: Any) -> str:
     """What a field accepts, in words: ``an integer >= 1``, ``a finite number in (0, 1)``, ``'auto'``."""
     parts: list[str] = []
     lits: list[Any] = []
-    for base, meta in _members(tp):
+    for base, meta in members(tp):
         if get_origin(base) is Literal:
             lits.append(get_args(base)[0])
             continue
@@ -255,7 +256,7 @@ def _plural(desc: str) -> str:
 
 def check_value(name: str, value: Any, tp: Any) -> None:
     """Raise a ValueError naming ``name``, the rule and the way out when ``value`` does not fit ``tp``."""
-    if any(_accepts(value, base, meta) for base, meta in _members(tp)):
+    if any(_accepts(value, base, meta) for base, meta in members(tp)):
         return
     explain = _meta(tp, Explain)
     meaning = f" ({explain.meaning})" if explain is not None and explain.meaning else ""
@@ -266,7 +267,7 @@ def check_value(name: str, value: Any, tp: Any) -> None:
         raise ValueError(f"unknown {name} {value!r}{meaning}; valid: {valid}{fix}")
     # A value of the right kind but out of range is told the rule of its kind only ("an integer >= 1"),
     # not every alternative of the field ("an integer >= 1, or 'auto'").
-    same_kind = [(b, m) for b, m in _members(tp) if get_origin(b) is not Literal and _same_kind(value, b)]
+    same_kind = [(b, m) for b, m in members(tp) if get_origin(b) is not Literal and _same_kind(value, b)]
     rule = "; ".join(_describe_one(b, m) for b, m in same_kind) if same_kind else describe(tp)
     raise ValueError(f"{name} must be {rule}{meaning}, got {value!r}{fix}")
 
@@ -278,13 +279,13 @@ def parse_text(text: str, tp: Any) -> Any:
     """Read a command-line or TOML string as a value of ``tp``; ValueError says what was expected."""
     raw = text.strip()
     candidates: list[Any] = []
-    for base, _ in _members(tp):
+    for base, _ in members(tp):
         try:
             candidates.append(_parse_one(raw, base))
         except ValueError:
             continue
     for c in candidates:
-        if any(_accepts(c, b, m) for b, m in _members(tp)):
+        if any(_accepts(c, b, m) for b, m in members(tp)):
             return c
     if candidates:
         return candidates[0]  # parsed but out of range: check_value says why, with the parameter's name
@@ -334,7 +335,7 @@ def metavar(tp: Any) -> str:
     if opts is not None:
         return "{" + ",".join("none" if o is None else str(o) for o in opts) + "}"
     names = []
-    for base, _ in _members(tp):
+    for base, _ in members(tp):
         if get_origin(base) is Literal or base is type(None):
             continue
         if get_origin(base) is tuple:
@@ -364,5 +365,5 @@ def is_switch(tp: Any) -> bool:
 
 
 def accepts_none(tp: Any) -> bool:
-    return any(base is type(None) for base, _ in _members(tp))
+    return any(base is type(None) for base, _ in members(tp))
 

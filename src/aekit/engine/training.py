@@ -1,9 +1,11 @@
 """The one training loop every gradient-trained family uses.
 
 Nothing in this file knows about any family. A model brings ``forward(x) -> AEOutput`` and
-``loss(x, out) -> LossOutput`` (``loss(x, out, y)`` when it sets ``uses_labels``) and, if it needs one,
-an ``after_step()`` hook (e.g. to renormalize dictionary atoms). Corruption for denoising is passed
-in as a callable applied to each batch afresh.
+``loss(x, out) -> LossOutput`` (``loss(x, out, y)`` when it sets ``uses_labels``) and, if it needs them,
+an ``after_step()`` hook (e.g. to renormalize dictionary atoms) and ``param_groups() -> list[dict]``
+(optimizer parameter groups in torch's format, each with its own ``lr`` and ``weight_decay``).
+Corruption for denoising is passed in as a callable applied to each batch afresh; anything that
+changes during training (a loss weight annealed by epoch or step) is a :class:`Callback`.
 
 Speed: the data set lives on the training device as one tensor and batches are drawn by indexing
 (no DataLoader, no per-batch Python collation); Adam is the fused implementation where the
@@ -18,8 +20,9 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +33,9 @@ from torch import Tensor, nn
 from aekit.core.devices import resolve_device
 from aekit.core.outputs import LossOutput
 from aekit.core.params import Interval, check_value, field_types
+from aekit.engine.checkpoint import load_checkpoint, save_checkpoint
 from aekit.engine.rundir import write_history_csv
+from aekit.engine.state import TrainState
 
 
 class TrainingDivergedError(RuntimeError):
@@ -56,6 +61,10 @@ class TrainConfig:
     random_state: int | np.random.RandomState | None = None
     verbose: Annotated[int, Interval(0)] = 1  # 0: silent; 1: a progress bar on a terminal
     cuda_graph: bool = True  # on CUDA, capture the whole step as one CUDA graph (several times faster)
+    # Why not torch's default: on 2 cores beside a busy process, the denoising autoencoder on digits
+    # trained in 44 s with it against 1.2 s with one thread; threads pay only for large matrices on free
+    # cores, and a resumed run keeps the count it recorded (float sums may depend on it).
+    threads: Annotated[int, Interval(0)] = 0  # CPU threads while training; 0: chosen from the work (1 for a small model or busy cores, at most 4)
 
     def validate(self) -> None:
         """Check every field against its declared type, and the device."""
@@ -68,53 +77,81 @@ class TrainConfig:
 
 
 class Callback:
-    """Hooks called by :func:`fit_module`; ``state`` holds epoch, history, module and the stop flag."""
+    """Hooks called by :func:`fit_module` with the loop's :class:`~aekit.engine.state.TrainState`.
 
-    def on_train_begin(self, state: dict[str, Any]) -> None: ...
+    ``on_train_begin`` runs once (after a resumed run's checkpoint is loaded); then, per epoch,
+    ``on_epoch_begin`` (the epoch's learning rate is set), ``on_step_end`` after every optimizer step
+    (``state.step`` already counts it) and ``on_epoch_end`` (the epoch's history row is appended);
+    ``on_train_end`` runs once, also when training fails. The progress bar and early stopping run
+    first, then the caller's callbacks in the order given, then the checkpoint and ``history.csv``
+    writers, so that what is saved includes what every callback did in the epoch. A family's callback
+    should not depend on the order of the others.
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None: ...
+    A loss weight that changes during training (a KL weight warmed up by epoch or by step) is held by
+    the module as a tensor buffer (``self.register_buffer("beta", torch.tensor(0.0))``) and changed in
+    place (``state.module.beta.fill_(w)``) from ``on_epoch_begin`` or ``on_step_end``. In place is
+    required: on CUDA the loop captures the step once as a CUDA graph and replays it, so a Python float
+    read by ``loss`` is frozen at its value at capture, and a tensor assigned anew is never read by the
+    graph, while an in-place change of the captured buffer is read by every replay (the eager path
+    reads it the same way). Being a buffer, the weight is saved in checkpoints, so a resumed run
+    continues with the weight it had.
+    """
 
-    def on_train_end(self, state: dict[str, Any]) -> None: ...
+    def on_train_begin(self, state: TrainState) -> None: ...
+
+    def on_epoch_begin(self, state: TrainState) -> None: ...
+
+    def on_step_end(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState) -> None: ...
+
+    def on_train_end(self, state: TrainState) -> None: ...
 
 
 class CSVLogger(Callback):
-    """Rewrites ``history.csv`` after every epoch (atomically), so a killed run keeps its history."""
+    """Rewrites ``history.csv`` after every epoch (atomically), so a killed run keeps its history.
+
+    It is written after the checkpoint, so a kill in between leaves it one row short; a resumed run
+    rewrites it from the checkpoint's history, which is the truth.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
-        write_history_csv(self.path, state["history"])
+    def on_train_begin(self, state: TrainState) -> None:
+        if state.history:
+            write_history_csv(self.path, state.history)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        write_history_csv(self.path, state.history)
 
 
 class EarlyStopping(Callback):
     """Stops when the validation loss has not improved for ``patience`` epochs; keeps the best weights."""
 
-    def __init__(self, patience: int | None, min_delta: float = 0.0) -> None:
-        self.patience, self.min_delta = patience, min_delta
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
-        val = state["history"][-1].get("val_loss")
+    def on_epoch_end(self, state: TrainState) -> None:
+        val = state.history[-1].get("val_loss")
         if val is None:
             return
-        if val < state["best_val"] - self.min_delta:
-            state["best_val"], state["best_epoch"], state["bad_epochs"] = val, state["epoch"], 0
-            state["best_state"] = _snapshot(state["module"])
+        if val < state.best_val:
+            state.best_val, state.best_epoch, state.bad_epochs = val, state.epoch, 0
+            state.best_state = _snapshot(state.module)
         else:
-            state["bad_epochs"] += 1
-            if self.patience is not None and state["bad_epochs"] >= self.patience:
-                state["stop"] = True
+            state.bad_epochs += 1
+            if self.patience is not None and state.bad_epochs >= self.patience:
+                state.stop = True
 
 
 class Checkpointer(Callback):
-    """Writes model, optimizer, RNG and loop state after every epoch, atomically, for ``--resume``."""
+    """Writes model, optimizer, RNG and loop state after every epoch, as one atomic file, for ``--resume``."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.dir = Path(directory)
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
-        from aekit.engine.checkpoint import save_checkpoint
-
+    def on_epoch_end(self, state: TrainState) -> None:
         save_checkpoint(self.dir, state)
 
 
@@ -126,25 +163,25 @@ class ProgressBar(Callback):
         self.total = total_steps
         self.bar: Any = None
 
-    def on_train_begin(self, state: dict[str, Any]) -> None:
+    def on_train_begin(self, state: TrainState) -> None:
         if self.enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, initial=state["step"], unit="step", dynamic_ncols=True, leave=False)
+            self.bar = tqdm(total=self.total, initial=state.step, unit="step", dynamic_ncols=True, leave=False)
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def on_epoch_end(self, state: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.bar is not None:
-            row = state["history"][-1]
+            row = state.history[-1]
             post = {"epoch": row["epoch"], "loss": f"{row['loss']:.4g}", "samples/s": f"{row['samples_per_s']:.0f}"}
             if "val_loss" in row:
                 post["val"] = f"{row['val_loss']:.4g}"
             self.bar.set_postfix(post)
 
-    def on_train_end(self, state: dict[str, Any]) -> None:
+    def on_train_end(self, state: TrainState) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -156,28 +193,139 @@ def _snapshot(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def lr_at(config: TrainConfig, epoch: int) -> float:
+def _scheduled(base_lr: float, config: TrainConfig, epoch: int) -> float:
     if config.lr_schedule == "cosine":
-        return 0.5 * config.learning_rate * (1 + math.cos(math.pi * epoch / config.max_epochs))
-    return config.learning_rate
+        return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / config.max_epochs))
+    return base_lr
 
 
-def _make_optimizer(params: list[nn.Parameter], config: TrainConfig, device: torch.device, capturable: bool) -> torch.optim.Optimizer:
+def lr_at(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based); a parameter group's own lr is scaled alike."""
+    return _scheduled(config.learning_rate, config, epoch)
+
+
+def _param_groups(module: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The module's ``param_groups()`` (torch's format), checked, each with its base lr as ``initial_lr``."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    declared = getattr(module, "param_groups", None)
+    if not callable(declared):
+        return [{"params": trainable, "initial_lr": config.learning_rate}]
+    name = f"{type(module).__name__}.param_groups()"
+    groups: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, g in enumerate(declared()):
+        if not isinstance(g, dict) or "params" not in g:
+            raise ValueError(f"{name}[{i}] is {g!r}; each group is a dict with 'params' and optionally 'lr' and 'weight_decay'")
+        group = {**g, "params": list(g["params"])}
+        lr = group.pop("lr", config.learning_rate)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not (lr >= 0 and math.isfinite(lr)):
+            raise ValueError(f"{name}[{i}] has lr {lr!r}; a group's lr must be a number >= 0 (0 freezes the group)")
+        group["initial_lr"] = float(lr)
+        seen |= {id(p) for p in group["params"]}
+        groups.append(group)
+    left_out = sum(id(p) not in seen for p in trainable)
+    if left_out:
+        raise ValueError(
+            f"{name} leaves {left_out} trainable parameter tensor(s) out of every group; put each parameter with "
+            "requires_grad in one group (a group with lr 0 freezes its parameters)"
+        )
+    return groups
+
+
+def _make_optimizer(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device, capturable: bool) -> torch.optim.Optimizer:
+    for g in groups:
+        # A CUDA graph reads the learning rate from a tensor, changed in place by the schedule.
+        g["lr"] = torch.tensor(g["initial_lr"], device=device) if capturable else g["initial_lr"]
     kwargs: dict[str, Any] = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
     if capturable:
         kwargs.update(capturable=True, lr=torch.tensor(config.learning_rate, device=device))
     try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(params, foreach=True, **kwargs)
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+def _set_lr(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None:
     for group in opt.param_groups:
+        lr = _scheduled(group["initial_lr"], config, epoch)
         if isinstance(group["lr"], Tensor):
             group["lr"].fill_(lr)
         else:
             group["lr"] = lr
+
+
+# Forward FLOPs of one batch below which one thread trains fastest (benchmarks/bench_threads.py: the
+# default digits net, 2.7e7 at batch 128, trained up to 10x slower on two threads than on one on a shared
+# 2-core machine, and never clearly faster).
+_SMALL_WORK_FLOPS = 1e8
+_MAX_AUTO_THREADS = 4  # beyond 4, these models gain little and a shared machine loses much
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _busy_elsewhere() -> int:
+    """Tasks running on the machine besides this one, now (Linux), else the 1-minute load average.
+
+    A thread that finds its core taken stalls every other thread at the next synchronization: on 2
+    cores beside one busy process, 2 threads trained the 784-1000-500-250-30 net 10x slower than 1.
+    """
+    try:
+        counts = []
+        for _ in range(5):  # a snapshot is noisy: the median of a few, 10 ms apart
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            time.sleep(0.01)
+        return max(0, sorted(counts)[2] - 1)  # this process is one of the running tasks
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0
+
+
+def _work_per_batch(module: nn.Module, batch_size: int) -> float:
+    """Forward FLOPs of one batch as an MLP counts them: 2 x parameters x batch size.
+
+    Read from the parameters, not from a forward pass, so choosing costs nothing and runs no model
+    code. It undercounts convolutions (each weight is used at every position), so a convolutional net
+    is taken for smaller than it is: one thread, the safe side on a shared machine.
+    """
+    return 2.0 * batch_size * sum(p.numel() for p in module.parameters())
+
+
+def choose_threads(config: TrainConfig, module: nn.Module, batch_size: int, device: torch.device) -> int:
+    """The CPU thread count to train with: ``config.threads`` if set, else chosen from the work.
+
+    One thread when the forward work of one batch (:func:`_work_per_batch`) is under
+    ``_SMALL_WORK_FLOPS``, or on an accelerator, where the host only launches kernels: for small
+    matrices, waking and synchronizing threads costs more than the arithmetic, and far more when
+    another process holds a core. Otherwise the cores that no other task is using now, at most 4 and
+    at least 1.
+    """
+    if config.threads > 0:
+        return config.threads
+    if device.type != "cpu":
+        return 1
+    if _work_per_batch(module, batch_size) < _SMALL_WORK_FLOPS:
+        return 1
+    return max(1, min(_available_cores() - _busy_elsewhere(), _MAX_AUTO_THREADS))
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Set torch's CPU thread count for the block; the caller's count comes back afterwards."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _divergence_message(epoch: int, lo_terms: dict[str, float], config: TrainConfig, where: str) -> str:
@@ -205,12 +353,20 @@ def fit_module(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> list[dict[str, float]]:
-    """Train ``module`` on ``X`` (already scaled) with Adam; return the per-epoch history.
+    """Train ``module`` on ``X`` (already scaled) with AdamW; return the per-epoch history.
+
+    Minimizes the module's ``loss`` over minibatches; with a cosine schedule the learning rate of
+    epoch ``e`` (0-based) of every parameter group is ``lr_g * (1 + cos(pi * e / max_epochs)) / 2``,
+    where ``lr_g`` is the group's own lr (``config.learning_rate`` unless ``module.param_groups()``
+    says otherwise). torch's CPU thread count is set for the call (see ``TrainConfig.threads``) and
+    restored afterwards.
 
     Parameters
     ----------
     module : nn.Module
-        Has ``forward(x) -> AEOutput`` and ``loss(x, out) -> LossOutput``.
+        Has ``forward(x) -> AEOutput`` and ``loss(x, out) -> LossOutput``; optionally ``after_step()``
+        and ``param_groups() -> list[dict]`` (torch's format: ``params`` and optionally ``lr`` and
+        ``weight_decay``; every trainable parameter in exactly one group).
     X : ndarray, float32, (N, *sample_shape)
     y : ndarray of int64, (N,), optional
         Labels, passed to ``module.loss`` when the module sets ``uses_labels``; -1 marks unlabelled.
@@ -218,13 +374,20 @@ def fit_module(
     corruption : callable, optional
         Applied to every training batch afresh; the loss compares the output with the clean batch.
     callbacks : sequence of Callback
-        Extra callbacks, run after the built-in ones.
+        Extra callbacks (a family's loss-weight schedule, say), run after progress and early stopping
+        and before the checkpoint and history writers.
     seed : int
-        Seeds the validation split, the batch order and the global torch RNG (corruption, dropout).
+        Seeds the validation split and the batch order.
     checkpoint_dir : path, optional
         Where ``checkpoint.safetensors`` and ``history.csv`` are written after every epoch.
     resume : bool
-        Continue from the checkpoint in ``checkpoint_dir``.
+        Continue from the checkpoint in ``checkpoint_dir``; its history replaces ``history.csv``.
+
+    Returns
+    -------
+    list of dict
+        One row per epoch: ``epoch``, ``lr``, ``loss`` and the loss's named terms, ``val_loss`` (with a
+        validation split), ``seconds``, ``samples_per_s`` and ``threads``.
     """
     config = config or TrainConfig()
     config.validate()
@@ -246,30 +409,56 @@ def fit_module(
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device) if (y is not None and uses_labels) else None
     train_idx_d, val_idx_d = train_idx.to(device), val_idx.to(device)
 
-    params = [p for p in module.parameters() if p.requires_grad]
     use_graph = device.type == "cuda" and config.cuda_graph and not after_step
-    opt = _make_optimizer(params, config, device, capturable=use_graph)
+    opt = _make_optimizer(_param_groups(module, config), config, device, capturable=use_graph)
+    state = TrainState(module=module, optimizer=opt, generator=gen, config=config)
+    state.threads = choose_threads(config, module, bs, device)
+    with _torch_threads(state.threads):
+        _train(state, Xt, yt, train_idx_d, val_idx_d, bs, corruption, callbacks, checkpoint_dir, resume, use_graph)
+    return state.history
 
-    state: dict[str, Any] = {
-        "module": module, "optimizer": opt, "generator": gen, "config": config, "history": [], "epoch": 0,
-        "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "best_state": None, "stop": False,
-    }
+
+def _train(
+    state: TrainState,
+    Xt: Tensor,
+    yt: Tensor | None,
+    train_idx_d: Tensor,
+    val_idx_d: Tensor,
+    bs: int,
+    corruption: Callable[[Tensor], Tensor] | None,
+    callbacks: Sequence[Callback],
+    checkpoint_dir: str | os.PathLike | None,
+    resume: bool,
+    use_graph: bool,
+) -> None:
+    module, opt, gen, config = state.module, state.optimizer, state.generator, state.config
+    device = Xt.device
+    uses_labels = yt is not None
+    after_step = getattr(module, "after_step", None)
+    n_train, n_val = train_idx_d.numel(), val_idx_d.numel()
     if resume:
-        from aekit.engine.checkpoint import load_checkpoint
-
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
-        load_checkpoint(Path(checkpoint_dir), state)
-        if len(state["history"]) >= config.max_epochs or state["stop"]:
-            state["stop"] = True
+        chosen = state.threads
+        load_checkpoint(checkpoint_dir, state)
+        if config.threads > 0:
+            state.threads = chosen
+        elif state.threads != chosen:
+            # The count recorded by the run: float sums may depend on it, and a resumed run is exact.
+            torch.set_num_threads(state.threads)
+        if state.epoch >= config.max_epochs:
+            state.stop = True
 
     n_batches = n_train // bs if use_graph else math.ceil(n_train / bs)
     progress = ProgressBar(config.max_epochs * n_batches, config.verbose > 0)
-    cbs: list[Callback] = [progress, EarlyStopping(config.patience)]
+    # The writers run last, so a checkpoint holds what every callback did in the epoch (a column it
+    # added to the history row, a stop it asked for).
+    cbs: list[Callback] = [progress, EarlyStopping(config.patience), *callbacks]
     if checkpoint_dir is not None:
         cbs.append(Checkpointer(checkpoint_dir))
         cbs.append(CSVLogger(Path(checkpoint_dir) / "history.csv"))
-    cbs += list(callbacks)
+    # Only callbacks that use the per-step hook are called per step: the others would cost a call each.
+    step_cbs = [cb for cb in cbs if type(cb).on_step_end is not Callback.on_step_end]
 
     def compute_loss(idx: Tensor) -> LossOutput:
         xb = Xt[idx]  # (B, *sample_shape), drawn on the device
@@ -298,18 +487,21 @@ def fit_module(
         accumulate(lo, float(idx.numel()))
 
     step_fn: Callable[[Tensor], None] = eager_step
-    if use_graph and not state["stop"]:
+    if use_graph and not state.stop:
         graph_step = _capture_cuda_graph(module, opt, compute_loss, accumulate, train_idx_d[:bs], acc)
         if graph_step is not None:
             step_fn = graph_step
+            state.path = "cuda-graph"
 
     good_state = _snapshot(module)
     for cb in cbs:
         cb.on_train_begin(state)
     try:
-        while not state["stop"] and state["epoch"] < config.max_epochs:
-            epoch = state["epoch"]
-            _set_lr(opt, lr_at(config, epoch))
+        while not state.stop and state.epoch < config.max_epochs:
+            epoch = state.epoch
+            _set_lr(opt, config, epoch)
+            for cb in cbs:
+                cb.on_epoch_begin(state)
             module.train()
             t0 = time.perf_counter()
             perm = train_idx_d[torch.randperm(n_train, generator=gen).to(device)]
@@ -317,9 +509,11 @@ def fit_module(
                 v.zero_()
             for b in range(n_batches):
                 step_fn(perm[b * bs : (b + 1) * bs])
+                state.step += 1
+                for cb in step_cbs:
+                    cb.on_step_end(state)
                 if b % 16 == 15 or b == n_batches - 1:
                     progress.advance(16 if b % 16 == 15 else (b % 16) + 1)
-            state["step"] += n_batches
             seen = float(min(n_batches * bs, n_train))
             row: dict[str, float] = {"epoch": epoch + 1, "lr": lr_at(config, epoch)}
             row.update({k: float(v) / seen for k, v in acc.items()})
@@ -333,18 +527,19 @@ def fit_module(
             dt = time.perf_counter() - t0
             row["seconds"] = dt
             row["samples_per_s"] = seen / dt
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
+            row["threads"] = state.threads
+            state.history.append(row)
+            state.epoch = epoch + 1
+            state.steps_per_epoch.append(n_batches)
             good_state = _snapshot(module)
             for cb in cbs:
                 cb.on_epoch_end(state)
     finally:
         for cb in cbs:
             cb.on_train_end(state)
-    if state["best_state"] is not None and n_val:
-        module.load_state_dict(state["best_state"])
+    if state.best_state is not None and n_val:
+        module.load_state_dict(state.best_state)
     module.eval()
-    return state["history"]
 
 
 @torch.no_grad()
@@ -440,7 +635,3 @@ def _capture_cuda_graph(
         graph.replay()
 
     return step
-
-
-def config_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -14,15 +14,18 @@ Each iteration costs O(D^2 K), independent of the number of samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.model.base import BaseAutoencoder, declare_params
+from aekit.core.params import Interval
+from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
 
 
@@ -30,11 +33,11 @@ from aekit.model.registry import register
 class FactorAnalysisConfig:
     """Hyperparameters of factor analysis."""
 
-    latent_dim: int = 2  # K, the number of factors
-    max_iter: int = 10000  # EM is slow near the optimum; each iteration is cheap (O(D^2 K))
-    tol: float = 1e-9  # stop when the average log-likelihood improves by less than tol (relative)
-    min_noise_variance: float = 1e-12  # floor on Psi so the likelihood stays bounded (as scikit-learn)
-    verbose: int = 0
+    latent_dim: Annotated[int, Interval(1)] = 2  # K, the number of factors: 2 draws the data as a plane
+    max_iter: Annotated[int, Interval(1)] = 10000  # EM is slow near the optimum, and each iteration is cheap (O(D^2 K))
+    tol: Annotated[float, Interval(0)] = 1e-9  # Stop when the average log-likelihood improves by less than tol (relative); tight, as EM creeps
+    min_noise_variance: Annotated[float, Interval(0, closed="neither")] = 1e-12  # A floor on Psi so the likelihood stays bounded (as scikit-learn)
+    verbose: Annotated[int, Interval(0)] = 0  # Silent; EM prints no progress at any level (the parameter is there so every family takes verbose)
 
 
 class FactorAnalysisModule(nn.Module):
@@ -136,7 +139,7 @@ def _avg_loglik(S: np.ndarray, W: np.ndarray, psi: np.ndarray) -> float:
 @register(
     "factor-analysis",
     "factor analysis fitted by EM; encoder = posterior mean, decoder = W z + mu, score = log-likelihood",
-    capabilities=("images", "loglik"),
+    capabilities=("images", "loglik", "sample"),
 )
 @declare_params(FactorAnalysisConfig)
 class FactorAnalysisAutoencoder(BaseAutoencoder):
@@ -154,33 +157,26 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_iter": 200, "tol": 1e-6}
 
-    def _check_params(self) -> None:
-        cfg = self._config(FactorAnalysisConfig)
-        if isinstance(cfg.latent_dim, bool) or not isinstance(cfg.latent_dim, int | np.integer) or cfg.latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {cfg.latent_dim!r}")
-        if isinstance(cfg.max_iter, bool) or not isinstance(cfg.max_iter, int | np.integer) or cfg.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {cfg.max_iter!r}")
-        if not cfg.tol >= 0:
-            raise ValueError(f"tol must be >= 0, got {cfg.tol!r}")
-        if not cfg.min_noise_variance > 0:
-            raise ValueError(f"min_noise_variance must be > 0, got {cfg.min_noise_variance!r}")
-
-    def _check_input(self, X: np.ndarray) -> None:
-        d = int(np.prod(X.shape[1:]))
-        if self.latent_dim > d:
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        """The parameters as given; at most as many factors as features."""
+        d = math.prod(data.sample_shape)
+        if params["latent_dim"] > d:
             # More factors than features cannot be identified, and the PCA initialization has only D axes.
             raise ValueError(
-                f"latent_dim={self.latent_dim} must be at most the number of features (n_features={d}); "
+                f"latent_dim={params['latent_dim']} must be at most the number of features (n_features={d}); "
                 "lower latent_dim"
             )
+        return dict(params)
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        return FactorAnalysisModule(sample_shape, int(self.latent_dim))
+        return FactorAnalysisModule(sample_shape, int(self.resolved_.latent_dim))
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        r = self.resolved_
         W, psi, mu, ll = fit_factor_analysis(
-            Xs.reshape(Xs.shape[0], -1), int(self.latent_dim), max_iter=int(self.max_iter), tol=float(self.tol),
-            min_noise_variance=float(self.min_noise_variance),
+            Xs.reshape(Xs.shape[0], -1), int(r.latent_dim), max_iter=int(r.max_iter), tol=float(r.tol),
+            min_noise_variance=float(r.min_noise_variance),
         )
         m = self.module_
         m.W.copy_(torch.from_numpy(W))
@@ -196,6 +192,34 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
             ll = self.module_.log_likelihood(torch.from_numpy(Xs).to(self.device_)).cpu().numpy()
         # Likelihood in the units of X: correct for the scaling's Jacobian.
         return ll - float(np.log(self.scaler_.scale).sum())
+
+    def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
+        """Draw samples from the fitted generative model, in the units of the data.
+
+        z ~ N(0, I_K), x = W z + mu + e with e ~ N(0, Psi), so x ~ N(mu, W W^T + Psi); then the data
+        scaling is undone.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples, at least 1.
+        random_state : int, RandomState or None
+            Seeds the draws (scikit-learn's convention); the global NumPy state is not reseeded.
+
+        Returns
+        -------
+        ndarray (n_samples, *sample_shape), float32
+        """
+        self._check_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        rng = check_random_state(random_state)
+        W = self.module_.W.double().cpu().numpy()  # (D, K)
+        psi = self.module_.psi.double().cpu().numpy()  # (D,)
+        mu = self.module_.mean.double().cpu().numpy()  # (D,)
+        z = rng.standard_normal((int(n_samples), W.shape[1]))  # (n, K)
+        x = z @ W.T + mu + rng.standard_normal((int(n_samples), W.shape[0])) * np.sqrt(psi)  # (n, D)
+        return self.scaler_.inverse_transform(x.reshape(int(n_samples), *self.sample_shape_).astype(np.float32))
 
     @property
     def loglike_(self) -> list[float]:

@@ -12,9 +12,10 @@ optimum is the identity map, which is why the lectures ask for a bottleneck or a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,21 +23,20 @@ from torch import Tensor, nn
 
 from aekit.core.losses import squared_error
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.data.preprocessing import SCALINGS, Scaling
+from aekit.core.params import Interval
+from aekit.data.preprocessing import Scaling
 from aekit.engine.training import TrainConfig
-from aekit.model.base import BaseAutoencoder, Epochs, declare_params
+from aekit.model.base import BaseAutoencoder, DataInfo, Epochs, declare_params
 from aekit.model.registry import register
-
-SOLVERS = ("svd", "gradient")
 
 
 @dataclass
 class LinearConfig:
     """Hyperparameters of the linear autoencoder."""
 
-    latent_dim: int = 2  # K, the number of components
-    solver: str = "svd"  # "svd": exact PCA optimum; "gradient": trained by the loop
-    tied: bool = False  # decoder W = V^T (gradient solver; svd is always tied)
+    latent_dim: Annotated[int, Interval(1)] = 2  # K, the number of components: 2 draws the data as a plane, the usual first look
+    solver: Literal["svd", "gradient"] = "svd"  # The exact PCA optimum in closed form; "gradient" trains V and W by the loop
+    tied: bool = False  # Untied W, as the lectures state the problem; True sets W = V^T (gradient solver; svd is always tied)
     scaling: Scaling = "none"  # PCA centres but does not scale; "standard" gives PCA on the correlation matrix
 
 
@@ -98,7 +98,8 @@ class LinearAutoencoder(BaseAutoencoder):
 
     #: A tiny, fast configuration for the shared test suite.
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 3, "max_epochs": 2, "verbose": 0, "random_state": 0}
-    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"solver": "gradient"},)
+    #: The gradient solver trains by the training loop instead of taking the closed form.
+    _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ({"solver": "gradient"},)
 
     @classmethod
     def epochs(cls, params: Mapping[str, Any]) -> Epochs:
@@ -107,45 +108,41 @@ class LinearAutoencoder(BaseAutoencoder):
         return Epochs(False, "", "solver='svd' computes the PCA optimum in closed form, without epochs; "
                       "pass --solver gradient to train by epochs")
 
-    def _check_params(self) -> None:
-        cfg = self._config(LinearConfig)
-        if cfg.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {cfg.solver!r}; valid: {', '.join(SOLVERS)}")
-        if isinstance(cfg.latent_dim, bool) or not isinstance(cfg.latent_dim, int | np.integer) or cfg.latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {cfg.latent_dim!r}")
-        if cfg.scaling not in SCALINGS:
-            raise ValueError(f"unknown scaling {cfg.scaling!r}; valid: {', '.join(SCALINGS)}")
-        if cfg.solver == "gradient":
-            self._train_config()
-
-    def _check_input(self, X: np.ndarray) -> None:
-        d = int(np.prod(X.shape[1:]))
-        if self.solver == "svd" and self.latent_dim > min(X.shape[0], d):
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
+        """The parameters as given; the SVD solver needs at most min(n_samples, n_features) components."""
+        n, d = data.n_samples, math.prod(data.sample_shape)
+        k = params["latent_dim"]
+        if params["solver"] == "svd" and k > min(n, d):
             raise ValueError(
-                f"latent_dim={self.latent_dim} must be at most min(n_samples, n_features) = {min(X.shape[0], d)} "
-                f"with solver='svd' (got n_samples={X.shape[0]}, n_features={d}); lower latent_dim, or use "
-                "solver='gradient' for an overcomplete linear autoencoder"
+                f"latent_dim={k} must be at most min(n_samples, n_features) = {min(n, d)} with solver='svd' "
+                f"(got n_samples={n}, n_features={d}); lower latent_dim, or use solver='gradient' for an "
+                "overcomplete linear autoencoder"
             )
+        return dict(params)
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        return LinearModule(sample_shape, int(self.latent_dim), bool(self.tied) or self.solver == "svd")
+        r = self.resolved_
+        return LinearModule(sample_shape, int(r.latent_dim), bool(r.tied) or r.solver == "svd")
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        r = self.resolved_
         X2 = torch.from_numpy(Xs.reshape(Xs.shape[0], -1)).double()
         mean = X2.mean(dim=0)
         self.module_.mean.copy_(mean.float())
         self.fitted_info_: dict[str, Any] = {}
-        if self.solver == "gradient":
+        if r.solver == "gradient":
             return super()._fit_module(Xs, y, seed, **fit_kw)
         # Closed form: the top-K right singular vectors of the centred data (the PCA axes).
         _, S, Vt = torch.linalg.svd(X2 - mean, full_matrices=False)
         # Fix the sign as scikit-learn does (largest |loading| positive) so runs are comparable.
-        V = Vt[: self.latent_dim]
+        k = int(r.latent_dim)
+        V = Vt[:k]
         signs = torch.sign(V.gather(1, V.abs().argmax(dim=1, keepdim=True)))
         with torch.no_grad():
             self.module_.V.copy_((V * signs).float())
         # Kept in fitted_info_ (saved in config.json) so a loaded model still has it.
-        self.fitted_info_ = {"explained_variance": (S[: self.latent_dim] ** 2 / max(Xs.shape[0] - 1, 1)).tolist()}
+        self.fitted_info_ = {"explained_variance": (S[:k] ** 2 / max(Xs.shape[0] - 1, 1)).tolist()}
         return []
 
     @property

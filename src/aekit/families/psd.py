@@ -13,47 +13,39 @@ ISTA step from zero, W_e = D / L, theta = alpha / L, as LISTA does). Per batch:
 
 1. the codes z are inferred exactly, without gradient, on the whole energy: it is a lasso problem
    whose quadratic part has Hessian D D^T + beta I and linear part x D^T + beta F(x), solved by the
-   feature-sign search of :mod:`aekit.families.sparse_coding` (the prediction term keeps that
+   feature-sign search of :func:`aekit.core.lasso.lasso_core` (the prediction term keeps that
    Hessian positive definite on every support);
 2. one Adam step on D (through the reconstruction term) and on W_e, b, g or theta (through the
    prediction term);
 3. the atoms are renormalized to unit norm.
 
-At inference ``transform`` returns F(x), one matrix product instead of an optimization; with
-``transform_algorithm="optimize"`` it returns the exact sparse codes of the learned dictionary
-(argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1, by feature-sign search). :meth:`code_gap` measures how
-far F(x) is from those codes.
+At inference ``transform`` returns F(x), one matrix product instead of an optimization; a model
+fitted with ``transform_algorithm="optimize"`` returns the exact sparse codes of the learned dictionary
+instead (argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1, by feature-sign search), and
+:meth:`PredictiveSparseDecomposition.sparse_codes` returns them from any fitted model.
+:meth:`PredictiveSparseDecomposition.code_gap` measures how far F(x) is from those codes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aekit.core.devices import resolve_device
-from aekit.core.lasso import (
-    _check_alpha,
-    _check_positive_int,
-    _check_tol,
-    _exact_lasso,
-    _init_dictionary,
-    _lipschitz,
-    _unit_rows,
-)
+from aekit.core.lasso import Alpha, MaxIter, Tol, init_dictionary, lasso_core, lipschitz, unit_rows
 from aekit.core.losses import l1_penalty, squared_error
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.data.preprocessing import SCALINGS
+from aekit.core.params import Explain, Interval
+from aekit.data.preprocessing import Scaling
 from aekit.engine.training import TrainConfig
 from aekit.model.base import BaseAutoencoder, declare_params
 from aekit.model.registry import register
-
-ENCODER_ACTIVATIONS = ("tanh", "shrink")
-TRANSFORM_ALGORITHMS = ("encoder", "optimize")
 
 
 class PSDModule(nn.Module):
@@ -79,7 +71,7 @@ class PSDModule(nn.Module):
         self.sample_shape = sample_shape
         self.alpha, self.beta, self.max_iter, self.tol = float(alpha), float(beta), int(max_iter), float(tol)
         self.activation, self.transform_algorithm = activation, transform_algorithm
-        self.dictionary = nn.Parameter(_unit_rows(torch.randn(n_components, d)))
+        self.dictionary = nn.Parameter(unit_rows(torch.randn(n_components, d)))
         self.encoder = nn.Linear(d, n_components)
         if activation == "tanh":
             self.scale = nn.Parameter(torch.ones(n_components))  # the paper's diagonal gain G
@@ -103,7 +95,7 @@ class PSDModule(nn.Module):
         D = self.dictionary.detach()
         X = x.reshape(x.shape[0], -1).to(D.dtype)  # (B, n_features)
         p = prediction.detach() if prediction is not None and beta else None
-        return _exact_lasso(X, D, self.alpha, self.max_iter, self.tol, beta=beta, prior=p)
+        return lasso_core(X, D, self.alpha, self.max_iter, self.tol, beta=beta, prior=p)
 
     def optimal_codes(self, x: Tensor) -> Tensor:
         """Exact sparse codes of the learned dictionary (no prediction term), (B, K)."""
@@ -130,21 +122,32 @@ class PSDModule(nn.Module):
 
     def after_step(self) -> None:
         """Atoms back to unit norm, so the L1 term cannot be cheated by growing D and shrinking z."""
-        self.dictionary.copy_(_unit_rows(self.dictionary))
+        self.dictionary.copy_(unit_rows(self.dictionary))
+
+
+#: The weight of the prediction term 0.5 beta ||z - F(x)||^2; above 0, or the codes would not depend on F.
+Beta = Annotated[
+    float,
+    Interval(0, closed="neither"),
+    Explain(
+        "the weight of the prediction term",
+        "use beta=1.0 as in the paper, or larger to pull the codes harder toward the fast encoder's prediction",
+    ),
+]
 
 
 @dataclass
 class PSDConfig:
     """Hyperparameters of predictive sparse decomposition."""
 
-    latent_dim: int = 128  # K, the number of atoms (2x overcomplete for digits)
-    alpha: float = 1.0  # L1 weight (scikit-learn's default for sparse coding); scale with the data's norm
-    beta: float = 1.0  # weight of the prediction term, 1 as in the paper
-    encoder_activation: str = "tanh"  # "tanh" with a learned gain (the paper) or "shrink" (exact zeros)
-    transform_algorithm: str = "encoder"  # "encoder": F(x), fast; "optimize": exact sparse codes
-    transform_max_iter: int = 1000  # feature-sign steps at most (training inference and "optimize")
-    tol: float = 1e-4  # Tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
-    scaling: str = "none"  # the data as given; centre them (e.g. patch means removed) for natural images
+    latent_dim: Annotated[int, Interval(1)] = 128  # K, the number of atoms: 2x overcomplete for digits
+    alpha: Alpha = 1.0  # The L1 weight, scikit-learn's default for sparse coding; scale it with the data's norm
+    beta: Beta = 1.0  # The weight of the prediction term, 1 as in the paper
+    encoder_activation: Literal["tanh", "shrink"] = "tanh"  # The paper's tanh with a learned gain; "shrink" gives exact zeros
+    transform_algorithm: Literal["encoder", "optimize"] = "encoder"  # The fast encoder F(x), the point of PSD; "optimize" gives exact sparse codes
+    transform_max_iter: MaxIter = 1000  # At most this many feature-sign steps (training inference and "optimize"); a few dozen are needed
+    tol: Tol = 1e-4  # The tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes stay exact)
+    scaling: Scaling = "none"  # The data as given; centre them (e.g. patch means removed) for natural images
 
 
 @register(
@@ -170,6 +173,12 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
     history_ : list of dict
         Per epoch: ``loss`` and its terms ``reconstruction``, ``l1``, ``prediction``.
 
+    Notes
+    -----
+    Inference uses the settings of the fit (``transform_algorithm``, ``transform_max_iter``, ``tol``,
+    ``alpha``), in memory and after ``aekit.load`` alike; ``set_params`` after fit changes the next fit
+    only. To get the exact sparse codes of a fitted model without refitting, call :meth:`sparse_codes`.
+
     Examples
     --------
     >>> import aekit
@@ -179,58 +188,49 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
     ((1437, 32), True)
     """
 
-    def _check_params(self) -> None:
-        _check_positive_int("latent_dim", self.latent_dim)
-        _check_alpha(self.alpha)
-        if isinstance(self.beta, bool) or not isinstance(self.beta, int | float) or not (self.beta > 0 and math.isfinite(self.beta)):
-            raise ValueError(
-                f"beta must be a finite number > 0, got {self.beta!r}; it weighs how strongly the codes are pulled "
-                "toward the fast encoder's prediction (1.0 in the paper)"
-            )
-        if self.encoder_activation not in ENCODER_ACTIVATIONS:
-            raise ValueError(f"unknown encoder_activation {self.encoder_activation!r}; valid: {', '.join(ENCODER_ACTIVATIONS)}")
-        if self.transform_algorithm not in TRANSFORM_ALGORITHMS:
-            raise ValueError(
-                f"unknown transform_algorithm {self.transform_algorithm!r}; valid: {', '.join(TRANSFORM_ALGORITHMS)}"
-            )
-        _check_positive_int("transform_max_iter", self.transform_max_iter)
-        _check_tol(self.tol)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"unknown scaling {self.scaling!r}; valid: {', '.join(SCALINGS)}")
-        self._train_config()
+    #: A tiny, fast configuration for the shared test suite.
+    _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 16, "alpha": 0.5, "max_epochs": 2, "batch_size": 32, "verbose": 0}
+    #: The shrinkage encoder starts from the dictionary (LISTA) instead of at random: another training path.
+    _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ({"encoder_activation": "shrink"},)
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
+        r = self.resolved_
         return PSDModule(
-            sample_shape, int(self.latent_dim), float(self.alpha), float(self.beta), str(self.encoder_activation),
-            str(self.transform_algorithm), int(self.transform_max_iter), float(self.tol),
+            sample_shape, int(r.latent_dim), float(r.alpha), float(r.beta), str(r.encoder_activation),
+            str(r.transform_algorithm), int(r.transform_max_iter), float(r.tol),
         )
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
-        m: PSDModule = self.module_.to(resolve_device(self._train_config().device))
+        m: PSDModule = self.module_.to(resolve_device(self.resolved_.device))
         X2 = torch.from_numpy(np.ascontiguousarray(Xs.reshape(Xs.shape[0], -1))).to(m.dictionary.device)
         with torch.no_grad():
-            D = _init_dictionary(X2, int(self.latent_dim), torch.Generator().manual_seed(seed))
+            D = init_dictionary(X2, int(self.resolved_.latent_dim), torch.Generator().manual_seed(seed))
             m.dictionary.copy_(D)
             if m.activation == "shrink":
                 # Start the shrinkage encoder at one ISTA step from zero, shrink(x D^T / L, alpha / L)
                 # (the LISTA initialization of Gregor and LeCun, 2010), rather than at random.
-                L = _lipschitz(D @ D.t())
+                L = lipschitz(D @ D.t())
                 m.encoder.weight.copy_(D / L)
                 m.encoder.bias.zero_()
                 m.scale.fill_(m.alpha / L)
         return super()._fit_module(Xs, y, seed, **fit_kw)
 
-    def _prepare(self, X: Any) -> np.ndarray:
-        # Inference settings may change after fit (set_params), as scikit-learn's SparseCoder allows.
-        Xs = super()._prepare(X)
-        if self.transform_algorithm not in TRANSFORM_ALGORITHMS:
-            raise ValueError(
-                f"unknown transform_algorithm {self.transform_algorithm!r}; valid: {', '.join(TRANSFORM_ALGORITHMS)}"
-            )
-        m: PSDModule = self.module_
-        m.transform_algorithm = str(self.transform_algorithm)
-        m.max_iter, m.tol = _check_positive_int("transform_max_iter", self.transform_max_iter), _check_tol(self.tol)
-        return Xs
+    def sparse_codes(self, X: Any) -> np.ndarray:
+        """Exact sparse codes of ``X`` on the learned dictionary, whatever ``transform_algorithm`` the fit used.
+
+        ``argmin_h 0.5 ||x - h D||^2 + alpha ||h||_1`` per sample, by feature-sign search, with the
+        ``alpha``, ``transform_max_iter`` and ``tol`` of the fit: what ``transform`` returns for a model
+        fitted with ``transform_algorithm="optimize"``, without refitting.
+
+        Parameters
+        ----------
+        X : array-like, (n_samples, n_features) or (n_samples, *sample_shape)
+
+        Returns
+        -------
+        ndarray, (n_samples, latent_dim), float32
+        """
+        return self._batched(self.module_.optimal_codes, self._prepare(X))
 
     def code_gap(self, X: Any) -> dict[str, float]:
         """How close the fast codes F(x) are to the exact sparse codes of the learned dictionary.
@@ -253,7 +253,6 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
         """
         Xs = self._prepare(X)
         m: PSDModule = self.module_
-        m.eval()
         dev = self.device_
         sq_diff = sq_opt = obj_fast = obj_opt = 0.0
         n_fast = n_opt = n_both = 0

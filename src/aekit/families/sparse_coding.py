@@ -24,31 +24,23 @@ Mairal et al., JMLR 2010, then renormalization; every round lowers the objective
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aekit.core.devices import resolve_device
-from aekit.core.lasso import (
-    _check_alpha,
-    _check_positive_int,
-    _check_tol,
-    _exact_lasso,
-    _init_dictionary,
-    _unit_rows,
-)
+from aekit.core.lasso import Alpha, MaxIter, Tol, init_dictionary, lasso_core, unit_rows
 from aekit.core.losses import l1_penalty, squared_error
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.data.preprocessing import SCALINGS
+from aekit.core.params import Interval
+from aekit.data.preprocessing import Scaling
 from aekit.engine.training import TrainConfig
 from aekit.model.base import BaseAutoencoder, declare_params
 from aekit.model.registry import register
-
-FIT_ALGORITHMS = ("minibatch", "alternating")
-
 
 # ---------------------------------------------------------------------------------- the module
 
@@ -65,13 +57,13 @@ class SparseCodingModule(nn.Module):
         d = int(np.prod(sample_shape))
         self.sample_shape = sample_shape
         self.alpha, self.max_iter, self.tol = float(alpha), int(max_iter), float(tol)
-        self.dictionary = nn.Parameter(_unit_rows(torch.randn(n_components, d)))
+        self.dictionary = nn.Parameter(unit_rows(torch.randn(n_components, d)))
 
     def encode(self, x: Tensor) -> Tensor:
         """Exact sparse codes (feature-sign search), (B, K); no gradient flows through the optimization."""
         with torch.no_grad():
             D = self.dictionary.detach()
-            return _exact_lasso(x.reshape(x.shape[0], -1).to(D.dtype), D, self.alpha, self.max_iter, self.tol)
+            return lasso_core(x.reshape(x.shape[0], -1).to(D.dtype), D, self.alpha, self.max_iter, self.tol)
 
     def decode(self, h: Tensor) -> Tensor:
         return (h @ self.dictionary).reshape(h.shape[0], *self.sample_shape)
@@ -87,7 +79,7 @@ class SparseCodingModule(nn.Module):
 
     def after_step(self) -> None:
         """Project the atoms back onto the unit sphere (without it, D grows and h shrinks to cheat the L1)."""
-        self.dictionary.copy_(_unit_rows(self.dictionary))
+        self.dictionary.copy_(unit_rows(self.dictionary))
 
 
 # -------------------------------------------------------------------------------- the estimator
@@ -97,12 +89,12 @@ class SparseCodingModule(nn.Module):
 class SparseCodingConfig:
     """Hyperparameters of sparse coding."""
 
-    latent_dim: int = 128  # K, the number of atoms; 2x overcomplete for digits, the classic sparse-coding regime
-    alpha: float = 1.0  # L1 weight, scikit-learn's default; scale it with the norm of the data
-    fit_algorithm: str = "minibatch"  # "minibatch": Adam steps on D per batch; "alternating": full-batch MOD
-    transform_max_iter: int = 1000  # feature-sign steps at most per encoding (a few dozen are needed)
-    tol: float = 1e-4  # Tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes are exact)
-    scaling: str = "none"  # sparse coding works on the data as given; "standard" centres and scales features
+    latent_dim: Annotated[int, Interval(1)] = 128  # K, the number of atoms: 2x overcomplete for digits, the classic sparse-coding regime
+    alpha: Alpha = 1.0  # The L1 weight, scikit-learn's default; scale it with the norm of the data
+    fit_algorithm: Literal["minibatch", "alternating"] = "minibatch"  # Minibatch Adam steps on D, as the other families train; "alternating" is full-batch MOD
+    transform_max_iter: MaxIter = 1000  # At most this many feature-sign steps per encoding; a few dozen are needed
+    tol: Tol = 1e-4  # The tolerance of the FISTA fallback for samples meeting nearly dependent atoms (codes stay exact)
+    scaling: Scaling = "none"  # Sparse coding works on the data as given; "standard" centres and scales features
 
 
 @register(
@@ -133,10 +125,13 @@ class SparseCoding(BaseAutoencoder):
 
     Notes
     -----
-    ``transform`` returns the exact codes of :func:`sparse_encode` (feature-sign search) with this
-    estimator's ``alpha``, ``transform_max_iter`` and ``tol``; ``inverse_transform`` is ``h @ components_``. The data are used
-    as given (``scaling="none"``): centre them first, e.g. remove each image patch's mean, as sparse
-    coding of natural images does.
+    ``transform`` returns the exact codes of :func:`sparse_encode` (feature-sign search) with the
+    ``alpha``, ``transform_max_iter`` and ``tol`` of the fit: the dictionary was learned for that
+    ``alpha``, and a fitted model encodes the same way in memory and after ``aekit.load``, whatever
+    ``set_params`` does later (it changes the next fit). For codes with another ``alpha`` on the
+    learned dictionary, call :func:`aekit.sparse_encode` on ``components_``. ``inverse_transform`` is
+    ``h @ components_``. The data are used as given (``scaling="none"``): centre them first, e.g.
+    remove each image patch's mean, as sparse coding of natural images does.
 
     Examples
     --------
@@ -148,44 +143,26 @@ class SparseCoding(BaseAutoencoder):
     """
 
     _test_params: ClassVar[dict[str, Any]] = {"latent_dim": 32, "alpha": 0.5, "max_epochs": 2, "batch_size": 32, "verbose": 0}
-    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"fit_algorithm": "alternating"},)
-
-    def _check_params(self) -> None:
-        _check_positive_int("latent_dim", self.latent_dim)
-        _check_alpha(self.alpha)
-        _check_positive_int("transform_max_iter", self.transform_max_iter)
-        _check_tol(self.tol)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"unknown scaling {self.scaling!r}; valid: {', '.join(SCALINGS)}")
-        if self.fit_algorithm not in FIT_ALGORITHMS:
-            raise ValueError(f"unknown fit_algorithm {self.fit_algorithm!r}; valid: {', '.join(FIT_ALGORITHMS)}")
-        self._train_config()
+    #: The full-batch solver takes another training path than the training loop.
+    _test_variants: ClassVar[Sequence[Mapping[str, Any]]] = ({"fit_algorithm": "alternating"},)
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
-        return SparseCodingModule(
-            sample_shape, int(self.latent_dim), float(self.alpha), int(self.transform_max_iter), float(self.tol)
-        )
+        r = self.resolved_
+        return SparseCodingModule(sample_shape, int(r.latent_dim), float(r.alpha), int(r.transform_max_iter), float(r.tol))
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
-        cfg = self._train_config()
-        dev = resolve_device(cfg.device)
+        r = self.resolved_
+        if r.fit_algorithm == "alternating" and fit_kw.get("resume"):
+            raise ValueError("resume is only supported with fit_algorithm='minibatch'; refit from the start instead")
+        dev = resolve_device(r.device)
         m: SparseCodingModule = self.module_.to(dev)
         X2 = torch.from_numpy(np.ascontiguousarray(Xs.reshape(Xs.shape[0], -1))).to(dev)  # (N, n_features)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            m.dictionary.copy_(_init_dictionary(X2, int(self.latent_dim), gen))
-        if self.fit_algorithm == "minibatch":
+            m.dictionary.copy_(init_dictionary(X2, int(r.latent_dim), gen))
+        if r.fit_algorithm == "minibatch":
             return super()._fit_module(Xs, y, seed, **fit_kw)
-        if fit_kw.get("resume"):
-            raise ValueError("resume is only supported with fit_algorithm='minibatch'; refit from the start instead")
-        return _fit_alternating(m, X2, cfg.max_epochs)
-
-    def _prepare(self, X: Any) -> np.ndarray:
-        # The solver's budget may change after fit (set_params); alpha may not: the dictionary was learned for it.
-        Xs = super()._prepare(X)
-        m: SparseCodingModule = self.module_
-        m.max_iter, m.tol = _check_positive_int("transform_max_iter", self.transform_max_iter), _check_tol(self.tol)
-        return Xs
+        return _fit_alternating(m, X2, int(r.max_epochs))
 
     @property
     def components_(self) -> np.ndarray:
@@ -223,7 +200,7 @@ def _fit_alternating(m: SparseCodingModule, X: Tensor, n_rounds: int) -> list[di
     history: list[dict[str, float]] = []
     for r in range(n_rounds):
         D = m.dictionary.detach()
-        H = _exact_lasso(X, D, m.alpha, m.max_iter, m.tol)  # (N, K)
+        H = lasso_core(X, D, m.alpha, m.max_iter, m.tol)  # (N, K)
         resid = squared_error(H @ D, X)  # (N,)
         rec = 0.5 * resid.mean()
         l1 = m.alpha * l1_penalty(H).mean()
@@ -235,5 +212,5 @@ def _fit_alternating(m: SparseCodingModule, X: Tensor, n_rounds: int) -> list[di
             new[dead[: worst.numel()]] = X[worst]
         norms = new.norm(dim=1)
         new = torch.where((norms > 1e-12)[:, None], new, D)  # a zero sample cannot be an atom; keep the old one
-        m.dictionary.copy_(_unit_rows(new))
+        m.dictionary.copy_(unit_rows(new))
     return history

@@ -1,4 +1,4 @@
-"""Saving a fitted estimator as a run directory and loading it back (never a pickle)."""
+"""Saving a fitted estimator as a run directory (never a pickle)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import torch
 from aekit.engine.rundir import (
     CONFIG_FILE,
     FORMAT,
+    HISTORY_FILE,
     MODEL_FILE,
-    _json_default,
+    SAVED_FILES,
     atomic_write_text,
-    check_out_dir,
+    claim_run_dir,
+    json_text,
     write_history_csv,
 )
 from aekit.engine.weights import config_digest, save_tensors
@@ -26,8 +28,8 @@ def _tupled(v: Any) -> Any:
     return tuple(_tupled(x) for x in v) if isinstance(v, list) else v
 
 
-def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``est`` as a run directory: ``config.json`` and ``model.safetensors`` (and ``history.csv``)."""
+def estimator_config(est: Any, extra: dict[str, Any] | None = None, files: tuple[str, ...] = SAVED_FILES) -> str:
+    """The ``config.json`` text of a fitted estimator; a parameter JSON cannot hold is a ValueError."""
     from aekit import __version__
 
     est._check_fitted()
@@ -46,29 +48,52 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
         "sample_shape": list(est.sample_shape_),
         "scaling": est.scaler_.kind,
         "fitted": getattr(est, "fitted_info_", {}),
+        "files": list(files),
     }
     if extra:
         config.update(extra)
-    # Serialize before touching the disk, so a parameter JSON cannot hold leaves no half-written run.
     try:
-        config_text = json.dumps(config, indent=2, sort_keys=True, default=_json_default) + "\n"
+        return json_text(config)
     except TypeError as exc:
         raise ValueError(
             f"cannot save this {type(est).__name__}: {exc}; its parameters must be numbers, strings, booleans, "
             "lists or None"
         ) from None
-    p = check_out_dir(path, overwrite)
+
+
+def write_estimator_files(est: Any, path: Path, config_text: str, *, config_first: bool = True) -> None:
+    """Write ``config.json``, ``history.csv`` and ``model.safetensors`` into the claimed directory ``path``.
+
+    With ``config_first`` (a new directory) the config comes first, so every file aekit writes there
+    is listed by a config; the weights come after the history, so a directory that holds
+    ``model.safetensors`` holds the rest too. Without it (a training run whose config already
+    exists) the config comes last, so that its new content, the run's ``status``, is written only
+    once the files it describes are final.
+    """
+    if config_first:
+        atomic_write_text(path / CONFIG_FILE, config_text)
+    if getattr(est, "history_", None):
+        write_history_csv(path / HISTORY_FILE, est.history_)
+    else:
+        # A replaced run must not keep the history of the model it replaced.
+        (path / HISTORY_FILE).unlink(missing_ok=True)
     tensors = {f"module.{k}": v for k, v in est.module_.state_dict().items()}
     tensors["scaler.shift"] = torch.from_numpy(np.asarray(est.scaler_.shift, np.float32))
     tensors["scaler.scale"] = torch.from_numpy(np.asarray(est.scaler_.scale, np.float32))
-    meta = {"format": FORMAT, "family": est._family_name, "config_sha256": config_digest(config)}
-    save_tensors(p / MODEL_FILE, tensors, metadata=meta)
-    atomic_write_text(p / CONFIG_FILE, config_text)
-    if getattr(est, "history_", None):
-        write_history_csv(p / "history.csv", est.history_)
-    else:
-        # An overwritten run must not keep the history of the model it replaced.
-        (p / "history.csv").unlink(missing_ok=True)
-    return p
+    meta = {"format": FORMAT, "family": est._family_name, "config_sha256": config_digest(json.loads(config_text))}
+    save_tensors(path / MODEL_FILE, tensors, metadata=meta)
+    if not config_first:
+        atomic_write_text(path / CONFIG_FILE, config_text)
 
 
+def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``est`` as a run directory: ``config.json``, ``model.safetensors`` and ``history.csv``.
+
+    ``path`` must be new, empty, or an aekit run (replaced only with ``overwrite=True``, which removes
+    the files that run lists and nothing else). Errors are raised before anything is written.
+    """
+    # Serialize before touching the disk, so a parameter JSON cannot hold leaves no half-written run.
+    config_text = estimator_config(est, extra)
+    with claim_run_dir(path, overwrite=overwrite) as claim:
+        write_estimator_files(est, claim.path, config_text)
+        return claim.path

@@ -1,4 +1,4 @@
-"""Reconstruction metrics in the units the literature reports.
+"""Reconstruction metrics in the units the literature reports, named for the data they measure.
 
 Hinton & Salakhutdinov (2006) report the *squared error per image*: the squared error summed over
 the pixels of an image and averaged over images,
@@ -7,16 +7,41 @@ the pixels of an image and averaged over images,
 
 which is ``D`` times the per-pixel mean squared error. The cross-entropy per pixel is what a sigmoid
 decoder minimizes for data in [0, 1], and the PSNR is what image-restoration papers quote.
+
+Images (N, C, H, W) get those names. Tabular data (N, D) and signals (N, C, L) get the same
+quantities named per sample and per feature (``sq_err_per_sample``, ``mse_per_feature``,
+``bce_per_feature``) and no PSNR, whose peak-signal reading belongs to images.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["reconstruction_metrics"]
+__all__ = ["METRIC_ORDER", "format_value", "ordered_metrics", "reconstruction_metrics"]
+
+#: Every metric name in the order :func:`reconstruction_metrics` computes them; tables and JSON use it.
+METRIC_ORDER = (
+    "sq_err_per_image", "sq_err_per_sample", "mse_per_pixel", "mse_per_feature", "bce_per_pixel", "bce_per_feature",
+    "psnr_db", "n_samples",
+)
+# Sections of a metrics record in the order training writes them.
+_SECTION_ORDER = ("train", "test", "all")
+# What each metric is, for the legend under a table.
+METRIC_NOTES = {
+    "sq_err_per_image": "squared error summed over the pixels of an image, averaged over images "
+    "(Hinton & Salakhutdinov 2006)",
+    "sq_err_per_sample": "squared error summed over the features of a sample, averaged over samples",
+    "mse_per_pixel": "mean squared error per pixel value",
+    "mse_per_feature": "mean squared error per feature value",
+    "bce_per_pixel": "binary cross-entropy per pixel value in nats (data in [0, 1])",
+    "bce_per_feature": "binary cross-entropy per feature value in nats (data in [0, 1])",
+    "psnr_db": "peak signal-to-noise ratio in dB (peak 1 for data in [0, 1], else the data range)",
+    "n_samples": "number of samples measured",
+}
 
 # Probabilities are clipped this far from 0 and 1 so a confident, wrong pixel costs a large but finite
 # cross-entropy (-log(1e-7) ~ 16.1 nats) instead of infinity.
@@ -25,28 +50,30 @@ _EPS = 1e-7
 _CHUNK = 4096
 
 
-def reconstruction_metrics(X: Any, X_hat: Any) -> dict[str, float | int]:
+def reconstruction_metrics(X: Any, X_hat: Any, *, images: bool | None = None) -> dict[str, float | int]:
     """Compare data with its reconstruction.
 
     Parameters
     ----------
     X : array-like, (n_samples, ...)
-        The data, e.g. (N, D) tabular or (N, C, H, W) images.
+        The data, e.g. (N, D) tabular, (N, C, L) signals or (N, C, H, W) images.
     X_hat : array-like, same number of elements per sample as ``X``
         The reconstruction, in the same units as ``X``.
+    images : bool, optional
+        Whether the samples are images; by default, whether ``X`` is 4-D (N, C, H, W).
 
     Returns
     -------
-    dict
-        ``sq_err_per_image`` : float
-            Squared error summed over the features of a sample, averaged over samples
+    dict, in this order (images / tabular data and signals)
+        ``sq_err_per_image`` / ``sq_err_per_sample`` : float
+            Squared error summed over the D values of a sample, averaged over samples
             (the unit of Hinton & Salakhutdinov 2006).
-        ``mse_per_pixel`` : float
-            Mean squared error over all values, ``sq_err_per_image / D``.
-        ``bce_per_pixel`` : float, only when both ``X`` and ``X_hat`` lie in [0, 1]
+        ``mse_per_pixel`` / ``mse_per_feature`` : float
+            Mean squared error over all values, the above divided by D.
+        ``bce_per_pixel`` / ``bce_per_feature`` : float, only when both ``X`` and ``X_hat`` lie in [0, 1]
             Mean binary cross-entropy ``-[x log p + (1 - x) log(1 - p)]`` in nats, with
             ``p = clip(x_hat, 1e-7, 1 - 1e-7)``.
-        ``psnr_db`` : float
+        ``psnr_db`` : float, images only
             ``10 log10(peak^2 / mse_per_pixel)``: peak 1 for data in [0, 1], else the data range
             ``max(X) - min(X)``; ``inf`` for a perfect reconstruction.
         ``n_samples`` : int
@@ -61,10 +88,12 @@ def reconstruction_metrics(X: Any, X_hat: Any) -> dict[str, float | int]:
     >>> import numpy as np
     >>> X = np.array([[0.0, 1.0], [1.0, 0.0]])
     >>> m = reconstruction_metrics(X, X * 0.5 + 0.25)
-    >>> m["sq_err_per_image"], m["mse_per_pixel"]
+    >>> m["sq_err_per_sample"], m["mse_per_feature"]
     (0.125, 0.0625)
     """
     X = np.asarray(X)
+    if images is None:
+        images = X.ndim == 4
     X_hat = np.asarray(X_hat)
     if X.ndim == 0 or X.shape[0] == 0 or X.size == 0:
         raise ValueError(f"X must hold at least one sample with at least one feature, got shape {X.shape}")
@@ -104,9 +133,41 @@ def reconstruction_metrics(X: Any, X_hat: Any) -> dict[str, float | int]:
     else:
         psnr = 10.0 * math.log10(peak * peak / mse)
 
-    out: dict[str, float | int] = {"sq_err_per_image": sq_sum / n, "mse_per_pixel": mse}
+    per, value = ("image", "pixel") if images else ("sample", "feature")
+    out: dict[str, float | int] = {f"sq_err_per_{per}": sq_sum / n, f"mse_per_{value}": mse}
     if unit and r_lo >= 0.0 and r_hi <= 1.0:
-        out["bce_per_pixel"] = bce_sum / (n * d)
-    out["psnr_db"] = psnr
+        out[f"bce_per_{value}"] = bce_sum / (n * d)
+    if images:
+        out["psnr_db"] = psnr
     out["n_samples"] = n
     return out
+
+
+def ordered_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A metrics record ({section: {metric: value}}) in the one order every table and JSON output uses.
+
+    Sections come as training writes them (train, test, all, then any other in their given order)
+    and metrics in the order :func:`reconstruction_metrics` computes them (unknown ones last), so a
+    record read back from a file sorted by key reads the same as the one training printed.
+    """
+
+    def rank(order: Sequence[str], key: str) -> int:
+        return order.index(key) if key in order else len(order)
+
+    sections = sorted(metrics, key=lambda s: rank(_SECTION_ORDER, s))  # stable: others keep their order
+    return {s: {k: metrics[s][k] for k in sorted(metrics[s], key=lambda k: rank(METRIC_ORDER, k))} for s in sections}
+
+
+def format_value(v: Any) -> str:
+    """A metric or parameter value as tables show it: 5 significant digits, ``n/a`` for NaN, ``inf``."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "inf"
+        return f"{v:.5g}"
+    if isinstance(v, tuple | list):
+        return "(" + ", ".join(format_value(x) for x in v) + ")"
+    return str(v)

@@ -1,0 +1,338 @@
+"""The figures of a trained model: reconstructions, loss curves, latent map and decoder samples.
+
+Each function returns PNG bytes. Figures are drawn on :class:`matplotlib.figure.Figure` objects with
+the Agg canvas directly, never through ``pyplot``: no window opens on a headless machine, and importing
+this module leaves the backend of an interactive session (a notebook) untouched.
+
+Nothing here knows a family: what a model can do comes from the capabilities its family declares
+in the registry (:func:`declared_capabilities`), and what it did from its training history.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "declared_capabilities",
+    "decoder_samples",
+    "latent_figure",
+    "loss_figure",
+    "reconstruction_figure",
+    "reconstruction_pairs",
+    "samples_figure",
+]
+
+# History columns that are bookkeeping, not loss terms.
+_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer", "threads"})
+# Points drawn in the latent map at most: beyond this a scatter plot only gets slower, not clearer.
+_MAX_LATENT_POINTS = 5000
+# Panels of line plots in a reconstruction figure of tabular data or signals: more get too small to read.
+_MAX_LINE_PANELS = 4
+# Up to this many epochs each one is marked with a point: a one-epoch run still shows its loss.
+_MAX_MARKED = 60
+_DPI = 110
+
+
+def declared_capabilities(est: Any) -> frozenset[str]:
+    """The capabilities the estimator's family declares in the registry (empty for an unregistered class)."""
+    from aekit.model.registry import get_family
+
+    name = getattr(est, "_family_name", None)
+    if not isinstance(name, str):
+        return frozenset()
+    try:
+        return get_family(name).capabilities
+    except ValueError:
+        return frozenset()
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
+def _as_image(x: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """One (C, H, W) sample -> something imshow draws: (H, W) gray or (H, W, 3) colour, clipped to [0, 1]."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    if x.ndim == 3 and x.shape[0] == 3:
+        return x.transpose(1, 2, 0), None
+    if x.ndim == 3:
+        return x[0], "gray"  # gray, or the first channel of an unusual channel count
+    return x, "gray"
+
+
+def _is_image(X: np.ndarray) -> bool:
+    return X.ndim == 4
+
+
+def _rows(X: np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, D) for line plots; a signal (N, C, L) is plotted channel after channel."""
+    return X.reshape(X.shape[0], -1)
+
+def reconstruction_pairs(X: np.ndarray, n: int) -> int:
+    """How many originals :func:`reconstruction_figure` shows for data ``X`` when asked for ``n``."""
+    X = np.asarray(X)
+    k = min(n, X.shape[0])
+    return k if _is_image(X) else min(k, _MAX_LINE_PANELS)
+
+
+def reconstruction_figure(X: np.ndarray, R: np.ndarray, *, n: int = 10, source: str | None = None) -> bytes:
+    """PNG of originals beside reconstructions.
+
+    Images (N, C, H, W): originals in the top row, their reconstructions below, ``n`` pairs. Tabular
+    (N, D) or signals (N, C, L): one panel per sample (at most 4), original and reconstruction as lines.
+    :func:`reconstruction_pairs` says how many are shown.
+    ``source`` names the data in the title.
+    """
+    X, R = np.asarray(X), np.asarray(R)
+    if _is_image(X):
+        k = reconstruction_pairs(X, n)
+        fig = Figure(figsize=(1.1 * k + 0.9, 2.7), layout="constrained")
+        axes = fig.subplots(2, k, squeeze=False)
+        for j in range(k):
+            for i, arr in enumerate((X, R)):
+                img, cmap = _as_image(arr[j])
+                ax = axes[i, j]
+                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0, 0].set_ylabel("original")
+        axes[1, 0].set_ylabel("reconstruction")
+    else:
+        k = reconstruction_pairs(X, n)
+        Xr, Rr = _rows(X), _rows(R)
+        fig = Figure(figsize=(8, 1.6 * k + 0.8), layout="constrained")
+        axes = fig.subplots(k, 1, sharex=True, squeeze=False)
+        for j in range(k):
+            ax = axes[j, 0]
+            ax.plot(Xr[j], color="#1f77b4", lw=1.4, label="original")
+            ax.plot(Rr[j], color="#d62728", lw=1.2, ls="--", label="reconstruction")
+            ax.set_ylabel(f"sample {j}")
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(loc="upper right", fontsize="small", ncols=2)
+        axes[-1, 0].set_xlabel("time step" if X.ndim == 3 else "feature index")
+    title = "Originals (top) and reconstructions" if _is_image(X) else "Originals and reconstructions"
+    fig.suptitle(f"{title}: {source}" if source else title)
+    return _png(fig)
+
+
+
+def _stages(rows: Sequence[Mapping[str, float]]) -> list[tuple[str, list[int]]]:
+    """Consecutive runs of rows with the same ``layer`` value, each with a label, in training order.
+
+    A ``layer`` column marks staged training: 1..L for layer-wise pretraining, 0 for fine-tuning.
+    """
+    out: list[tuple[str, list[int]]] = []
+    last: float | None = None
+    for i, r in enumerate(rows):
+        layer = r.get("layer")
+        if not out or layer != last:
+            if layer is None:
+                label = "train"
+            elif layer >= 1:
+                label = f"pretraining, layer {int(layer)}"
+            else:
+                label = "fine-tuning"
+            out.append((label, []))
+            last = layer
+        out[-1][1].append(i)
+    return out
+
+
+def loss_figure(history: Sequence[Mapping[str, float]], *, x_label: str = "epoch") -> bytes | None:
+    """PNG of the training (and validation) loss per epoch, plus each named loss term; None if no history.
+
+    Each epoch is a point (joined by lines), so a one-epoch run shows its loss, and the epoch axis has
+    integer ticks. A history with a ``layer`` column (1..L: layer-wise pretraining, 0: fine-tuning) is
+    drawn stage after stage on one running epoch axis, each stage labelled, with a line between stages.
+    """
+    fig = _loss_chart(history, x_label)
+    return None if fig is None else _png(fig)
+
+
+def _loss_chart(history: Sequence[Mapping[str, float]], x_label: str) -> Figure | None:
+    rows = [r for r in history if "loss" in r]
+    if not rows:
+        return None
+    stages = _stages(rows)
+    staged = len(stages) > 1 or any("layer" in r for r in rows)
+    # One running count over all stages (each stage restarts its own epoch numbers); else the recorded epoch.
+    x = [float(i + 1) for i in range(len(rows))] if staged else [float(r.get("epoch", i + 1)) for i, r in enumerate(rows)]
+    marker = "o" if len(rows) <= _MAX_MARKED else None
+    terms: list[str] = []
+    for r in rows:
+        terms += [k for k in r if k not in _NON_TERMS and k not in terms]
+    # A single term equals the total loss; a second panel would only repeat it.
+    show_terms = len(terms) > 1
+    fig = Figure(figsize=(11 if show_terms else 6.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2 if show_terms else 1, squeeze=False)[0]
+    ax = axes[0]
+    for label, idx in stages:
+        name = "train loss" if not staged else f"train loss ({label})"
+        ax.plot([x[i] for i in idx], [rows[i]["loss"] for i in idx], lw=1.6, marker=marker, ms=3.5, label=name)
+        val = [i for i in idx if "val_loss" in rows[i]]
+        if val:
+            vname = "validation loss" if not staged else f"validation loss ({label})"
+            ax.plot([x[i] for i in val], [rows[i]["val_loss"] for i in val], lw=1.6, ls="--", marker=marker, ms=3.5,
+                    label=vname)
+    xlabel = f"{x_label} (all stages, in training order)" if staged else x_label
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss (per sample)")
+    ax.set_title("Training objective" + (" by stage" if staged else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if show_terms:
+        ax2 = axes[1]
+        for t in terms:
+            pts = [(xi, r[t]) for xi, r in zip(x, rows) if t in r]
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.4, marker=marker, ms=3, label=t)
+        ax2.set_xlabel(xlabel)
+        ax2.set_ylabel("weighted term (per sample)")
+        ax2.set_title("Loss terms (train)")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize="small")
+    for a in axes:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for _, idx in stages[1:]:
+            a.axvline(x[idx[0]] - 0.5, color="#888", lw=0.8, ls=":")
+    return fig
+
+
+def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
+    k = Z.shape[1]
+    if k == 2:
+        return Z, "the 2-D code itself"
+    if k == 1:
+        return Z, "the 1-D code (vertical position is jitter)"
+    from sklearn.decomposition import PCA
+
+    P = PCA(n_components=2, random_state=0).fit(Z)
+    share = float(P.explained_variance_ratio_.sum())
+    return (
+        P.transform(Z),
+        f"the {k}-D codes projected with PCA onto their first two principal components ({share:.0%} of their variance)",
+    )
+
+
+def latent_figure(
+    Z: np.ndarray, y: np.ndarray | None = None, classes: Sequence[str] | None = None, *, seed: int = 0
+) -> tuple[bytes, str]:
+    """PNG of the codes in 2-D coloured by label, and a sentence saying what is plotted."""
+    Z = np.asarray(Z, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if Z.shape[0] > _MAX_LATENT_POINTS:
+        keep = np.sort(rng.choice(Z.shape[0], _MAX_LATENT_POINTS, replace=False))
+        Z, y = Z[keep], (None if y is None else np.asarray(y)[keep])
+    P, how = _project_2d(Z)
+    if P.shape[1] == 1:
+        P = np.column_stack([P[:, 0], rng.uniform(-1, 1, P.shape[0])])
+    fig = Figure(figsize=(6.8, 5.6), layout="constrained")
+    ax = fig.subplots()
+    if y is None:
+        ax.scatter(P[:, 0], P[:, 1], s=7, alpha=0.7, color="#1f77b4", linewidths=0)
+    else:
+        y = np.asarray(y)
+        labels = np.unique(y)
+        if labels.size <= 10:
+            from matplotlib import colormaps
+
+            tab = colormaps["tab10"]
+            for i, lab in enumerate(labels):
+                m = y == lab
+                name = classes[int(lab)] if classes is not None and 0 <= int(lab) < len(classes) else str(lab)
+                ax.scatter(P[m, 0], P[m, 1], s=7, alpha=0.75, color=tab(i % 10), linewidths=0, label=name)
+            ax.legend(markerscale=2.5, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5), title="label")
+        else:
+            sc = ax.scatter(P[:, 0], P[:, 1], s=7, alpha=0.75, c=y, cmap="viridis", linewidths=0)
+            fig.colorbar(sc, ax=ax, label="label")
+    pca = "PCA" in how
+    ax.set_xlabel("principal component 1" if pca else "z1")
+    ax.set_ylabel("principal component 2" if pca else ("jitter" if Z.shape[1] == 1 else "z2"))
+    ax.set_title("Latent space")
+    ax.grid(alpha=0.3)
+    colour = "coloured by label" if y is not None else "(no labels: one colour)"
+    return _png(fig), f"Codes of {Z.shape[0]} samples, {colour}: {how}."
+
+
+def decoder_samples(
+    est: Any, n: int, X: np.ndarray | None = None, *, seed: int = 0, source: str | None = None,
+    from_prior: bool | None = None,
+) -> tuple[np.ndarray, str]:
+    """Draw ``n`` samples from a fitted estimator's decoder, and say how.
+
+    A family that declares the ``"sample"`` capability samples from its own generative model (its
+    prior, then its decoder) with ``est.sample(n, random_state=seed)``. For the others a Gaussian
+    N(mean, cov) is fitted to the codes of ``X`` and its draws are decoded; ``X`` is then required.
+    ``source`` names ``X`` in the returned description; ``from_prior`` overrides the declared capability.
+
+    Returns
+    -------
+    samples : ndarray (n, *sample_shape), in data units
+    how : str
+        A phrase saying how they were drawn, for captions.
+    """
+    if from_prior is None:
+        from_prior = "sample" in declared_capabilities(est)
+    if from_prior:
+        return (
+            np.asarray(est.sample(n, random_state=seed)),
+            "drawn from the model's own generative distribution (codes from its prior, then its decoder)",
+        )
+    if X is None:
+        raise ValueError(
+            f"family {getattr(est, '_family_name', type(est).__name__)!r} declares no prior to sample from; samples "
+            "are decoded from a Gaussian fitted to the codes of data, so pass data X to fit it to"
+        )
+    Z = np.asarray(est.transform(X), dtype=np.float64)
+    mean = Z.mean(axis=0)
+    cov = np.cov(Z, rowvar=False).reshape(Z.shape[1], Z.shape[1]) if Z.shape[0] > 1 else np.eye(Z.shape[1])
+    rng = np.random.default_rng(seed)
+    draws = rng.multivariate_normal(mean, cov, size=n, method="eigh").astype(np.float32)
+    of = f" ({source})" if source else ""
+    return (
+        np.asarray(est.inverse_transform(draws)),
+        f"decoded from draws of a Gaussian N(mean, covariance) fitted to the codes of {Z.shape[0]} samples{of}; "
+        "the family declares no prior of its own to sample from",
+    )
+
+
+def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") -> bytes:
+    """PNG of generated samples: an image grid, or line plots for tabular data and signals."""
+    S = np.asarray(S)
+    if _is_image(S):
+        n = S.shape[0]
+        cols = min(8, n)
+        rows = math.ceil(n / cols)
+        fig = Figure(figsize=(1.1 * cols + 0.4, 1.1 * rows + 0.6), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i < n:
+                img, cmap = _as_image(S[i])
+                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            else:
+                ax.set_axis_off()
+    else:
+        fig = Figure(figsize=(8, 3.6), layout="constrained")
+        ax = fig.subplots()
+        for i, row in enumerate(_rows(S)[:6]):
+            ax.plot(row, lw=1.2, label=f"sample {i}")
+        if S.shape[0] > 6:
+            title += f" (6 of {S.shape[0]})"
+        ax.set_xlabel("time step" if S.ndim == 3 else "feature index")
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncols=3)
+    fig.suptitle(title)
+    return _png(fig)
