@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 import torch
-from conftest import digits_data, fit_args, make_tiny
+from conftest import declared_variants, digits_data, fit_args, fit_data, make_tiny
 
 import aekit
 from aekit.core.lasso import sparse_encode
@@ -30,7 +30,7 @@ def cases() -> list[Any]:
     """(family, variant) for every family: its tiny configuration, then each declared ``_test_variants`` entry."""
     out = []
     for name, info in families().items():
-        variants: list[dict[str, Any]] = [{}, *map(dict, getattr(info.estimator, "_test_variants", ()))]
+        variants = declared_variants(info.estimator)
         for i, variant in enumerate(variants):
             label = name if i == 0 else f"{name}-" + "-".join(f"{k}={v}" for k, v in variant.items())
             out.append(pytest.param(name, i, id=label))
@@ -38,13 +38,13 @@ def cases() -> list[Any]:
 
 
 def variant_params(name: str, index: int) -> dict[str, Any]:
-    return dict(([{}, *getattr(get_family(name).estimator, "_test_variants", ())])[index])
+    return declared_variants(get_family(name).estimator)[index]
 
 
 @cache
 def _fitted(name: str, index: int) -> Any:
     info = get_family(name)
-    X = digits_data()
+    X = fit_data(info, **variant_params(name, index))
     return make_tiny(info, **variant_params(name, index)).fit(X, **fit_args(info, X))
 
 
@@ -118,7 +118,7 @@ def assert_rng_unchanged(before: tuple[torch.Tensor, Any], step: str) -> None:
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_fit_transform_and_load_leave_the_callers_random_state_alone(name: str, index: int, tmp_path: Path) -> None:
     info = get_family(name)
-    X = digits_data()
+    X = fit_data(info, **variant_params(name, index))
     torch.manual_seed(1234)
     np.random.seed(1234)
     before = rng_states()
