@@ -117,6 +117,17 @@ def declared_variants(estimator_cls: type) -> list[dict[str, Any]]:
     return [{}, *(dict(v) for v in vars(estimator_cls).get("_test_variants", ()))]
 
 
+def fit_data(info: FamilyInfo, **params: Any) -> np.ndarray:
+    """The digits as flat rows (N, 64), or as images (N, 1, 8, 8) for a configuration that needs images
+    (a convolutional variant). A model fitted on images also takes the flat rows."""
+    X = digits_data()
+    try:
+        make_tiny(info, **params)._resolve_for(X)
+    except ValueError:
+        return X.reshape(-1, 1, 8, 8)
+    return X
+
+
 def variant_id(name: str, variant: dict[str, Any]) -> str:
     return "-".join([name, *(f"{k}={v}" for k, v in variant.items())])
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import N_DIGITS, digits_data, family_params, family_variants, fit_args, make_tiny
+from conftest import N_DIGITS, digits_data, family_params, family_variants, fit_args, fit_data, make_tiny
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
@@ -164,7 +164,7 @@ def test_weights_change_after_one_epoch(name: str) -> None:
 def test_declared_variants_train_and_round_trip(name: str, variant: dict[str, Any], tmp_path: Path) -> None:
     """Each declared variant (another training path) trains, saves and loads back to the same model."""
     info = get_family(name)
-    X = data("images" in info.capabilities)
+    X = fit_data(info, **variant)
     est = make_tiny(info, **variant).fit(X, **fit_args(info, X))
     assert all(k in est.resolved_ and est.resolved_[k] == v for k, v in variant.items())
     assert all(np.isfinite(row["loss"]) for row in est.history_)

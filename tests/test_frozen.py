@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 import torch
-from conftest import digits_data, fit_args, make_tiny
+from conftest import declared_variants, digits_data, fit_args, fit_data, make_tiny
 
 import aekit
 from aekit.core.lasso import sparse_encode
@@ -30,7 +30,7 @@ def cases() -> list[Any]:
     """(family, variant) for every family: its tiny configuration, then each declared ``_test_variants`` entry."""
     out = []
     for name, info in families().items():
-        variants: list[dict[str, Any]] = [{}, *map(dict, getattr(info.estimator, "_test_variants", ()))]
+        variants = declared_variants(info.estimator)
         for i, variant in enumerate(variants):
             label = name if i == 0 else f"{name}-" + "-".join(f"{k}={v}" for k, v in variant.items())
             out.append(pytest.param(name, i, id=label))
@@ -38,21 +38,13 @@ def cases() -> list[Any]:
 
 
 def variant_params(name: str, index: int) -> dict[str, Any]:
-    return dict(([{}, *getattr(get_family(name).estimator, "_test_variants", ())])[index])
-
-
-def case_data(name: str, index: int) -> np.ndarray:
-    """Digits as rows, or as (N, 1, 8, 8) images for a convolutional variant."""
-    X = digits_data()
-    if variant_params(name, index).get("architecture") in ("conv", "lecture-conv"):
-        return X.reshape(-1, 1, 8, 8)
-    return X
+    return declared_variants(get_family(name).estimator)[index]
 
 
 @cache
 def _fitted(name: str, index: int) -> Any:
     info = get_family(name)
-    X = case_data(name, index)
+    X = fit_data(info, **variant_params(name, index))
     return make_tiny(info, **variant_params(name, index)).fit(X, **fit_args(info, X))
 
 
@@ -126,7 +118,7 @@ def assert_rng_unchanged(before: tuple[torch.Tensor, Any], step: str) -> None:
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_fit_transform_and_load_leave_the_callers_random_state_alone(name: str, index: int, tmp_path: Path) -> None:
     info = get_family(name)
-    X = case_data(name, index)
+    X = fit_data(info, **variant_params(name, index))
     torch.manual_seed(1234)
     np.random.seed(1234)
     before = rng_states()
@@ -146,7 +138,7 @@ def test_fit_transform_and_load_leave_the_callers_random_state_alone(name: str, 
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_inference_changes_neither_the_module_nor_the_estimator(name: str, index: int) -> None:
     est = fitted(name, index)
-    X = case_data(name, index)
+    X = fit_data(get_family(name), **variant_params(name, index))
     before = frozen(vars(est))
     Z = est.transform(X)
     est.inverse_transform(Z)
@@ -172,7 +164,7 @@ class Poison:
 @pytest.mark.parametrize(("name", "index"), cases())
 def test_parameters_set_after_fit_change_only_the_next_fit(name: str, index: int, tmp_path: Path) -> None:
     est = fitted(name, index)
-    X = case_data(name, index)
+    X = fit_data(get_family(name), **variant_params(name, index))
     fit_params = copy.deepcopy(est.get_params(deep=False))
     Z, R, S = est.transform(X), est.reconstruct(X), est.score_samples(X)
     # Every parameter replaced by a value that fails as soon as it is read.

@@ -73,9 +73,11 @@ class ParamSpec:
 
 
 def _sentence(comment: str) -> str:
-    """A comment as help text: a complete phrase starting with a capital letter, no trailing period."""
+    """A comment as help text: a phrase starting with a capital letter (unless it starts with a symbol such as
+    ``q(x'|x)`` or ``K``), no trailing period."""
     text = " ".join(comment.split()).rstrip(".")
-    return text[:1].upper() + text[1:]
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first.isalpha() and first.islower() else text
 
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:")
@@ -104,7 +106,9 @@ def _field_comments(cls: type) -> dict[str, str]:
             f = _FIELD.match(code)
             if f and f.group(1) in names:
                 current = f.group(1)
-                out[current] = " ".join([*above, trailing.strip()]).strip()
+                # What the field is (its line's comment) first, then why its default is what it is (above it).
+                parts = [trailing.strip(), " ".join(above)]
+                out[current] = ". ".join(_sentence(p) for p in parts if p.strip())
                 above = []
             else:
                 above, current = [], None

@@ -204,6 +204,8 @@ def _cmd_train(args: list[str]) -> int:
                 f"--threads and --quiet may change, not {flags}"
             )
         valid = info.estimator().get_params(deep=False)
+        if hasattr(ns, "epochs"):
+            _check_epochs(info, {k: _tupled(v) for k, v in dict(saved.get("params") or {}).items() if k in valid})
         for name, flag in (("max_epochs", "epochs"), ("device", "device")):
             if hasattr(ns, flag) and name not in valid:
                 _set_param(info, {}, name, getattr(ns, flag), "--" + flag)
@@ -329,6 +331,7 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
     if isinstance(result, int):
         return result
     est = result.estimator
+    # Epochs by stage, as the family declares them; a family not trained by epochs was "fitted".
     stages = est.epochs_by_stage() if type(est).epochs(est.get_params(deep=False)).applies else []
     if stages:
         trained = ", ".join(f"{n} epochs of {name}" for name, n in stages) if len(stages) > 1 else f"{stages[0][1]} epochs"
@@ -338,8 +341,8 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
     if getattr(ns, "json", False):
         _print_json({
             "run_dir": str(result.run_dir.resolve()), "family": result.family, "epochs": result.epochs,
-            "epochs_by_stage": dict(stages),
-            "train_seconds": result.train_seconds, "metrics": result.metrics, "report": str(result.report.resolve()),
+            "epochs_by_stage": dict(stages), "train_seconds": result.train_seconds, "metrics": result.metrics,
+            "report": str(result.report.resolve()),
         })
     else:
         _out(_metrics_text(result.metrics))

@@ -127,15 +127,6 @@ class DataInfo:
         """``scaling="auto"``: images, signals and data in [0, 1] are kept as they are; tabular data standardized."""
         return "none" if len(sample_shape) > 1 or (lo >= 0.0 and hi <= 1.0) else "standard"
 
-    @property
-    def is_image(self) -> bool:
-        return len(self.sample_shape) == 3
-
-    @property
-    def in_unit_interval(self) -> bool:
-        """All values in [0, 1]: Bernoulli-like data (pixels), fit for a sigmoid output and cross-entropy."""
-        return self.min >= 0.0 and self.max <= 1.0
-
     def to_json(self) -> dict[str, Any]:
         return {"sample_shape": list(self.sample_shape), "n_samples": self.n_samples, "min": self.min, "max": self.max,
                 "classes": None if self.classes is None else list(self.classes),
