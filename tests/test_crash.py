@@ -173,7 +173,7 @@ def test_kill_at_every_commit_then_resume(family: str, tmp_path: Path) -> None:
         # --hidden-dims above is the one that counts (argparse keeps the last).
         argv = ["train", *TINY, *FAMILIES[family]]
     # Every commit of the autoencoder; for the others the first two, the last two and a spread between.
-    spread = {"autoencoder": 0, "denoising": 7, "stacked": 9}[family]
+    spread = {"autoencoder": 0, "denoising": 4, "stacked": 6}[family]
     result = drive(argv, tmp_path, spread)
     ref = tmp_path / "ref"
     assert result["reference"]["code"] == 0
