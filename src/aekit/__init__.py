@@ -40,6 +40,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "load": ("aekit.model.loading", "load"),
     "list_families": ("aekit.model.registry", "families"),
     "get_family": ("aekit.model.registry", "get_family"),
+    "RunResult": ("aekit.workflow.train", "RunResult"),
+    "resume_run": ("aekit.workflow.train", "resume_run"),
+    "train_run": ("aekit.workflow.train", "train_run"),
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
@@ -69,6 +72,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.model.loading import load
     from aekit.model.registry import families as list_families
     from aekit.model.registry import get_family
+    from aekit.workflow.train import RunResult, resume_run, train_run
 
 __all__ = [
     "Autoencoder",
@@ -85,6 +89,7 @@ __all__ = [
     "MaskingNoise",
     "ModelFileError",
     "PredictiveSparseDecomposition",
+    "RunResult",
     "SaltAndPepper",
     "SparseAutoencoder",
     "SparseCoding",
@@ -97,8 +102,10 @@ __all__ = [
     "list_families",
     "load_dataset",
     "make_corruption",
+    "resume_run",
     "sparse_coding_objective",
     "sparse_encode",
+    "train_run",
 ]
 
 

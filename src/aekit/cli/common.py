@@ -256,13 +256,10 @@ def _check_suffix(path: str, allowed: Sequence[str], what: str) -> Path:
 
 def _metrics_text(metrics: dict[str, dict[str, Any]]) -> str:
     from aekit.report.metrics import format_value as _fmt
-    from aekit.report.metrics import ordered_metrics
+    from aekit.report.metrics import metric_names, ordered_metrics
 
     metrics = ordered_metrics(metrics)
-    sections = list(metrics)
-    keys: list[str] = []
-    for s in sections:
-        keys += [k for k in metrics[s] if k not in keys]
+    sections, keys = list(metrics), metric_names(metrics)
     width = max(len(k) for k in keys) if keys else 6
     lines = [f"{'metric':<{width}}  " + "  ".join(f"{s:>12}" for s in sections)]
     for k in keys:

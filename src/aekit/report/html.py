@@ -26,7 +26,13 @@ from aekit.report.figures import (
     reconstruction_figure,
     samples_figure,
 )
-from aekit.report.metrics import METRIC_NOTES, format_value, ordered_metrics, reconstruction_metrics
+from aekit.report.metrics import (
+    METRIC_NOTES,
+    format_value,
+    metric_names,
+    ordered_metrics,
+    reconstruction_metrics,
+)
 
 __all__ = ["REPORT_FILE", "write_report"]
 
@@ -49,10 +55,7 @@ details{margin:.5em 0}
 
 def _metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     metrics = ordered_metrics(metrics)
-    sections = list(metrics)
-    keys: list[str] = []
-    for s in sections:
-        keys += [k for k in metrics[s] if k not in keys]
+    sections, keys = list(metrics), metric_names(metrics)
     notes = "; ".join(f"{k}: {METRIC_NOTES[k]}" for k in keys if k in METRIC_NOTES)
     head = "".join(f"<th>{html.escape(s)}</th>" for s in sections)
     body = "".join(

@@ -158,6 +158,14 @@ def ordered_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
     return {s: {k: metrics[s][k] for k in sorted(metrics[s], key=lambda k: rank(METRIC_ORDER, k))} for s in sections}
 
 
+def metric_names(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every metric of an ordered record, once, in order: the rows of a table whose columns are its sections."""
+    names: list[str] = []
+    for section in metrics.values():
+        names += [k for k in section if k not in names]
+    return names
+
+
 def format_value(v: Any) -> str:
     """A metric or parameter value as tables show it: 5 significant digits, ``n/a`` for NaN, ``inf``."""
     if isinstance(v, bool) or v is None:
