@@ -268,6 +268,18 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _own_running_threads() -> int:
+    """Threads of this process in the running state now (Linux); at least 1, the one asking."""
+    n = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            # The state follows the command name, which is in parentheses and may hold spaces.
+            n += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return max(n, 1)
+
+
 def _busy_elsewhere() -> int:
     """Tasks running on the machine besides this one, now (Linux), else the 1-minute load average.
 
@@ -277,9 +289,12 @@ def _busy_elsewhere() -> int:
     try:
         counts = []
         for _ in range(5):  # a snapshot is noisy: the median of a few, 10 ms apart
-            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            # This process's own running threads do not count: the thread asking, and the math library's
+            # workers that still spin for a moment after the caller's last parallel operation.
+            counts.append(running - _own_running_threads())
             time.sleep(0.01)
-        return max(0, sorted(counts)[2] - 1)  # this process is one of the running tasks
+        return max(0, sorted(counts)[2])
     except (OSError, ValueError, IndexError):
         try:
             return int(os.getloadavg()[0])
