@@ -280,6 +280,14 @@ class Autoencoder(BaseAutoencoder):
             method wants its training input ``H`` (N, *in_shape) before it is trained.
         """
         encoder, decoder = build_encoder_decoder(in_shape, "mlp", (), out_dim, act, tied)
+        return cls._layer(encoder, decoder, output, loss, tuple(in_shape), act, cls.layer_options(options, out_dim, act))
+
+    @classmethod
+    def _layer(
+        cls, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, in_shape: tuple[int, ...], act: str,
+        settings: Mapping[str, Any],
+    ) -> AutoencoderModule:
+        """The module of one layer around its one-layer encoder and decoder; a variant builds its own module."""
         return AutoencoderModule(nn.Sequential(encoder, activation(act)), decoder, output, loss)
 
     @classmethod

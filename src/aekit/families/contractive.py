@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import contractive_autograd, contractive_projection, contractive_sigmoid_exact
-from aekit.core.nets import build_encoder_decoder
 from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
@@ -244,16 +243,10 @@ class ContractiveAutoencoder(Autoencoder):
         }
 
     @classmethod
-    def layer_module(
-        cls,
-        in_shape: tuple[int, ...],
-        out_dim: int,
-        act: str,
-        tied: bool,
-        output: str,
-        loss: str,
-        options: Mapping[str, Any],
+    def _layer(
+        cls, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, in_shape: tuple[int, ...], act: str,
+        settings: Mapping[str, Any],
     ) -> AutoencoderModule:
-        """One contractive layer (see the base)."""
-        encoder, decoder = build_encoder_decoder(in_shape, "mlp", (), out_dim, act, tied)
-        return ContractiveAutoencoderModule(encoder, decoder, output, loss, **cls.layer_options(options, out_dim, act))
+        """One contractive layer."""
+        return ContractiveAutoencoderModule(encoder, decoder, output, loss, **settings)
+

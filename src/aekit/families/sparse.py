@@ -33,7 +33,6 @@ import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import kl_sparsity, l1_penalty
-from aekit.core.nets import build_encoder_decoder
 from aekit.core.nets import code_activation as nets_code_activation
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
@@ -283,21 +282,12 @@ class SparseAutoencoder(Autoencoder):
         return {"penalty": params["penalty"], "rho": params["rho"], **settings}
 
     @classmethod
-    def layer_module(
-        cls,
-        in_shape: tuple[int, ...],
-        out_dim: int,
-        act: str,
-        tied: bool,
-        output: str,
-        loss: str,
-        options: Mapping[str, Any],
+    def _layer(
+        cls, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, in_shape: tuple[int, ...], act: str,
+        settings: Mapping[str, Any],
     ) -> AutoencoderModule:
-        """One sparse layer (see the base); its ``prepare(H)`` centres its input and starts kl units near rho."""
-        encoder, decoder = build_encoder_decoder(in_shape, "mlp", (), out_dim, act, tied)
-        return SparseAutoencoderModule(
-            encoder, decoder, output, loss, sample_shape=tuple(in_shape), **cls.layer_options(options, out_dim, act)
-        )
+        """One sparse layer; its ``prepare(H)`` centres its input and starts kl units near rho."""
+        return SparseAutoencoderModule(encoder, decoder, output, loss, sample_shape=in_shape, **settings)
 
     def sparsity_report(self, X: Any, threshold: float | None = None) -> dict[str, Any]:
         """How sparse the codes of ``X`` are, beside how well ``X`` is reconstructed (the trade-off alpha sets).
