@@ -287,7 +287,7 @@ def test_epochs_reported_by_stage(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--epochs", "1", "--seed", "0", "--limit", "60", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert ("trained 2 epochs of pretraining of layer 1, 2 epochs of pretraining of layer 2, 1 epochs of fine-tuning"
+    assert ("trained 2 epochs of pretraining of layer 1, 2 epochs of pretraining of layer 2, 1 epoch of fine-tuning"
             in err), err
     code = main(["train", "--family", "linear", "--solver", "gradient", "--latent-dim", "2", "--epochs", "2",
                  "--seed", "0", "--limit", "60", "--out", str(tmp_path / "lin")])

@@ -334,7 +334,7 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
     # Epochs by stage, as the family declares them; a family not trained by epochs was "fitted".
     stages = est.epochs_by_stage() if type(est).epochs(est.get_params(deep=False)).applies else []
     if stages:
-        trained = ", ".join(f"{n} epochs of {name}" for name, n in stages) if len(stages) > 1 else f"{stages[0][1]} epochs"
+        trained = ", ".join(f"{_epochs(n)} of {name}" for name, n in stages) if len(stages) > 1 else _epochs(stages[0][1])
         _info(f"aekit: trained {trained} in {result.train_seconds:.1f} s", quiet)
     else:
         _info(f"aekit: fitted in {result.train_seconds:.1f} s", quiet)
@@ -365,3 +365,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
         _info(f"aekit: demo finished in {time.perf_counter() - t0:.0f} s. Open the report in a browser; then try "
               "another family, e.g. `aekit train --family denoising --data digits --latent-dim 2 --out runs/dae`", ns.quiet)
     return code
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
