@@ -350,3 +350,13 @@ def test_json_and_text_keep_the_computed_order(digits_run: Path, capsys: pytest.
     code, out, _ = call(capsys, "evaluate", str(digits_run))
     rows = [line.split()[0] for line in out.splitlines()[2:]]
     assert rows == ["sq_err_per_image", "mse_per_pixel", "bce_per_pixel", "psnr_db", "n_samples"]
+
+
+def test_metrics_file_keeps_the_computed_order(digits_run: Path) -> None:
+    from aekit.report.metrics import METRIC_ORDER
+
+    saved = json.loads((digits_run / "metrics.json").read_text())
+    assert list(saved) == ["train", "test"]
+    for section in saved.values():
+        names = [k for k in section if k in METRIC_ORDER]
+        assert names == sorted(names, key=METRIC_ORDER.index) and names != sorted(names)

@@ -129,13 +129,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def json_text(obj: Any) -> str:
-    """The JSON text aekit writes: indented, keys sorted, NumPy values and tuples as plain JSON."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+def json_text(obj: Any, *, sort_keys: bool = True) -> str:
+    """The JSON text aekit writes: indented, keys sorted unless their order means something, NumPy values
+    and tuples as plain JSON."""
+    return json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n"
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json_text(obj))
+def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = True) -> None:
+    atomic_write_text(path, json_text(obj, sort_keys=sort_keys))
 
 
 def _json_default(o: Any) -> Any:

@@ -338,9 +338,11 @@ def _train_and_finish(info: Any, est: Any, spec: DataSpec, ds: Dataset, claim: R
 def _evaluate_and_report(info: Any, est: Any, spec: DataSpec, ds: Dataset, out: Path, cfg: dict[str, Any],
                          download: bool, *, resumed: bool) -> RunResult:
     from aekit.report.html import write_report
+    from aekit.report.metrics import ordered_metrics
 
     metrics, test_ds = evaluate(est, ds, spec, download=download)
-    write_json(out / "metrics.json", _finite(metrics))
+    # In the order the metrics were computed, the order every table and the report show them.
+    write_json(out / "metrics.json", _finite(ordered_metrics(metrics)), sort_keys=False)
     report = write_report(est, test_ds if test_ds is not None else ds, out, metrics=metrics, train_dataset=ds)
     write_json(out / CONFIG_FILE, {**cfg, "status": DONE})
     history = list(getattr(est, "history_", None) or [])
