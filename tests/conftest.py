@@ -149,3 +149,17 @@ def family_params(capability: str | None = None) -> list[Any]:
         for name, info in families().items()
         if capability is None or capability in info.capabilities
     ]
+
+
+def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """Simulate Ctrl-C right after the checkpoint and ``history.csv`` of ``epoch`` are written."""
+    import aekit.engine.training
+
+    original = aekit.engine.training.CSVLogger.on_epoch_end
+
+    def on_epoch_end(self: Any, state: Any) -> None:
+        original(self, state)
+        if state.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)

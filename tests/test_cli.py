@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interrupt_after_epoch
 
 import aekit
 import aekit.engine.checkpoint
@@ -351,25 +352,13 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path:
 # -------------------------------------------------------------------------------------- resume
 
 
-def _interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    """Simulate Ctrl-C right after the checkpoint and history of ``epoch`` are written."""
-    original = aekit.engine.training.CSVLogger.on_epoch_end
-
-    def on_epoch_end(self: Any, state: Any) -> None:
-        original(self, state)
-        if state.epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
-
-
 def test_resume_after_a_kill_completes_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "killed"
     args = ["train", "--family", "autoencoder", "--epochs", "4", "--patience", "None", *TINY]
     with monkeypatch.context() as m:
-        _interrupt_after_epoch(m, 2)
+        interrupt_after_epoch(m, 2)
         code, _, err = call(capsys, *args, "--out", str(run))
     assert code == 130
     assert f"aekit train --resume {run}" in err and "Traceback" not in err

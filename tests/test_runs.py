@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interrupt_after_epoch
 
 import aekit
 import aekit.engine.training
@@ -48,18 +49,6 @@ def one_line(err: str, *needles: str) -> None:
 def rows(run: Path) -> list[dict[str, str]]:
     with (run / "history.csv").open(newline="") as f:
         return list(csv.DictReader(f))
-
-
-def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    """Ctrl-C right after ``history.csv`` of ``epoch`` is written (the checkpoint is written before it)."""
-    original = aekit.engine.training.CSVLogger.on_epoch_end
-
-    def on_epoch_end(self: Any, state: Any) -> None:
-        original(self, state)
-        if state.epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
 
 
 # ------------------------------------------------------------------------ never touch a user's file
