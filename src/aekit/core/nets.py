@@ -335,3 +335,114 @@ def build_encoder_decoder(
             )
         return LectureConvEncoder(), LectureConvDecoder()
     raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+
+
+# ------------------------------------------------------------------ PCA plus a learned correction
+
+
+def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The mean and the top-``k`` principal axes of the rows of ``X``.
+
+    Parameters
+    ----------
+    X : Tensor, (N, D)
+    k : int
+        At most min(N, D).
+
+    Returns
+    -------
+    mean : Tensor (D,)
+    axes : Tensor (k, D)
+        Orthonormal rows, the top-k right singular vectors of ``X - mean``, signed as scikit-learn's PCA
+        signs them (the largest absolute loading of each axis positive).
+    scale : Tensor (k,)
+        The standard deviation of the data along each axis.
+
+    Computed in float64; exact (an SVD) up to 2,048 samples or features, a randomized SVD with extra
+    power iterations beyond (Halko et al. 2011), close to exact for the leading axes.
+    """
+    Xd = X.double()
+    mean = Xd.mean(dim=0)
+    Xc = Xd - mean  # (N, D)
+    n, d = Xc.shape
+    if min(n, d) <= 2048:
+        _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
+    else:
+        # The sketch is drawn from a fixed seed in a forked RNG: the axes do not depend on the caller's random
+        # state, and the caller's random state is the same afterwards.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            _, S, V = torch.svd_lowrank(Xc, q=min(k + 16, n, d), niter=8)
+        Vt = V.t()
+    axes = Vt[:k]
+    signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
+    scale = S[:k] / max(n - 1, 1) ** 0.5
+    return mean, axes * signs, scale
+
+
+def _zero_last(net: nn.Sequential) -> nn.Sequential:
+    """Zero the weight and bias of the last linear layer, so the net outputs 0 until it is trained."""
+    last = [m for m in net if isinstance(m, nn.Linear)][-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+class ResidualPCAEncoder(nn.Module):
+    """z = V (x - mu) + f((x - mu) / s): a linear map V (the principal axes at initialization) plus an MLP
+    correction f whose last layer starts at zero, so the encoder starts as PCA's.
+
+    (B, *sample_shape) -> (B, K). ``mean`` (D,) and the scalar ``input_scale`` s are buffers set from the
+    data (:meth:`set_pca`); s keeps the MLP's input at unit scale whatever the data's units.
+    """
+
+    mean: Tensor
+    input_scale: Tensor
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], latent_dim: int, act: str) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("input_scale", torch.ones(()))
+        self.V = nn.Parameter(torch.zeros(latent_dim, in_dim))
+        self.correction = _zero_last(mlp([in_dim, *hidden_dims, latent_dim], act))
+
+    @torch.no_grad()
+    def set_pca(self, mean: Tensor, axes: Tensor, input_scale: float) -> None:
+        self.mean.copy_(mean)
+        self.V.copy_(axes)
+        self.input_scale.fill_(input_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        xc = x.reshape(x.shape[0], -1) - self.mean  # (B, D)
+        return xc @ self.V.t() + self.correction(xc / self.input_scale)
+
+
+class ResidualPCADecoder(nn.Module):
+    """x_hat = W z + mu + g(z / s): a linear map W (the principal axes transposed at initialization) plus an
+    MLP correction g whose last layer starts at zero, so the decoder starts as PCA's reconstruction.
+
+    (B, K) -> (B, *sample_shape). ``mean`` (D,) and ``code_scale`` s (K,), the spread of the data along
+    each axis, are buffers set from the data (:meth:`set_pca`).
+    """
+
+    mean: Tensor
+    code_scale: Tensor
+
+    def __init__(self, sample_shape: Sequence[int], hidden_dims: Sequence[int], latent_dim: int, act: str) -> None:
+        super().__init__()
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        d = math.prod(self.sample_shape)
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("code_scale", torch.ones(latent_dim))
+        self.W = nn.Parameter(torch.zeros(d, latent_dim))
+        self.correction = _zero_last(mlp([latent_dim, *hidden_dims[::-1], d], act))
+
+    @torch.no_grad()
+    def set_pca(self, mean: Tensor, axes: Tensor, code_scale: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.W.copy_(axes.t())
+        self.code_scale.copy_(code_scale.clamp_min(1e-12))
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = z @ self.W.t() + self.mean + self.correction(z / self.code_scale)  # (B, D)
+        return out.reshape(z.shape[0], *self.sample_shape)

@@ -186,8 +186,9 @@ def _check_counters(check: _Checker, meta: dict[str, Any], max_epochs: int) -> N
         per = f"{epoch} x {steps[0]}" if len(set(steps)) == 1 else " + ".join(map(str, steps))
         check.fail("step", f"is {step}, not the batches of its {epoch} epochs ({per} = {sum(steps)})")
     best_epoch = check.int_(meta, "best_epoch", -1)
-    if best_epoch == 0 or best_epoch > epoch:
-        check.fail("best_epoch", f"is {best_epoch}; it must be -1 (none yet) or an epoch in 1..{epoch}")
+    if best_epoch < -1 or best_epoch > epoch:
+        check.fail("best_epoch", f"is {best_epoch}; it must be -1 (none yet), 0 (the starting weights) or an epoch "
+                   f"in 1..{epoch}")
     bad = check.int_(meta, "bad_epochs", 0)
     if bad > epoch:
         check.fail("bad_epochs", f"is {bad}, more than the {epoch} epochs trained")
@@ -257,7 +258,7 @@ def load_checkpoint(directory: str | os.PathLike, state: TrainState) -> None:
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     check_state_dict(module.state_dict(), model_sd, path)
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
-    if (meta["best_epoch"] >= 1) != bool(best):
+    if (meta["best_epoch"] >= 0) != bool(best):
         check.fail("best_epoch", f"is {meta['best_epoch']} but the file {'holds' if best else 'lacks'} best.* weights")
     if best:
         check_state_dict(module.state_dict(), best, path)

@@ -2,8 +2,10 @@
 
 Nothing in this file knows about any family. A model brings ``forward(x) -> AEOutput`` and
 ``loss(x, out) -> LossOutput`` (``loss(x, out, y)`` when it sets ``uses_labels``) and, if it needs them,
-an ``after_step()`` hook (e.g. to renormalize dictionary atoms) and ``param_groups() -> list[dict]``
-(optimizer parameter groups in torch's format, each with its own ``lr`` and ``weight_decay``).
+an ``after_step()`` hook (e.g. to renormalize dictionary atoms), ``param_groups() -> list[dict]``
+(optimizer parameter groups in torch's format, each with its own ``lr`` and ``weight_decay``) and
+``starts_at_solution = True`` when its initial weights are already a solution (PCA's) that early stopping
+should keep unless training improves on it.
 Corruption for denoising is passed in as a callable applied to each batch afresh; anything that
 changes during training (a loss weight annealed by epoch or step) is a :class:`Callback`.
 
@@ -197,6 +199,12 @@ def _scheduled(base_lr: float, config: TrainConfig, epoch: int) -> float:
     if config.lr_schedule == "cosine":
         return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / config.max_epochs))
     return base_lr
+
+
+def validation_size(n: int, fraction: float) -> int:
+    """Samples :func:`fit_module` holds out for validation from ``n``: ``round(n * fraction)``, none below 20
+    samples, and never every sample (at least one is left to train on)."""
+    return min(int(round(n * fraction)), n - 1) if n >= 20 else 0
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -414,8 +422,7 @@ def fit_module(
     n = X.shape[0]
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)
-    # Validation never takes every sample: at least one is left to train on.
-    n_val = min(int(round(n * config.validation_fraction)), n - 1) if n >= 20 else 0
+    n_val = validation_size(n, config.validation_fraction)
     val_idx, train_idx = order[:n_val], order[n_val:]
     n_train = train_idx.numel()
     bs = min(config.batch_size, n_train)
@@ -509,6 +516,11 @@ def _train(
             state.path = "cuda-graph"
 
     good_state = _snapshot(module)
+    if n_val and state.epoch == 0 and getattr(module, "starts_at_solution", False):
+        # A module that starts at a solution (e.g. PCA's) keeps it unless training does better on the
+        # validation data: the starting weights are the first candidate of early stopping.
+        state.best_val = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels)
+        state.best_epoch, state.best_state = 0, good_state
     for cb in cbs:
         cb.on_train_begin(state)
     try:

@@ -7,15 +7,28 @@ Science 313 (2006). Solves::
 
 with L the Bernoulli negative log-likelihood (sigmoid output, data in [0, 1]) or the squared error
 (linear output, real-valued data).
+
+By default (``init="pca"`` for an MLP) the network is PCA plus a learned correction, exactly PCA when training
+starts::
+
+    f(x) = V (x - mu) + f_c(x),   g(z) = W z + mu + g_c(z),   V = W^T = the top-K principal axes,  f_c = g_c = 0
+
+and trained on the squared error with early stopping that keeps the starting weights unless the network does
+better on held-out data, so the default is not worse than PCA at the same code size (up to the noise of the
+validation estimate). The training budget is counted in optimizer steps, not epochs, so a small data set gets
+as many updates as a large one (see :func:`auto_training`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import reconstruction
@@ -24,15 +37,18 @@ from aekit.core.nets import (
     OUTPUTS,
     Activation,
     Architecture,
+    ResidualPCADecoder,
+    ResidualPCAEncoder,
     activation,
     apply_output,
     build_encoder_decoder,
     check_network,
+    principal_axes,
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
 from aekit.data.preprocessing import Scaling
-from aekit.engine.training import TrainConfig
+from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
 
@@ -50,6 +66,55 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 HiddenDims = tuple[Annotated[int, Interval(1)], ...]
+INITS = ("pca", "random")
+
+#: Optimizer steps that ``max_epochs="auto"`` aims at: the default network fitted to a few hundred samples
+#: kept improving on held-out data for about this many steps (benchmarks/bench_defaults.py).
+STEP_BUDGET = 4000
+#: Epochs ``max_epochs="auto"`` gives at least: the fixed default before the budget, enough for large data.
+MIN_AUTO_EPOCHS = 50
+#: And at most, so that a data set of a few samples does not run thousands of one-step epochs.
+MAX_AUTO_EPOCHS = 2000
+#: ``validation_fraction="auto"`` holds out at least this many samples where that keeps 3/4 to train on.
+MIN_VALIDATION = 100
+
+
+def auto_training(n_samples: int, batch_size: int, validation_fraction: float | str) -> dict[str, Any]:
+    """``validation_fraction``, ``max_epochs`` and ``patience`` for ``"auto"``, from the number of samples.
+
+    - ``validation_fraction``: 0.1, raised to hold out ``MIN_VALIDATION`` samples (at most a quarter of the
+      data): a validation loss over 30 samples is too noisy to stop on.
+    - ``max_epochs``: the epochs that make ``STEP_BUDGET`` optimizer steps at ``batch_size`` on the training
+      part, between ``MIN_AUTO_EPOCHS`` and ``MAX_AUTO_EPOCHS``: 2,000 epochs of 2 steps for 300 samples,
+      50 epochs of 422 steps for 60,000.
+    - ``patience``: a tenth of those epochs, at least 10, so that early stopping waits the same share of the
+      budget (steps, not epochs) on small and large data.
+
+    Returns
+    -------
+    dict
+        ``validation_fraction``, ``max_epochs``, ``patience`` (the first as given when it is not "auto").
+    """
+    vf = validation_fraction
+    if vf == AUTO:
+        vf = min(max(0.1, MIN_VALIDATION / max(n_samples, 1)), 0.25)
+    n_train = n_samples - validation_size(n_samples, float(vf))
+    steps_per_epoch = math.ceil(n_train / max(min(batch_size, n_train), 1))
+    epochs = min(max(math.ceil(STEP_BUDGET / steps_per_epoch), MIN_AUTO_EPOCHS), MAX_AUTO_EPOCHS)
+    return {"validation_fraction": float(vf), "max_epochs": int(epochs), "patience": max(10, math.ceil(epochs / 10))}
+
+
+def auto_hidden_dims(n_features: int, latent_dim: int) -> tuple[int, int]:
+    """The MLP's hidden widths for ``hidden_dims="auto"``: two layers narrowing towards the code.
+
+    The first is the power of two nearest 16 sqrt(D), between 4K (and 64) and 1,024, so it grows with the
+    input more slowly than the input; the second half of it, at least 2K. D = 64: (128, 64); 784: (512, 256);
+    4,096: (1024, 512).
+    """
+    lo = max(4 * latent_dim, 64)
+    w1 = 2 ** round(math.log2(16 * math.sqrt(n_features)))
+    w1 = int(min(max(w1, lo), max(1024, lo)))
+    return w1, max(w1 // 2, 2 * latent_dim)
 
 
 @dataclass
@@ -75,6 +140,36 @@ class AutoencoderConfig:
     # The data scaling stored with the model: images, signals and data in [0, 1] are kept as they are,
     # other tabular data standardized.
     scaling: Annotated[Scaling, Auto("none for images and data in [0, 1], else standard", from_data=True)] = "auto"
+
+
+@dataclass
+class InitConfig:
+    """How the plain autoencoder's network starts."""
+
+    # "pca": the network is PCA plus an MLP correction that starts at zero, trained on the squared error, so
+    # it starts (and, by early stopping, ends no worse than) PCA; "random": the usual random initialization.
+    init: Annotated[
+        Literal["auto", "pca", "random"],
+        Auto("pca for an MLP with untied weights, a linear output and the squared error, else random"),
+    ] = "auto"
+
+
+@dataclass
+class AdaptiveTrainConfig(TrainConfig):
+    """The training loop's settings with a budget in optimizer steps instead of a fixed epoch count."""
+
+    # 4,000 optimizer steps in epochs of the data (see auto_training): a few hundred samples get 2,000 epochs,
+    # MNIST 50; an integer sets the epochs.
+    max_epochs: Annotated[
+        int | Literal["auto"], Interval(1), Auto("4,000 optimizer steps, 50 to 2,000 epochs", from_data=True)
+    ] = "auto"
+    # Held out for early stopping: 0.1, or 100 samples (at most a quarter) on small data; 0 turns it off.
+    validation_fraction: Annotated[
+        float | Literal["auto"], Interval(0, 1, closed="left"),
+        Auto("0.1, raised to 100 samples (at most 0.25)", from_data=True),
+    ] = "auto"
+    # Epochs without validation improvement before stopping: a tenth of max_epochs (at least 10); None: never.
+    patience: Annotated[int | Literal["auto"], Interval(1), Auto("max_epochs / 10, at least 10")] | None = "auto"
 
 
 class AutoencoderModule(nn.Module):
@@ -131,12 +226,35 @@ class AutoencoderModule(nn.Module):
         return LossOutput(rec, {"reconstruction": rec})
 
 
+class PCAAutoencoderModule(AutoencoderModule):
+    """PCA plus a learned correction: a :class:`~aekit.core.nets.ResidualPCAEncoder` and decoder, exactly PCA
+    at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective)."""
+
+    #: The training loop keeps the starting weights (PCA's) unless training does better on validation data.
+    starts_at_solution = True
+
+    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder) -> None:
+        super().__init__(encoder, decoder, "linear", "mse")
+
+    @torch.no_grad()
+    def set_pca(self, X: np.ndarray) -> None:
+        """Start at the PCA of ``X`` (N, *sample_shape): V = W^T = the top-K principal axes, corrections zero."""
+        X2 = torch.from_numpy(X.reshape(X.shape[0], -1))
+        k = int(self.decoder.W.shape[1])
+        mean, axes, scale = principal_axes(X2, k)
+        dev = self.decoder.W.device
+        # The correction's input at unit scale: the data's overall spread, per feature.
+        spread = float((X2.double() - mean).pow(2).mean().sqrt()) or 1.0
+        self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), spread)
+        self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
+
+
 @register(
     "autoencoder",
     "deep nonlinear autoencoder, MLP or convolutional; sigmoid+BCE for [0,1] data, linear+MSE otherwise",
     capabilities=("gradient", "images", "stackable"),
 )
-@declare_params(AutoencoderConfig, TrainConfig)
+@declare_params(AutoencoderConfig, InitConfig, AdaptiveTrainConfig)
 class Autoencoder(BaseAutoencoder):
     """Deep autoencoder, scikit-learn style.
 
@@ -144,9 +262,12 @@ class Autoencoder(BaseAutoencoder):
     ----------
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`AutoencoderConfig`.
+    init
+        See :class:`InitConfig`: by default an MLP starts as PCA, with a correction learned on top.
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
-        See :class:`aekit.engine.training.TrainConfig`.
+        See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
+        chosen from the number of samples by default (:func:`auto_training`).
 
     Presets (:meth:`from_preset`): ``"hinton"`` (784-1000-500-250-30, GELU) and ``"lecture-conv"`` (the
     lecture's convolutional network for 28x28 images, data normalized to [-1, 1], Tanh output).
@@ -158,8 +279,10 @@ class Autoencoder(BaseAutoencoder):
     >>> ae = aekit.Autoencoder(latent_dim=2, max_epochs=5, verbose=0).fit(X)
     >>> ae.transform(X).shape
     (1437, 2)
-    >>> ae.resolved_.output, ae.resolved_.loss      # chosen from the data range
-    ('sigmoid', 'bce')
+    >>> ae.resolved_.init, ae.resolved_.output, ae.resolved_.loss   # PCA plus a correction
+    ('pca', 'linear', 'mse')
+    >>> aekit.Autoencoder(latent_dim=2, init="random", max_epochs=5, verbose=0).fit(X).resolved_.output
+    'sigmoid'
     """
 
     _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
@@ -185,6 +308,16 @@ class Autoencoder(BaseAutoencoder):
             )
         if self.loss == "bce" and self.output not in ("auto", "sigmoid"):
             raise ValueError(f"loss='bce' needs output='sigmoid', got output={self.output!r}; use loss='mse' instead")
+        if getattr(self, "init", None) == "pca":
+            clash = [f"{k}={v!r}" for k, v, ok in (
+                ("architecture", arch, arch == "mlp"), ("tied", self.tied, not self.tied),
+                ("output", self.output, self.output in ("auto", "linear")), ("loss", self.loss, self.loss in ("auto", "mse")),
+            ) if not ok]
+            if clash:
+                raise ValueError(
+                    f"init='pca' starts an untied MLP with a linear output and the squared error at PCA, but got "
+                    f"{', '.join(clash)}; use init='random' for this network"
+                )
 
     @classmethod
     def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
@@ -192,17 +325,52 @@ class Autoencoder(BaseAutoencoder):
         the data cannot support."""
         r = dict(params)
         check_network(data.sample_shape, r["architecture"])
+        if r.get("init") == AUTO:
+            pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear")
+                      and r["loss"] in (AUTO, "mse"))
+            r["init"] = "pca" if pca_ok else "random"
+        if r.get("init") == "pca":
+            k, d = r["latent_dim"], math.prod(data.sample_shape)
+            if k > min(data.n_samples, d):
+                raise ValueError(
+                    f"init='pca' needs latent_dim at most min(n_samples, n_features) = {min(data.n_samples, d)}, got "
+                    f"latent_dim={k} (n_samples={data.n_samples}, n_features={d}); lower latent_dim, or use "
+                    "init='random' for an overcomplete code"
+                )
+            r["output"], r["loss"] = "linear", "mse"
         if r["hidden_dims"] == AUTO:
-            r["hidden_dims"] = AUTO_HIDDEN_DIMS[r["architecture"]]
+            if r.get("init") is not None and r["architecture"] == "mlp":
+                r["hidden_dims"] = auto_hidden_dims(math.prod(data.sample_shape), int(r["latent_dim"]))
+            else:
+                r["hidden_dims"] = AUTO_HIDDEN_DIMS[r["architecture"]]
         r["hidden_dims"] = tuple(int(d) for d in r["hidden_dims"])
+        if AUTO in (r["max_epochs"], r["validation_fraction"], r["patience"]):
+            auto = auto_training(data.n_samples, int(r["batch_size"]), r["validation_fraction"])
+            r["validation_fraction"] = auto["validation_fraction"]
+            if r["max_epochs"] == AUTO:
+                r["max_epochs"] = auto["max_epochs"]
+            if r["patience"] == AUTO:
+                r["patience"] = max(10, math.ceil(int(r["max_epochs"]) / 10))
         if r["scaling"] == AUTO:
             r["scaling"] = DataInfo.auto_scaling(data.sample_shape, data.min, data.max)
         r["output"], r["loss"] = output_and_loss(r["output"], r["loss"], *data.scaled_range(r["scaling"]))
         return r
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
+        r = self.resolved_
+        if r.get("init") == "pca":
+            d, dims = math.prod(sample_shape), tuple(r.hidden_dims)
+            return PCAAutoencoderModule(
+                ResidualPCAEncoder(d, dims, int(r.latent_dim), r.activation),
+                ResidualPCADecoder(sample_shape, dims, int(r.latent_dim), r.activation),
+            )
         encoder, decoder = self._networks(sample_shape)
-        return AutoencoderModule(encoder, decoder, self.resolved_.output, self.resolved_.loss)
+        return AutoencoderModule(encoder, decoder, r.output, r.loss)
+
+    def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        if isinstance(self.module_, PCAAutoencoderModule):
+            self.module_.set_pca(Xs)
+        return super()._fit_module(Xs, y, seed, **fit_kw)
 
     def _networks(self, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
         """The encoder and decoder of ``resolved_`` for samples of ``sample_shape``."""
