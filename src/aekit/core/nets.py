@@ -392,8 +392,8 @@ class ResidualPCAEncoder(nn.Module):
     """z = V (x - mu) + f((x - mu) / s): a linear map V (the principal axes at initialization) plus an MLP
     correction f whose last layer starts at zero, so the encoder starts as PCA's.
 
-    (B, *sample_shape) -> (B, K). ``mean`` (D,) and the scalar ``input_scale`` s are buffers set from the
-    data (:meth:`set_pca`); s keeps the MLP's input at unit scale whatever the data's units.
+    (B, *sample_shape) -> (B, K). ``mean`` (D,) and ``input_scale`` s (D,) are buffers set from the data
+    (:meth:`set_pca`); s, each feature's spread, keeps the MLP's input at unit scale whatever the units.
     """
 
     mean: Tensor
@@ -402,15 +402,15 @@ class ResidualPCAEncoder(nn.Module):
     def __init__(self, in_dim: int, hidden_dims: Sequence[int], latent_dim: int, act: str) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("input_scale", torch.ones(()))
+        self.register_buffer("input_scale", torch.ones(in_dim))
         self.V = nn.Parameter(torch.zeros(latent_dim, in_dim))
         self.correction = _zero_last(mlp([in_dim, *hidden_dims, latent_dim], act))
 
     @torch.no_grad()
-    def set_pca(self, mean: Tensor, axes: Tensor, input_scale: float) -> None:
+    def set_pca(self, mean: Tensor, axes: Tensor, input_scale: Tensor) -> None:
         self.mean.copy_(mean)
         self.V.copy_(axes)
-        self.input_scale.fill_(input_scale)
+        self.input_scale.copy_(input_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         xc = x.reshape(x.shape[0], -1) - self.mean  # (B, D)

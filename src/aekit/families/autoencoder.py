@@ -132,14 +132,18 @@ class AutoencoderConfig:
     # The decoder's output non-linearity, matched to the range of the scaled data.
     output: Annotated[
         Literal["auto", "sigmoid", "linear", "tanh"],
-        Auto("sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
+        Auto("linear with init='pca'; sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
     ] = "auto"
     # The reconstruction term: the Bernoulli likelihood for a sigmoid output, the squared error otherwise.
-    loss: Annotated[Literal["auto", "bce", "mse"], Auto("bce with a sigmoid output, else mse", from_data=True)] = "auto"
+    loss: Annotated[
+        Literal["auto", "bce", "mse"], Auto("mse with init='pca'; bce with a sigmoid output, else mse", from_data=True)
+    ] = "auto"
     tied: bool = False  # Decoder weights are the encoder's transposed (MLP only), halving the parameters.
     # The data scaling stored with the model: images, signals and data in [0, 1] are kept as they are,
     # other tabular data standardized.
-    scaling: Annotated[Scaling, Auto("none for images and data in [0, 1], else standard", from_data=True)] = "auto"
+    scaling: Annotated[
+        Scaling, Auto("none with init='pca', for images and for data in [0, 1], else standard", from_data=True)
+    ] = "auto"
 
 
 @dataclass
@@ -232,9 +236,19 @@ class PCAAutoencoderModule(AutoencoderModule):
 
     #: The training loop keeps the starting weights (PCA's) unless training does better on validation data.
     starts_at_solution = True
+    #: The principal axes learn at this fraction of the learning rate: Adam moves every weight by about the
+    #: learning rate per step whatever its gradient, which would blur the axes before the correction learns.
+    AXES_LR_SCALE = 0.1
 
-    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder) -> None:
+    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float) -> None:
         super().__init__(encoder, decoder, "linear", "mse")
+        self.learning_rate = float(learning_rate)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The axes V and W at ``AXES_LR_SCALE`` times the learning rate, the corrections at the full rate."""
+        axes = [self.encoder.V, self.decoder.W]
+        rest = [p for p in self.parameters() if all(p is not a for a in axes)]
+        return [{"params": axes, "lr": self.learning_rate * self.AXES_LR_SCALE}, {"params": rest}]
 
     @torch.no_grad()
     def set_pca(self, X: np.ndarray) -> None:
@@ -243,9 +257,11 @@ class PCAAutoencoderModule(AutoencoderModule):
         k = int(self.decoder.W.shape[1])
         mean, axes, scale = principal_axes(X2, k)
         dev = self.decoder.W.device
-        # The correction's input at unit scale: the data's overall spread, per feature.
-        spread = float((X2.double() - mean).pow(2).mean().sqrt()) or 1.0
-        self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), spread)
+        # The correction's input at unit scale: each feature's spread, at least a tenth of the typical one so
+        # that a nearly constant feature (an image's border pixel) is not blown up into noise.
+        std = X2.double().std(dim=0, correction=0)
+        floor = max(float(std.pow(2).mean().sqrt()) * 0.1, 1e-12)
+        self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), std.clamp_min(floor).float().to(dev))
         self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
 
 
@@ -338,6 +354,8 @@ class Autoencoder(BaseAutoencoder):
                     "init='random' for an overcomplete code"
                 )
             r["output"], r["loss"] = "linear", "mse"
+            if r["scaling"] == AUTO:
+                r["scaling"] = "none"  # PCA's: the model centres the data itself, and its error is in the data's units
         if r["hidden_dims"] == AUTO:
             if r.get("init") is not None and r["architecture"] == "mlp":
                 r["hidden_dims"] = auto_hidden_dims(math.prod(data.sample_shape), int(r["latent_dim"]))
@@ -363,6 +381,7 @@ class Autoencoder(BaseAutoencoder):
             return PCAAutoencoderModule(
                 ResidualPCAEncoder(d, dims, int(r.latent_dim), r.activation),
                 ResidualPCADecoder(sample_shape, dims, int(r.latent_dim), r.activation),
+                float(r.learning_rate),
             )
         encoder, decoder = self._networks(sample_shape)
         return AutoencoderModule(encoder, decoder, r.output, r.loss)
