@@ -86,17 +86,18 @@ def test_budget_rule_scales_epochs_with_the_data() -> None:
 
 def test_resolved_budget_is_recorded_printed_and_overridable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     X = curved_data(40, d=6)
-    ae = aekit.Autoencoder(latent_dim=2, hidden_dims=(8,), batch_size=16, max_epochs="auto", verbose=1,
+    ae = aekit.Autoencoder(latent_dim=2, hidden_dims=(8,), batch_size=16, max_epochs="auto", patience=5, verbose=1,
                            random_state=0, learning_rate=1e-12)
     ae.fit(X)
     err = capsys.readouterr().err
-    # 40 samples: 10 held out, 30 to train in 2 batches of 16: 2,000 epochs, patience 200. The model cannot
-    # improve at this learning rate, so early stopping ends it after the patience.
-    assert "max_epochs=2000" in err and "patience=200" in err and "validation_fraction=0.25" in err and "init='pca'" in err
-    assert len(ae.history_) == 200
+    # 40 samples: 10 held out, 30 to train in 2 batches of 16: 2,000 epochs. The model cannot improve at this
+    # learning rate, so early stopping ends it after the patience given.
+    assert "max_epochs=2000" in err and "validation_fraction=0.25" in err and "init='pca'" in err
+    assert "patience" not in err  # given, not chosen
+    assert len(ae.history_) == 5
     cfg = json.loads(ae.save(tmp_path / "run").joinpath("config.json").read_text())
     assert cfg["params"]["max_epochs"] == "auto"
-    assert (cfg["resolved"]["max_epochs"], cfg["resolved"]["patience"]) == (2000, 200)
+    assert (cfg["resolved"]["max_epochs"], cfg["resolved"]["patience"]) == (2000, 5)
     assert aekit.load(tmp_path / "run").resolved_.max_epochs == 2000
     fixed = aekit.Autoencoder(latent_dim=2, hidden_dims=(8,), max_epochs=3, patience=None, validation_fraction=0.1,
                               init="random", verbose=0, random_state=0).fit(X.clip(0, 1))
