@@ -29,7 +29,8 @@ from aekit.families.sparse import SparseAutoencoderModule
 from aekit.model.base import DataInfo
 from aekit.model.registry import get_family
 
-SMALL = {"hidden_dims": (8,), "latent_dim": 3, "max_epochs": 2, "batch_size": 32, "verbose": 0, "random_state": 0}
+SMALL = {"hidden_dims": (8,), "latent_dim": 3, "max_epochs": 2, "batch_size": 32, "verbose": 0, "random_state": 0,
+         "init": "random"}
 
 
 # ----------------------------------------------------------------------------------------- presets
@@ -71,9 +72,12 @@ def test_resolve_is_pure_and_decides_from_the_data() -> None:
     digits = DataInfo.of(digits_data())
     r = aekit.Autoencoder.resolve(params, digits)
     assert params == frozen  # the parameters are not changed
-    assert (r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ((256, 128), "none", "sigmoid", "bce")
+    # The default MLP starts at PCA: PCA's objective and scaling; widths from the input size.
+    assert (r["init"], r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ("pca", (128, 64), "none", "linear", "mse")
+    r = aekit.Autoencoder.resolve({**params, "init": "random"}, digits)
+    assert (r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ((128, 64), "none", "sigmoid", "bce")
     gauss = DataInfo.of(np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32))
-    r = aekit.Autoencoder.resolve(params, gauss)
+    r = aekit.Autoencoder.resolve({**params, "init": "random"}, gauss)
     assert (r["scaling"], r["output"], r["loss"]) == ("standard", "linear", "mse")
     conv = aekit.Autoencoder.resolve({**params, "architecture": "conv"}, DataInfo.of(digits_data().reshape(-1, 1, 8, 8)))
     assert conv["hidden_dims"] == (32, 64)

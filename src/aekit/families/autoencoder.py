@@ -66,7 +66,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 HiddenDims = tuple[Annotated[int, Interval(1)], ...]
-INITS = ("pca", "random")
 
 #: Optimizer steps that ``max_epochs="auto"`` aims at: the default network fitted to a few hundred samples
 #: kept improving on held-out data for about this many steps (benchmarks/bench_defaults.py).
@@ -132,24 +131,32 @@ class AutoencoderConfig:
     # The decoder's output non-linearity, matched to the range of the scaled data.
     output: Annotated[
         Literal["auto", "sigmoid", "linear", "tanh"],
-        Auto("linear with init='pca'; sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
+        Auto("sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
     ] = "auto"
     # The reconstruction term: the Bernoulli likelihood for a sigmoid output, the squared error otherwise.
-    loss: Annotated[
-        Literal["auto", "bce", "mse"], Auto("mse with init='pca'; bce with a sigmoid output, else mse", from_data=True)
-    ] = "auto"
+    loss: Annotated[Literal["auto", "bce", "mse"], Auto("bce with a sigmoid output, else mse", from_data=True)] = "auto"
     tied: bool = False  # Decoder weights are the encoder's transposed (MLP only), halving the parameters.
     # The data scaling stored with the model: images, signals and data in [0, 1] are kept as they are,
     # other tabular data standardized.
-    scaling: Annotated[
-        Scaling, Auto("none with init='pca', for images and for data in [0, 1], else standard", from_data=True)
-    ] = "auto"
+    scaling: Annotated[Scaling, Auto("none for images and data in [0, 1], else standard", from_data=True)] = "auto"
 
 
 @dataclass
-class InitConfig:
-    """How the plain autoencoder's network starts."""
+class AdaptiveNetConfig(AutoencoderConfig):
+    """The plain autoencoder's network: by default PCA plus a learned correction (the variants built on
+    :class:`AutoencoderConfig` keep a random start: their objectives are not PCA's)."""
 
+    # The output, loss and scaling that PCA plus a correction needs are the defaults with init='pca'.
+    output: Annotated[
+        Literal["auto", "sigmoid", "linear", "tanh"],
+        Auto("linear with init='pca'; sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
+    ] = "auto"
+    loss: Annotated[
+        Literal["auto", "bce", "mse"], Auto("mse with init='pca'; bce with a sigmoid output, else mse", from_data=True)
+    ] = "auto"
+    scaling: Annotated[
+        Scaling, Auto("none with init='pca', for images and for data in [0, 1], else standard", from_data=True)
+    ] = "auto"
     # "pca": the network is PCA plus an MLP correction that starts at zero, trained on the squared error, so
     # it starts (and, by early stopping, ends no worse than) PCA; "random": the usual random initialization.
     init: Annotated[
@@ -270,16 +277,14 @@ class PCAAutoencoderModule(AutoencoderModule):
     "deep nonlinear autoencoder, MLP or convolutional; sigmoid+BCE for [0,1] data, linear+MSE otherwise",
     capabilities=("gradient", "images", "stackable"),
 )
-@declare_params(AutoencoderConfig, InitConfig, AdaptiveTrainConfig)
+@declare_params(AdaptiveNetConfig, AdaptiveTrainConfig)
 class Autoencoder(BaseAutoencoder):
     """Deep autoencoder, scikit-learn style.
 
     Parameters
     ----------
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
-        See :class:`AutoencoderConfig`.
-    init
-        See :class:`InitConfig`: by default an MLP starts as PCA, with a correction learned on top.
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init
+        See :class:`AdaptiveNetConfig`: by default an MLP starts as PCA, with a correction learned on top.
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
