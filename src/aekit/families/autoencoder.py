@@ -167,20 +167,24 @@ class AdaptiveNetConfig(AutoencoderConfig):
 
 @dataclass
 class AdaptiveTrainConfig(TrainConfig):
-    """The training loop's settings with a budget in optimizer steps instead of a fixed epoch count."""
+    """The training loop's settings with a budget in optimizer steps instead of a fixed epoch count.
+
+    Only a declaration: three fields also accept "auto", which :meth:`Autoencoder.resolve` decides, so the
+    loop always gets a :class:`TrainConfig` of plain values (hence the widened types below).
+    """
 
     # 4,000 optimizer steps in epochs of the data (see auto_training): a few hundred samples get 2,000 epochs,
     # MNIST 50; an integer sets the epochs.
     max_epochs: Annotated[
         int | Literal["auto"], Interval(1), Auto("4,000 optimizer steps, 50 to 2,000 epochs", from_data=True)
-    ] = "auto"
+    ] = "auto"  # type: ignore[assignment]
     # Held out for early stopping: 0.1, or 100 samples (at most a quarter) on small data; 0 turns it off.
     validation_fraction: Annotated[
         float | Literal["auto"], Interval(0, 1, closed="left"),
         Auto("0.1, raised to 100 samples (at most 0.25)", from_data=True),
-    ] = "auto"
+    ] = "auto"  # type: ignore[assignment]
     # Epochs without validation improvement before stopping: a tenth of max_epochs (at least 10); None: never.
-    patience: Annotated[int | Literal["auto"], Interval(1), Auto("max_epochs / 10, at least 10")] | None = "auto"
+    patience: Annotated[int | Literal["auto"], Interval(1), Auto("max_epochs / 10, at least 10")] | None = "auto"  # type: ignore[assignment]
 
 
 class AutoencoderModule(nn.Module):
@@ -241,6 +245,8 @@ class PCAAutoencoderModule(AutoencoderModule):
     """PCA plus a learned correction: a :class:`~aekit.core.nets.ResidualPCAEncoder` and decoder, exactly PCA
     at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective)."""
 
+    encoder: ResidualPCAEncoder
+    decoder: ResidualPCADecoder
     #: The training loop keeps the starting weights (PCA's) unless training does better on validation data.
     starts_at_solution = True
     #: The principal axes learn at this fraction of the learning rate: Adam moves every weight by about the
