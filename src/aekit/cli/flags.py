@@ -84,6 +84,9 @@ _FIELD = re.compile(r"^\s+(\w+)\s*:")
 _COMMENT = re.compile(r"^\s*#\s?(.*)$")
 
 
+_TOOL_COMMENT = re.compile(r"\s*(type:\s*ignore|noqa)\b")
+
+
 def _field_comments(cls: type) -> dict[str, str]:
     """The comment of each field defined in ``cls``'s own source: the comment lines just above the field,
     then the comment at the end of the field's line, joined."""
@@ -98,6 +101,8 @@ def _field_comments(cls: type) -> dict[str, str]:
     current: str | None = None
     for line in lines[1:]:
         code, _, trailing = _split_comment(line)
+        if _TOOL_COMMENT.match(trailing):
+            trailing = ""  # a note to a checker ("type: ignore[...]", "noqa"), not to the user
         if depth == 0:
             m = _COMMENT.match(line)
             if m and not code.strip():

@@ -237,8 +237,8 @@ def resume_run(
         params[name] = value
     status = str(cfg.get("status", TRAINING))
     if status == DONE:
-        before = dict(cfg.get("params", {})).get("max_epochs")
-        if max_epochs is None or before is None or max_epochs <= int(before):
+        before = _trained_epochs(cfg)
+        if max_epochs is None or before is None or max_epochs <= before:
             with claim_run_dir(p, resume=True):
                 pass  # removes what a process killed after the run's last commit left: its lock
             more = f"; pass {{epochs}} larger than {before} to train it further" if before is not None else ""
@@ -284,11 +284,23 @@ def _resume_matching(family: str, params: dict[str, Any], data: Any, out: Path, 
     if isinstance(cfg.get("data"), dict) and DataSpec.of(data) != DataSpec.of(cfg["data"]):
         raise RunExistsError("{dir} was started on other data ({then}); choose another {out}", dir=out,
                              then=DataSpec.of(cfg["data"]).name)
-    if str(cfg.get("status")) == DONE and int(params.get("max_epochs", 0)) <= int(saved.get("max_epochs", 0)):
+    asked = params.get("max_epochs")
+    if str(cfg.get("status")) == DONE and (asked == saved.get("max_epochs") or (
+            isinstance(asked, int) and asked <= (_trained_epochs(cfg) or 0))):
         return _finished_result(out, cfg)
     return resume_run(out, max_epochs=params.get("max_epochs"), device=params.get("device"),
                       verbose=params.get("verbose"), allow_data_change=allow_data_change, download=download,
                       threads=threads, log=say)
+
+
+def _trained_epochs(cfg: dict[str, Any]) -> int | None:
+    """The epoch limit a run was trained with: its resolved ``max_epochs`` (a family may choose it from the
+    data, ``"auto"``), or the one given; None for a family without epochs."""
+    for section in ("resolved", "params"):
+        value = dict(cfg.get(section) or {}).get("max_epochs")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _finished_result(out: Path, cfg: dict[str, Any]) -> RunResult:
