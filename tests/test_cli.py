@@ -27,7 +27,10 @@ from aekit.cli.main import COMMANDS, main
 from aekit.model.registry import families
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet"]
+# A random start: these runs check the files and metrics of a sigmoid network with cross-entropy (the default
+# PCA start trains on the squared error; tests/test_defaults.py covers it).
+TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet",
+        "--init", "random"]
 METRIC_KEYS = {"sq_err_per_image", "mse_per_pixel", "bce_per_pixel", "psnr_db", "n_samples"}
 
 
@@ -107,7 +110,7 @@ def test_train_help_lists_family_flags_with_defaults(capsys: pytest.CaptureFixtu
     assert code == 0
     for flag in ("--latent-dim", "--hidden-dims INT,INT,...", "--tied, --no-tied", "--patience", "--epochs", "--resume"):
         assert flag in out
-    assert "default: 10" in out  # patience
+    assert "default: auto (max_epochs / 10, at least 10)" in " ".join(out.split())  # patience
     assert "--max-epochs" not in out  # covered by --epochs
 
 

@@ -29,7 +29,10 @@ from aekit.report.figures import _loss_chart, reconstruction_pairs
 from aekit.report.metrics import METRIC_ORDER, ordered_metrics, reconstruction_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet"]
+# A random start: these runs check the files and metrics of a sigmoid network with cross-entropy (the default
+# PCA start trains on the squared error; tests/test_defaults.py covers it).
+TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet",
+        "--init", "random"]
 
 
 def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

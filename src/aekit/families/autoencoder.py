@@ -161,7 +161,8 @@ class AdaptiveNetConfig(AutoencoderConfig):
     # it starts (and, by early stopping, ends no worse than) PCA; "random": the usual random initialization.
     init: Annotated[
         Literal["auto", "pca", "random"],
-        Auto("pca for an MLP with untied weights, a linear output and the squared error, else random"),
+        Auto("pca for an undercomplete MLP with untied weights, a linear output and the squared error, else random",
+             from_data=True),
     ] = "auto"
 
 
@@ -353,8 +354,11 @@ class Autoencoder(BaseAutoencoder):
         r = dict(params)
         check_network(data.sample_shape, r["architecture"])
         if r.get("init") == AUTO:
+            # An overcomplete code (more units than PCA has axes) starts at random, as do the networks PCA
+            # plus a correction cannot be.
             pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear")
-                      and r["loss"] in (AUTO, "mse"))
+                      and r["loss"] in (AUTO, "mse")
+                      and r["latent_dim"] <= min(data.n_samples, math.prod(data.sample_shape)))
             r["init"] = "pca" if pca_ok else "random"
         if r.get("init") == "pca":
             k, d = r["latent_dim"], math.prod(data.sample_shape)
