@@ -176,8 +176,13 @@ def test_header_checked_before_any_tensor(run: Path) -> None:
 
 def test_config_of_another_family_than_the_weights(run: Path) -> None:
     # The denoising family builds exactly the (randomly started) autoencoder's tensors: only the metadata tells
-    # them apart once the autoencoder's own parameter, init, is left out.
-    edit_config(run, lambda c: (c.__setitem__("family", "denoising"), c["params"].pop("init"), c["resolved"].pop("init")))
+    # them apart once the parameters are ones the denoising family takes (no init, no "auto" training settings).
+    def as_denoising(c: dict[str, Any]) -> None:
+        c["family"] = "denoising"
+        c["params"].pop("init"), c["resolved"].pop("init")
+        c["params"].update({k: c["resolved"][k] for k in ("max_epochs", "validation_fraction", "patience")})
+
+    edit_config(run, as_denoising)
     refused(run, r"metadata field 'family' is 'autoencoder' but config\.json names family 'denoising'")
 
 
