@@ -132,12 +132,12 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding mnist/, fashion-mnist/, frey-faces/")
     p.add_argument("--full", action="store_true", help="add larger data sets (tens of thousands of samples)")
     p.add_argument("--old", action="store_true", help="add the fixed defaults from before, for comparison")
-    p.add_argument("--only", default="", help="comma-separated substrings of the data set names to run")
+    p.add_argument("--only", default="", help="semicolon-separated substrings of the data set names to run")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     rows = []
     for name, kind, k, load in datasets(a.data_dir, a.full):
-        if a.only and not any(s.strip().lower() in name.lower() for s in a.only.split(",")):
+        if a.only and not any(s.strip().lower() in name.lower() for s in a.only.split(";")):
             continue
         train, test = load()
         pca = aekit.LinearAutoencoder(latent_dim=k, solver="svd")
@@ -158,7 +158,7 @@ def main() -> None:
             e_old = held_out(old, test)
             row += [e_old / e_pca, round(t_old, 1)]
         rows.append(row)
-        print(f"{name}: PCA {e_pca:.4g}, default {e_ae:.4g} ({e_ae / e_pca:.3f}x), {t_ae:.1f} s, best epoch {best}",
+        print(f"{name}: PCA {e_pca:.4g}, default {e_ae:.4g} ({e_ae / e_pca:.3f}x), {t_ae:.1f} s, lowest val_loss after epoch {best}",
               file=sys.stderr, flush=True)
     header = ["data", "kind", "train n x D", "K", "PCA err", "default AE err", "AE / PCA", "epochs run/max",
               "widths", "PCA s", "AE s"]
