@@ -35,7 +35,7 @@ _DATA_KEYS = ("data", "data_dir", "split", "limit", "label_column", "download")
 _RESUME_OK = frozenset({"resume", "out", "epochs", "device", "quiet", "json", "debug", "threads", "family"})
 _RUN_FILES = (
     "model.safetensors", "checkpoint.safetensors", "checkpoint.json", "history.csv", "metrics.json", "report.html",
-    "reconstructions.png", "loss.png", "latent.png", "samples.png",
+    "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png",
 )
 
 # The demo: a 2-D code, so the latent map is the code itself. Early stopping (patience 30) ends it
