@@ -13,6 +13,14 @@ __version__ = "0.1.0"
 
 # Public name -> (module, attribute in that module). The one table both __getattr__ and __dir__ read.
 _EXPORTS: dict[str, tuple[str, str]] = {
+    "LatentDensity": ("aekit.apps.generation", "LatentDensity"),
+    "bottleneck_sweep": ("aekit.apps.generation", "bottleneck_sweep"),
+    "generate": ("aekit.apps.generation", "generate"),
+    "interpolate": ("aekit.apps.generation", "interpolate"),
+    "sample_codes": ("aekit.apps.generation", "sample_codes"),
+    "slerp": ("aekit.apps.generation", "slerp"),
+    "SampleQuality": ("aekit.report.quality", "SampleQuality"),
+    "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),
     "sparse_encode": ("aekit.core.lasso", "sparse_encode"),
     "BlockOcclusion": ("aekit.data.corruption", "BlockOcclusion"),
@@ -46,6 +54,14 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
+    from aekit.apps.generation import (
+        LatentDensity,
+        bottleneck_sweep,
+        generate,
+        interpolate,
+        sample_codes,
+        slerp,
+    )
     from aekit.core.lasso import sparse_coding_objective, sparse_encode
     from aekit.data.corruption import (
         BlockOcclusion,
@@ -72,9 +88,18 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.model.loading import load
     from aekit.model.registry import families as list_families
     from aekit.model.registry import get_family
+    from aekit.report.quality import SampleQuality, frechet_distance
     from aekit.workflow.train import RunResult, resume_run, train_run
 
 __all__ = [
+    "LatentDensity",
+    "SampleQuality",
+    "bottleneck_sweep",
+    "frechet_distance",
+    "generate",
+    "interpolate",
+    "sample_codes",
+    "slerp",
     "Autoencoder",
     "BlockOcclusion",
     "Compose",

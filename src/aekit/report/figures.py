@@ -14,7 +14,6 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -26,6 +25,7 @@ from aekit.model.registry import declared_capabilities
 __all__ = [
     "LatentMap",
     "declared_capabilities",
+    "image_rows_figure",
     "latent_figure",
     "latent_map",
     "loss_figure",
@@ -34,6 +34,7 @@ __all__ = [
     "reconstruction_pairs",
     "samples_comparison_figure",
     "samples_figure",
+    "sweep_figure",
 ]
 
 # History columns that are bookkeeping, not loss terms.
@@ -413,4 +414,56 @@ def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") ->
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncols=3)
     fig.suptitle(title)
+    return _png(fig)
+
+
+def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -> bytes:
+    """PNG of labelled rows of images, one mosaic row each: ``(label, images (n, C, H, W))``.
+
+    Every row has the same number of images; a sweep shows its originals and the reconstructions
+    (or samples) at each code size this way, in one cheap figure.
+    """
+    n = max(np.asarray(S).shape[0] for _, S in rows)
+    h, w = np.asarray(rows[0][1]).shape[-2:]
+    fig = Figure(figsize=(0.75 * n + 1.6, 0.75 * n * len(rows) * (h + 1) / (n * (w + 1)) + 0.8), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (label, S) in zip(axes, rows):
+        M, cmap = _mosaic(np.asarray(S), n)
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def sweep_figure(
+    dims: Sequence[int], error: Sequence[float], pca_error: Sequence[float], *, metric: str,
+    family: str, quality: Sequence[float] | None = None, floor: float | None = None,
+) -> bytes:
+    """PNG of the bottleneck experiment: test reconstruction error against code size, PCA's beside it,
+    and (when given) the Fréchet distance of samples against code size, with the test-vs-test floor."""
+    fig = Figure(figsize=(11 if quality is not None else 6.5, 4.0), layout="constrained")
+    axes = fig.subplots(1, 2 if quality is not None else 1, squeeze=False)[0]
+    ax = axes[0]
+    ax.plot(dims, error, marker="o", lw=1.6, label=family)
+    ax.plot(dims, pca_error, marker="s", lw=1.4, ls="--", label="PCA (same number of components)")
+    ax.set_xlabel("code size d")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title("Reconstruction error against code size")
+    for a in axes:
+        a.set_xscale("log", base=2)
+        a.set_xticks(list(dims), [str(d) for d in dims])
+        a.minorticks_off()
+        a.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if quality is not None:
+        ax2 = axes[1]
+        ax2.plot(dims, quality, marker="o", lw=1.6, color="#d62728", label="samples vs test images")
+        if floor is not None:
+            ax2.axhline(floor, color="#555", ls=":", label="test vs test images (floor)")
+        ax2.set_xlabel("code size d")
+        ax2.set_ylabel("Fréchet distance of classifier features")
+        ax2.set_title("Sample quality against code size (lower is better)")
+        ax2.legend(fontsize="small")
     return _png(fig)

@@ -36,7 +36,7 @@ from aekit.report.metrics import (
     reconstruction_metrics,
 )
 
-__all__ = ["REPORT_FILE", "write_report"]
+__all__ = ["REPORT_FILE", "write_report", "write_sweep_page"]
 
 REPORT_FILE = "report.html"
 
@@ -354,5 +354,28 @@ def write_report(
         f"<style>{_CSS}</style></head><body>{header}{''.join(sections)}</body></html>\n"
     )
     out = run / REPORT_FILE
+    atomic_write_text(out, page)
+    return out
+
+
+def write_sweep_page(
+    path: str | os.PathLike[str], *, title: str, intro: str, header: list[str], rows: list[list[Any]],
+    figures: list[tuple[bytes, str, str]],
+) -> Path:
+    """Write one self-contained HTML page: a title, an introduction, a table and figures.
+
+    ``figures`` holds ``(png, caption, file)`` triples, ``file`` naming where the same PNG is saved.
+    The page of a sweep (:func:`aekit.apps.generation.bottleneck_sweep`); it knows no family.
+    """
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in r) + "</tr>" for r in rows)
+    figs = "".join(_figure_html(png, caption, caption, file) for png, caption, file in figures)
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n"
+    )
+    out = Path(path)
     atomic_write_text(out, page)
     return out
