@@ -1,5 +1,9 @@
 """The HTML report of a trained model: reconstructions, loss curves, latent map, samples, metrics.
 
+For images the latent map is interactive (the decoding under the pointer, from decodings precomputed on
+a grid and embedded in the page, drawn by a small inline script: no server, nothing fetched), and a 2-D
+code gets a manifold figure: the decodings of a regular grid over the code space.
+
 :func:`write_report` writes each figure (:mod:`aekit.report.figures`) as a PNG into the run directory
 and a ``report.html`` that embeds the same images as base64, so the HTML file can be mailed or moved on
 its own. The report knows no family: it reads the capabilities the family declares in the registry and
@@ -230,7 +234,11 @@ def write_report(
     -------
     Path
         The path of ``report.html``. ``reconstructions.png``, ``loss.png`` (when there is a
-        history), ``latent.png`` and ``samples.png`` are written beside it, each atomically.
+        history), ``latent.png``, ``samples.png`` and, for a 2-D code of images, ``manifold.png`` are
+        written beside it, each atomically. ``samples.png`` sets decodings of N(0, I) draws (or, for a
+        family that declares a prior, its own samples) beside decodings of draws of a Gaussian fitted to
+        the training codes. For images the latent map is interactive: the decoding of the code under
+        the pointer is shown beside it, from decodings of a grid embedded in the page.
     """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
