@@ -144,6 +144,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
         raise UsageError(f"family {family!r} {why}; --data, --split and --limit choose the data a density is fitted "
                          "to (--density gaussian or gmm), so leave them out")
     _check_out_file(out, ns, spec)
+    # What a conditional model is asked for (a class label) is checked above and passed here with the draws.
     g = generate(est, ns.n, X, density=density, n_components=ns.components, random_state=ns.seed, source=source)
     if out.suffix.lower() == ".png":
         from aekit.report.figures import samples_figure
@@ -224,7 +225,8 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
                              "so leave --quality out")
         _info(f"training the sample-quality classifier ({ns.quality_epochs} epochs)", ns.quiet)
         quality = SampleQuality(max_epochs=ns.quality_epochs, random_state=ns.seed, device="cpu").fit(train.X, train.y)
-    res = bottleneck_sweep(ns.family, ns.latent_dims, spec, ns.out, epochs=ns.epochs, quality=quality,
+    res = bottleneck_sweep(ns.family, ns.latent_dims, spec, ns.out, params={"verbose": 0} if ns.quiet else None,
+                           epochs=ns.epochs, quality=quality,
                            overwrite=ns.overwrite, download=ns.download, random_state=ns.seed,
                            log=lambda s: _info(s, ns.quiet))
     if ns.json:

@@ -313,18 +313,23 @@ def latent_map(
     )
 
 
-def _mosaic(S: np.ndarray, cols: int) -> tuple[np.ndarray, str | None]:
-    """Images (N, C, H, W) -> one (rows * (H + 1) - 1, cols * (W + 1) - 1[, 3]) picture with 1-pixel white gaps."""
+def _mosaic(S: np.ndarray, cols: int) -> tuple[np.ndarray, str | None, int]:
+    """Images (N, C, H, W) -> one picture, ``cols`` images a row, with 1-pixel white gaps, and the scale.
+
+    Small images are enlarged ``scale`` times (nearest neighbour) first, so that a gap stays thin beside
+    them: each tile is (H * scale, W * scale) and starts every H * scale + 1 rows and W * scale + 1 columns.
+    """
     n = S.shape[0]
     rows = math.ceil(n / cols)
     first, cmap = _as_image(S[0])
-    h, w = first.shape[:2]
+    scale = max(1, 24 // max(first.shape[:2]))
+    h, w = first.shape[0] * scale, first.shape[1] * scale
     out = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, *first.shape[2:]), dtype=np.float32)
     for i in range(n):
         img, _ = _as_image(S[i])
         r, c = divmod(i, cols)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img
-    return out, cmap
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img.repeat(scale, 0).repeat(scale, 1)
+    return out, cmap, scale
 
 
 def samples_comparison_figure(panels: Sequence[tuple[str, np.ndarray]], *, title: str | None = None) -> bytes:
@@ -346,7 +351,7 @@ def samples_comparison_figure(panels: Sequence[tuple[str, np.ndarray]], *, title
     for ax, (name, S) in zip(axes, panels):
         S = np.asarray(S)
         if images:
-            M, cmap = _mosaic(S, min(8, S.shape[0]))
+            M, cmap, _ = _mosaic(S, min(8, S.shape[0]))
             ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -371,11 +376,11 @@ def manifold_figure(D: np.ndarray, u: np.ndarray, v: np.ndarray, *, title: str =
     D = np.asarray(D)
     # Row 0 of the picture is the top: the largest v.
     order = np.concatenate([np.arange(G) + j * G for j in reversed(range(G))])
-    M, cmap = _mosaic(D[order], G)
+    M, cmap, scale = _mosaic(D[order], G)
     fig = Figure(figsize=(7.2, 7.2 * M.shape[0] / M.shape[1] + 0.6), layout="constrained")
     ax = fig.subplots()
     ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-    h, w = D.shape[-2:]
+    h, w = D.shape[-2] * scale, D.shape[-1] * scale
     ticks = np.unique(np.linspace(0, G - 1, min(G, 5)).round().astype(int))
     ax.set_xticks(ticks * (w + 1) + (w - 1) / 2, [f"{u[i]:.2g}" for i in ticks])
     ax.set_yticks(ticks * (h + 1) + (h - 1) / 2, [f"{v[G - 1 - i]:.2g}" for i in ticks])
@@ -425,14 +430,14 @@ def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -> 
     """
     n = max(np.asarray(S).shape[0] for _, S in rows)
     h, w = np.asarray(rows[0][1]).shape[-2:]
-    fig = Figure(figsize=(0.75 * n + 1.6, 0.75 * n * len(rows) * (h + 1) / (n * (w + 1)) + 0.8), layout="constrained")
+    fig = Figure(figsize=(0.75 * n + 0.5, len(rows) * (0.75 * h / w + 0.3) + 0.5), layout="constrained")
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for ax, (label, S) in zip(axes, rows):
-        M, cmap = _mosaic(np.asarray(S), n)
+        M, cmap, _ = _mosaic(np.asarray(S), n)
         ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_title(label, loc="left", fontsize="small")
     fig.suptitle(title)
     return _png(fig)
 
