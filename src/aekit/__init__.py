@@ -67,9 +67,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.families.factor_analysis import FactorAnalysisAutoencoder
     from aekit.families.linear import LinearAutoencoder
     from aekit.families.psd import PredictiveSparseDecomposition
+    from aekit.families.semi_supervised import SemiSupervisedAutoencoder
     from aekit.families.sparse import SparseAutoencoder
     from aekit.families.sparse_coding import SparseCoding
-    from aekit.families.semi_supervised import SemiSupervisedAutoencoder
     from aekit.families.stacked import StackedAutoencoder
     from aekit.model.loading import load
     from aekit.model.registry import families as list_families

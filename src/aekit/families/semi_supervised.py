@@ -88,7 +88,7 @@ class SemiSupervisedConfig:
         Interval(0),
         Auto("1 / n_features: the reconstruction per feature", from_data=True),
         Explain("the weight of the reconstruction term", "use 0 to train the classifier alone"),
-    ] = AUTO
+    ] = "auto"
     # How the classifier is made smooth around the unlabelled samples: virtual adversarial training is
     # the strongest on permutation-invariant MNIST (1.36 % error with 100 labels, Miyato et al.).
     consistency: Literal["vat", "noise", "none"] = "vat"
@@ -110,6 +110,9 @@ class SemiSupervisedModule(nn.Module):
     Shapes: x (B, *sample_shape), z = encode(x) (B, K), class_logits(z) (B, n_classes). The pool
     (``set_labelled``) is held in buffers that are not saved: it is training data, not a weight.
     """
+
+    pool_x: Tensor  # (n_labelled, *sample_shape)
+    pool_y: Tensor  # (n_labelled,) int64 class indices
 
     def __init__(
         self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, output: str, loss: str,
