@@ -45,6 +45,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SparseAutoencoder": ("aekit.families.sparse", "SparseAutoencoder"),
     "SparseCoding": ("aekit.families.sparse_coding", "SparseCoding"),
     "StackedAutoencoder": ("aekit.families.stacked", "StackedAutoencoder"),
+    "SemiSupervisedAutoencoder": ("aekit.families.semi_supervised", "SemiSupervisedAutoencoder"),
     "load": ("aekit.model.loading", "load"),
     "list_families": ("aekit.model.registry", "families"),
     "get_family": ("aekit.model.registry", "get_family"),
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.families.factor_analysis import FactorAnalysisAutoencoder
     from aekit.families.linear import LinearAutoencoder
     from aekit.families.psd import PredictiveSparseDecomposition
+    from aekit.families.semi_supervised import SemiSupervisedAutoencoder
     from aekit.families.sparse import SparseAutoencoder
     from aekit.families.sparse_coding import SparseCoding
     from aekit.families.stacked import StackedAutoencoder
@@ -116,6 +118,7 @@ __all__ = [
     "PredictiveSparseDecomposition",
     "RunResult",
     "SaltAndPepper",
+    "SemiSupervisedAutoencoder",
     "SparseAutoencoder",
     "SparseCoding",
     "StackedAutoencoder",
