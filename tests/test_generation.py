@@ -15,6 +15,7 @@ import pytest
 import scipy.linalg
 import torch
 from scipy.stats import multivariate_normal
+from sklearn.base import clone
 from sklearn.mixture import GaussianMixture
 
 import aekit
@@ -60,6 +61,7 @@ def test_latent_density_against_references() -> None:
     np.testing.assert_allclose(np.cov(S, rowvar=False), g.covariances_[0], atol=0.06)
     np.testing.assert_array_equal(g.sample(5, random_state=3), g.sample(5, random_state=3))
     assert not np.array_equal(g.sample(5, random_state=3), g.sample(5, random_state=4))
+    assert clone(g).get_params() == {"kind": "gaussian", "n_components": 10, "random_state": None, "reg_covar": 0.0}
 
     # Two well separated clusters: the mixture is scikit-learn's, and its draws land in both, in proportion.
     Z2 = np.concatenate([rng.normal(-5, 0.5, (300, 2)), rng.normal(5, 0.5, (100, 2))])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 __all__ = [
@@ -51,7 +52,7 @@ def can_sample(est: Any) -> bool:
     return "sample" in declared_capabilities(est)
 
 
-class LatentDensity:
+class LatentDensity(BaseEstimator):  # type: ignore[misc]
     """A density over codes, fitted to the training codes of a deterministic autoencoder.
 
     ``kind="gaussian"`` fits N(m, S) by maximum likelihood (the sample mean and the biased sample
