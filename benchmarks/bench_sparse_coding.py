@@ -46,7 +46,8 @@ of PSD's own dictionary (``code_gap``) and how much faster it encodes.
 Run::
 
     PYTHONPATH=src python benchmarks/bench_sparse_coding.py --part speed --data-dir ../shared/data/mnist
-    PYTHONPATH=src python benchmarks/bench_sparse_coding.py --part speed --mnist-rows 60000 --repeat 1  # full
+    PYTHONPATH=src python benchmarks/bench_sparse_coding.py --part speed --no-digits --mnist-rows 60000 \\
+        --mnist-atoms 256 --repeat 1 --data-dir ../shared/data/mnist   # the full problem, timed once
     PYTHONPATH=src python benchmarks/bench_sparse_coding.py --part patches   # about 3 minutes on 2 busy cores
     PYTHONPATH=src python benchmarks/bench_sparse_coding.py --quick          # both, small sizes
 """
@@ -172,22 +173,24 @@ def drawn_atoms(X: np.ndarray, n_atoms: int) -> np.ndarray:
 
 def speed_problems(args: argparse.Namespace) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, X, D) of the speed table, float64."""
-    digits = aekit.load_dataset("digits", split="all").X.reshape(-1, 64).astype(np.float64)
-    gauss = np.random.default_rng(0).standard_normal((256, 64))
-    sc = SparseCoding(latent_dim=256, alpha=SPEED_ALPHA, fit_algorithm="alternating", max_epochs=3,
-                      random_state=0, device="cpu", verbose=0).fit(digits.astype(np.float32))
-    problems = [
-        ("digits, 256 gaussian atoms", digits, gauss / np.linalg.norm(gauss, axis=1, keepdims=True)),
-        ("digits, 256 atoms drawn from the data", digits, drawn_atoms(digits, 256)),
-        ("digits, 256 atoms learned (SparseCoding, 3 rounds)", digits, sc.components_.astype(np.float64)),
-    ]
+    problems = []
+    if not args.no_digits:
+        digits = aekit.load_dataset("digits", split="all").X.reshape(-1, 64).astype(np.float64)
+        gauss = np.random.default_rng(0).standard_normal((256, 64))
+        sc = SparseCoding(latent_dim=256, alpha=SPEED_ALPHA, fit_algorithm="alternating", max_epochs=3,
+                          random_state=0, device="cpu", verbose=0).fit(digits.astype(np.float32))
+        problems += [
+            ("digits, 256 gaussian atoms", digits, gauss / np.linalg.norm(gauss, axis=1, keepdims=True)),
+            ("digits, 256 atoms drawn from the data", digits, drawn_atoms(digits, 256)),
+            ("digits, 256 atoms learned (SparseCoding, 3 rounds)", digits, sc.components_.astype(np.float64)),
+        ]
     if args.mnist_rows:
         kw = {"data_dir": args.data_dir}
         train = aekit.load_dataset(args.data, split="train", limit=args.mnist_rows, **kw).X
         test = aekit.load_dataset(args.data, split="test", **kw).X
         X = train.reshape(len(train), -1).astype(np.float64)
         T = test.reshape(len(test), -1).astype(np.float64)
-        for k in (256, 1024):
+        for k in args.mnist_atoms:
             problems.append((f"MNIST, {k} atoms drawn from the test images", X, drawn_atoms(T, k)))
     return problems
 
@@ -305,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mnist-rows", type=int, default=None,
                         help="MNIST training images encoded in the speed table (default 1000, --quick 200; 60000 is "
                         "the full problem; 0 skips MNIST)")
+    parser.add_argument("--mnist-atoms", type=int, nargs="+", default=[256, 1024],
+                        help="dictionary sizes of the MNIST problems (default 256 1024)")
+    parser.add_argument("--no-digits", action="store_true", help="leave the digits problems out of the speed table")
     parser.add_argument("--device", default="cpu", help="where aekit computes in the speed table (default cpu)")
     parser.add_argument("--n-patches", type=int, default=None, help="patches for the encoding table (default 10000)")
     parser.add_argument("--n-lars", type=int, default=None, help="patches for lasso_lars, the slow one (default 4000)")
