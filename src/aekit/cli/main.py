@@ -95,6 +95,9 @@ def _main_parser() -> _Parser:
              "tabular data and signals. Like every command that measures, it uses the test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
     _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to evaluate on")
+    sp.add_argument("--nll-samples", type=_positive_int, default=None, metavar="N",
+                    help="also estimate the negative log-likelihood (nll_nats) with N importance samples, for families "
+                         "with a likelihood (e.g. vae; the IWAE paper uses 5000)")
     sp.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)",
@@ -131,6 +134,8 @@ def _main_parser() -> _Parser:
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy or .png")
     sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default: 0)")
+    sp.add_argument("--label", type=int, default=None, metavar="Y",
+                    help="class label to generate, for a conditional model (e.g. a vae trained with --conditional)")
     _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the Gaussian is fitted to")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 

@@ -131,6 +131,9 @@ class VAEModule(nn.Module):
         As :class:`VAEConfig`. ``kl_weight`` is a buffer changed in place by the warm-up callback.
     """
 
+    kl_weight: Tensor
+    decoder_logvar: Tensor
+
     def __init__(
         self, encoder: nn.Module, decoder: nn.Module, sample_shape: tuple[int, ...], latent_dim: int, likelihood: str,
         decoder_variance: float | str, n_classes: int = 0, conv: bool = False, k: int = 1, beta: float = 1.0,
@@ -254,7 +257,8 @@ class KLWarmup(Callback):
         return state.epoch
 
     def _set(self, state: TrainState) -> None:
-        state.module.kl_weight.fill_(self.weight(self._progress(state)))
+        module: Any = state.module
+        module.kl_weight.fill_(self.weight(self._progress(state)))
 
     def on_train_begin(self, state: TrainState) -> None:
         self._set(state)
@@ -263,7 +267,8 @@ class KLWarmup(Callback):
         self._set(state)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        w = float(state.module.kl_weight)
+        module: Any = state.module
+        w = float(module.kl_weight)
         state.history[-1]["kl_weight"] = w
         if w < self.beta:
             state.best_val, state.best_epoch, state.bad_epochs, state.best_state = math.inf, -1, 0, None
@@ -417,7 +422,7 @@ class VAE(BaseAutoencoder):
                 f"label={label!r} was given, but this {type(self).__name__} is not conditional (it was fitted with "
                 "conditional=False); leave the label out, or fit with conditional=True and labels y"
             )
-        classes = tuple(self.data_info_.classes)
+        classes: tuple[int, ...] = tuple(self.data_info_.classes or ())
         arr = np.asarray(label)
         if arr.ndim == 0:
             value = arr.item()
