@@ -91,9 +91,9 @@ def _batch_transform(config: TrainConfig) -> Callable[[Tensor], Tensor] | None:
     return binarize_dynamic if config.binarize == "dynamic" else None
 
 
-def _check_binarizable(X: np.ndarray, config: TrainConfig) -> None:
-    if config.binarize == "dynamic":
-        lo, hi = float(X.min()), float(X.max())
+def check_binarizable(binarize: str, lo: float, hi: float) -> None:
+    """Raise a ValueError when ``binarize`` cannot apply to (scaled) data ranging over [lo, hi]."""
+    if binarize == "dynamic":
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"binarize='dynamic' draws each value as a Bernoulli of itself, so it needs data in [0, 1], but the "
@@ -439,7 +439,8 @@ def fit_module(
     """
     config = config or TrainConfig()
     config.validate()
-    _check_binarizable(X, config)
+    if config.binarize != "none":
+        check_binarizable(config.binarize, float(X.min()), float(X.max()))
     device = resolve_device(config.device)
     module.to(device)
     uses_labels = bool(getattr(module, "uses_labels", False))

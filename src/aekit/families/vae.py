@@ -29,6 +29,7 @@ also learn the label-free model (the null label of classifier-free guidance, Ho 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,7 @@ from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
-from aekit.engine.training import Callback, TrainConfig
+from aekit.engine.training import Callback, TrainConfig, check_binarizable
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.classifier import ClassifierMixin, class_indices
 from aekit.model.registry import register
@@ -348,6 +349,7 @@ class VAE(BaseAutoencoder):
             r["scaling"] = DataInfo.auto_scaling(data.sample_shape, data.min, data.max)
         lo, hi = data.scaled_range(r["scaling"])
         in_unit = lo >= 0.0 and hi <= 1.0
+        check_binarizable(r.get("binarize", "none"), lo, hi)
         if r["likelihood"] == AUTO:
             r["likelihood"] = "bernoulli" if in_unit else "gaussian"
         if r["likelihood"] == "bernoulli" and not in_unit:
@@ -465,8 +467,8 @@ class VAE(BaseAutoencoder):
     def elbo(self, X: Any, *, y: Any = None, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
         """The evidence lower bound E_q log p(x|z) - KL(q(z|x) || p(z)) of each sample, in nats, (n_samples,).
 
-        The KL is exact; the expectation is the mean over ``n_samples`` draws of eps, the same draws for
-        every row (so a row's value does not depend on the others). A Gaussian model's value is the density
+        The KL is exact; the expectation is the mean over ``n_samples`` draws of eps, drawn for each row from
+        ``random_state`` and the row's values (so a row's value does not depend on the others in ``X``). A Gaussian model's value is the density
         of ``X`` in its own units (the scaling's Jacobian included); under a Bernoulli decoder a sample
         outside [0, 1] has probability 0, so its value is -inf.
         """
@@ -476,8 +478,8 @@ class VAE(BaseAutoencoder):
     def iwae_bound(self, X: Any, k: int, *, y: Any = None, random_state: int = 0) -> np.ndarray:
         """The importance-weighted bound L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x) of each sample, nats, (n,).
 
-        L_1 is the ELBO (with a sampled KL); L_k rises with k towards log p(x). The same ``k`` draws of eps
-        serve every row.
+        L_1 is the ELBO (with a sampled KL); L_k rises with k towards log p(x). The draws are made as in
+        :meth:`elbo`.
         """
         k = _check_count("k", k)
         return self._bound(X, y, k, random_state, iwae=True)
@@ -520,21 +522,25 @@ class VAE(BaseAutoencoder):
         m.eval()
         dev = self.device_
         d = max(1, math.prod(self.sample_shape_))
-        # Common random numbers: the same eps for every row, drawn once, so the value of a row is the same
-        # whatever the batch it is computed in.
-        eps = torch.randn((s, m.latent_dim), generator=torch.Generator().manual_seed(int(random_state))).to(dev)
-        rows = batch_size or max(1, min(n, _BOUND_BUDGET // (d * min(s, 256))))
-        chunk = max(1, min(s, _BOUND_BUDGET // (d * rows)))
+        # Each row draws its eps from a generator seeded by random_state and the row's own values: the draws
+        # are independent across rows, yet a row's value is the same whatever batch or order it comes in.
+        # The chunk of samples drawn at a time is fixed by s and d alone, so the draws do not depend on n.
+        chunk = max(1, min(s, 256, _BOUND_BUDGET // d))
+        rows = batch_size or max(1, _BOUND_BUDGET // (d * chunk))
         out = np.empty(n, dtype=np.float64)
         with torch.no_grad():
             for i in range(0, n, rows):
-                x = torch.from_numpy(Xs[i : i + rows]).to(dev)  # (b, *sample_shape)
+                block = Xs[i : i + rows]
+                gens = [torch.Generator().manual_seed(_row_seed(random_state, row)) for row in block]
+                x = torch.from_numpy(block).to(dev)  # (b, *sample_shape)
                 onehot = m.one_hot(None if labels is None else labels[i : i + rows].to(dev), x.shape[0], x)
                 mu, logvar = m.posterior(x, onehot)
                 std = torch.exp(0.5 * logvar)
                 parts = []
                 for j in range(0, s, chunk):
-                    z = mu + std * eps[j : j + chunk, None, :]  # (c, b, K)
+                    c = min(chunk, s - j)
+                    eps = torch.stack([torch.randn((c, m.latent_dim), generator=g) for g in gens], dim=1).to(dev)
+                    z = mu + std * eps  # (c, b, K)
                     if iwae:
                         parts.append(torch.logsumexp(m.log_weights(x, mu, logvar, z, onehot).double(), dim=0))
                     else:
@@ -552,6 +558,12 @@ class VAE(BaseAutoencoder):
             flat = Xs.reshape(n, -1)
             out[(flat < 0).any(axis=1) | (flat > 1).any(axis=1)] = -np.inf
         return out
+
+
+def _row_seed(random_state: int, row: np.ndarray) -> int:
+    """A 63-bit seed from ``random_state`` and the bytes of one sample."""
+    h = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8, key=str(int(random_state)).encode())
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 
 def _check_count(name: str, value: Any) -> int:
