@@ -29,6 +29,7 @@ also learn the label-free model (the null label of classifier-free guidance, Ho 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import secrets
@@ -518,8 +519,9 @@ class VAE(BaseAutoencoder):
         Xs = self._prepare(X)
         n = Xs.shape[0]
         labels = self._label_indices(y, n)
-        m = self.module_
-        m.eval()
+        # In float64, on a copy: float32 matrix products round differently for different batch sizes, which
+        # the sum over features and samples would carry into a row's value.
+        m = copy.deepcopy(self.module_).double().eval()
         dev = self.device_
         d = max(1, math.prod(self.sample_shape_))
         # Each row draws its eps from a generator seeded by random_state and the row's own values: the draws
@@ -532,24 +534,25 @@ class VAE(BaseAutoencoder):
             for i in range(0, n, rows):
                 block = Xs[i : i + rows]
                 gens = [torch.Generator().manual_seed(_row_seed(random_state, row)) for row in block]
-                x = torch.from_numpy(block).to(dev)  # (b, *sample_shape)
+                x = torch.from_numpy(block).to(dev, torch.float64)  # (b, *sample_shape)
                 onehot = m.one_hot(None if labels is None else labels[i : i + rows].to(dev), x.shape[0], x)
                 mu, logvar = m.posterior(x, onehot)
                 std = torch.exp(0.5 * logvar)
                 parts = []
                 for j in range(0, s, chunk):
                     c = min(chunk, s - j)
-                    eps = torch.stack([torch.randn((c, m.latent_dim), generator=g) for g in gens], dim=1).to(dev)
+                    eps = torch.stack([torch.randn((c, m.latent_dim), generator=g, dtype=torch.float64) for g in gens],
+                                      dim=1).to(dev)
                     z = mu + std * eps  # (c, b, K)
                     if iwae:
-                        parts.append(torch.logsumexp(m.log_weights(x, mu, logvar, z, onehot).double(), dim=0))
+                        parts.append(torch.logsumexp(m.log_weights(x, mu, logvar, z, onehot), dim=0))
                     else:
-                        parts.append(m.log_weights(x, mu, logvar, z, onehot, 0.0).double().sum(dim=0))
+                        parts.append(m.log_weights(x, mu, logvar, z, onehot, 0.0).sum(dim=0))
                 total = torch.stack(parts)
                 if iwae:
                     val = torch.logsumexp(total, dim=0) - math.log(s)
                 else:
-                    val = total.sum(dim=0) / s - kl_normal_std(mu, logvar).double()
+                    val = total.sum(dim=0) / s - kl_normal_std(mu, logvar)
                 out[i : i + rows] = val.cpu().numpy()
         if self.resolved_.likelihood == "gaussian":
             # log p(x) = log p(x_scaled) + log |d x_scaled / d x|, x_scaled = (x - shift) / scale.
