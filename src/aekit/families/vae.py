@@ -166,11 +166,12 @@ class VAEModule(nn.Module):
         """
         if self.n_classes == 0 or y is None:
             return like.new_zeros((batch, self.n_classes))
-        known = y >= 0
+        # By comparison, not F.one_hot, which checks the labels' range on the host: no sync, so the step
+        # stays capturable as a CUDA graph. A label of -1 matches no class: zeros.
+        oh = (y.unsqueeze(1) == torch.arange(self.n_classes, device=y.device)).to(like.dtype)  # (B, n_classes)
         if self.training and self.label_dropout > 0:
-            known = known & (torch.rand(y.shape, device=y.device) >= self.label_dropout)
-        oh = nn.functional.one_hot(y.clamp(min=0), self.n_classes).to(like.dtype)  # (B, n_classes)
-        return oh * known.unsqueeze(1).to(like.dtype)
+            oh = oh * (torch.rand(y.shape, device=y.device) >= self.label_dropout).unsqueeze(1).to(like.dtype)
+        return oh
 
     def posterior(self, x: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
         """q(z|x, y): (B, *sample_shape) -> mean and log-variance, each (B, K)."""
