@@ -467,7 +467,7 @@ class VAE(BaseAutoencoder):
         return self.scaler_.inverse_transform(out)
 
     def elbo(self, X: Any, *, y: Any = None, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
-        """The evidence lower bound E_q log p(x|z) - KL(q(z|x) || p(z)) of each sample, in nats, (n_samples,).
+        """The evidence lower bound E_q log p(x|z) - KL(q(z|x) || p(z)) of each sample, in nats, shape (n,).
 
         The KL is exact; the expectation is the mean over ``n_samples`` draws of eps, drawn for each row from
         ``random_state`` and the row's values (so a row's value does not depend on the others in ``X``). A Gaussian model's value is the density
