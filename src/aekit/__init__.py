@@ -46,6 +46,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SparseCoding": ("aekit.families.sparse_coding", "SparseCoding"),
     "StackedAutoencoder": ("aekit.families.stacked", "StackedAutoencoder"),
     "SemiSupervisedAutoencoder": ("aekit.families.semi_supervised", "SemiSupervisedAutoencoder"),
+    "VAE": ("aekit.families.vae", "VAE"),
     "load": ("aekit.model.loading", "load"),
     "list_families": ("aekit.model.registry", "families"),
     "get_family": ("aekit.model.registry", "get_family"),
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.families.sparse import SparseAutoencoder
     from aekit.families.sparse_coding import SparseCoding
     from aekit.families.stacked import StackedAutoencoder
+    from aekit.families.vae import VAE
     from aekit.model.loading import load
     from aekit.model.registry import families as list_families
     from aekit.model.registry import get_family
@@ -124,6 +126,7 @@ __all__ = [
     "StackedAutoencoder",
     "TrainConfig",
     "TrainingDivergedError",
+    "VAE",
     "__version__",
     "get_family",
     "load",

@@ -71,12 +71,16 @@ def _described(ds: Any, limit: int | None) -> str:
 
 
 def _cmd_evaluate(ns: argparse.Namespace) -> int:
-    from aekit.report.metrics import reconstruction_metrics
+    from aekit.report.metrics import likelihood_metrics, reconstruction_metrics
 
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "test")
     ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
+    if ns.nll_samples is not None and not callable(getattr(est, "log_likelihood", None)):
+        raise UsageError(f"--nll-samples: family {est._family_name!r} has no likelihood to estimate; leave it out")
     m = reconstruction_metrics(ds.X, est.reconstruct(ds.X), images=ds.kind == "image")
+    m.update(likelihood_metrics(est, ds.X, nll_samples=ns.nll_samples))
+    m["n_samples"] = m.pop("n_samples")
     if ns.json:
         _print_json({**m, "data": ds.name, "split": ds.split})
     else:

@@ -53,7 +53,8 @@ def add_parsers(add: AddParser, with_prior: list[str]) -> None:
                          "else gaussian)")
     sp.add_argument("--components", type=_positive_int, default=10, metavar="K",
                     help="components of the gmm density (default: 10)")
-    # Options of conditional models (a class label to generate) go here, beside the density options.
+    sp.add_argument("--label", type=int, default=None, metavar="Y",
+                    help="class label to generate, for a conditional model (e.g. a vae trained with --conditional)")
     _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the density is fitted to")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
@@ -120,6 +121,9 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
     est = _load_run(ns.run)
     family = est._family_name
     density = ns.density
+    if ns.label is not None and not can_sample(est):
+        raise UsageError(f"--label {ns.label}: family {family!r} has no generative model to condition on a label; "
+                         "leave --label out")
     if density == "auto":
         density = "prior" if can_sample(est) else "gaussian"
     if density == "prior" and not can_sample(est):
@@ -144,8 +148,8 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
         raise UsageError(f"family {family!r} {why}; --data, --split and --limit choose the data a density is fitted "
                          "to (--density gaussian or gmm), so leave them out")
     _check_out_file(out, ns, spec)
-    # What a conditional model is asked for (a class label) is checked above and passed here with the draws.
-    g = generate(est, ns.n, X, density=density, n_components=ns.components, random_state=ns.seed, source=source)
+    g = generate(est, ns.n, X, density=density, n_components=ns.components, random_state=ns.seed, source=source,
+                 label=ns.label)
     if out.suffix.lower() == ".png":
         from aekit.report.figures import samples_figure
 

@@ -95,6 +95,9 @@ def _main_parser() -> _Parser:
              "tabular data and signals. Like every command that measures, it uses the test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
     _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to evaluate on")
+    sp.add_argument("--nll-samples", type=_positive_int, default=None, metavar="N",
+                    help="also estimate the negative log-likelihood (nll_nats) with N importance samples, for families "
+                         "with a likelihood (e.g. vae; the IWAE paper uses 5000)")
     sp.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)",

@@ -39,12 +39,40 @@ def gaussian_nll(mean: Tensor, logvar: Tensor | float, x: Tensor) -> Tensor:
     return _flat(nll).sum(dim=1)
 
 
+def kl_normal_std_dims(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL( N(mu_j, exp(logvar_j)) || N(0, 1) ) of each code dimension, shape (B, K).
+
+    ``0.5 * (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)``; zero exactly at the prior.
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
+
+
 def kl_normal_std(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per sample, shape (B,).
 
     ``0.5 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)``; zero exactly at the prior.
     """
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
+    return kl_normal_std_dims(mu, logvar).sum(dim=1)
+
+
+def free_bits_kl(kl_dims: Tensor, floor: float) -> Tensor:
+    """The KL with a floor of ``floor`` nats per code dimension (free bits), a scalar.
+
+    ``sum_j max(floor, (1/B) sum_b KL_bj)`` (Kingma et al., "Improved variational inference with inverse
+    autoregressive flow", 2016): a dimension whose batch-mean KL is below the floor costs the floor and gets
+    no gradient pushing it further towards the prior. ``floor=0`` gives the batch mean of the plain KL.
+    """
+    return kl_dims.mean(dim=0).clamp(min=floor).sum()
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0) -> Tensor:
+    """``log N(z; mu, diag(exp(logvar)))`` summed over the last dimension: (..., K) -> (...).
+
+    With the defaults, the standard normal prior's log density.
+    """
+    mu_t = mu if isinstance(mu, Tensor) else torch.full_like(z, float(mu))
+    lv = logvar if isinstance(logvar, Tensor) else torch.full_like(z, float(logvar))
+    return -0.5 * (math.log(2 * math.pi) + lv + (z - mu_t).pow(2) * torch.exp(-lv)).sum(dim=-1)
 
 
 def l1_penalty(h: Tensor) -> Tensor:

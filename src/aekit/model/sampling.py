@@ -212,7 +212,7 @@ class Generated:
 
 def generate(
     est: Any, n: int, X: Any = None, *, density: Density = "auto", n_components: int = 10, random_state: Any = 0,
-    source: str | None = None,
+    source: str | None = None, label: int | None = None,
 ) -> Generated:
     """Draw ``n`` samples from a fitted autoencoder.
 
@@ -235,6 +235,9 @@ def generate(
         Seeds the draws (and the mixture's EM); the global NumPy state is not touched.
     source : str, optional
         Names ``X`` in the returned description.
+    label : int, optional
+        For a conditional model (a ``vae`` fitted with ``conditional=True``): the class to generate.
+        Only the model's own prior can be conditioned, so it implies ``density="prior"``.
 
     Returns
     -------
@@ -244,6 +247,15 @@ def generate(
         raise ValueError(f"unknown density {density!r}; choose one of {', '.join(DENSITIES)}")
     n = _positive_int("n_samples", n)
     family = getattr(est, "_family_name", type(est).__name__)
+    if label is not None:
+        if not can_sample(est):
+            raise ValueError(f"label={label!r}: family {family!r} has no generative model to condition on a label; "
+                             "leave the label out")
+        if density not in ("auto", "prior"):
+            raise ValueError(f"label={label!r} conditions the model's own prior, but density={density!r} was asked "
+                             "for; leave the density at auto or prior")
+        return Generated(np.asarray(est.sample(n, random_state=random_state, label=label)), None,
+                         f"drawn from the model's own generative distribution given the label {label}", "prior")
     if density == "auto":
         density = "prior" if can_sample(est) else "gaussian"
     if density == "prior":
