@@ -79,6 +79,20 @@ def _rows(X: np.ndarray) -> np.ndarray:
     """(N, ...) -> (N, D) for line plots; a signal (N, C, L) is plotted channel after channel."""
     return X.reshape(X.shape[0], -1)
 
+def _mosaic(S: np.ndarray, cols: int) -> tuple[np.ndarray, str | None]:
+    """Images (N, C, H, W) -> one (rows * (H + 1) - 1, cols * (W + 1) - 1[, 3]) picture with 1-pixel white gaps."""
+    n = S.shape[0]
+    rows = math.ceil(n / cols)
+    first, cmap = _as_image(S[0])
+    h, w = first.shape[:2]
+    out = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, *first.shape[2:]), dtype=np.float32)
+    for i in range(n):
+        img, _ = _as_image(S[i])
+        r, c = divmod(i, cols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img
+    return out, cmap
+
+
 def reconstruction_pairs(X: np.ndarray, n: int) -> int:
     """How many originals :func:`reconstruction_figure` shows for data ``X`` when asked for ``n``."""
     X = np.asarray(X)
@@ -96,18 +110,16 @@ def reconstruction_figure(X: np.ndarray, R: np.ndarray, *, n: int = 10, source: 
     """
     X, R = np.asarray(X), np.asarray(R)
     if _is_image(X):
+        # One picture in one axes, not one axes per image: a figure of 20 axes took over a second to draw.
         k = reconstruction_pairs(X, n)
+        M, cmap = _mosaic(np.concatenate([X[:k], R[:k]]), k)
+        h = X.shape[-2]
         fig = Figure(figsize=(1.1 * k + 0.9, 2.7), layout="constrained")
-        axes = fig.subplots(2, k, squeeze=False)
-        for j in range(k):
-            for i, arr in enumerate((X, R)):
-                img, cmap = _as_image(arr[j])
-                ax = axes[i, j]
-                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[0, 0].set_ylabel("original")
-        axes[1, 0].set_ylabel("reconstruction")
+        ax = fig.subplots()
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([(h - 1) / 2, h + 1 + (h - 1) / 2], ["original", "reconstruction"])
+        ax.tick_params(left=False)
     else:
         k = reconstruction_pairs(X, n)
         Xr, Rr = _rows(X), _rows(R)
@@ -312,17 +324,12 @@ def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") ->
     if _is_image(S):
         n = S.shape[0]
         cols = min(8, n)
-        rows = math.ceil(n / cols)
-        fig = Figure(figsize=(1.1 * cols + 0.4, 1.1 * rows + 0.6), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i < n:
-                img, cmap = _as_image(S[i])
-                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            else:
-                ax.set_axis_off()
+        M, cmap = _mosaic(S, cols)
+        fig = Figure(figsize=(1.1 * cols + 0.4, 1.1 * math.ceil(n / cols) + 0.6), layout="constrained")
+        ax = fig.subplots()
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
     else:
         fig = Figure(figsize=(8, 3.6), layout="constrained")
         ax = fig.subplots()

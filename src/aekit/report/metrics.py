@@ -26,7 +26,7 @@ __all__ = ["METRIC_ORDER", "format_value", "ordered_metrics", "reconstruction_me
 #: Every metric name in the order :func:`reconstruction_metrics` computes them; tables and JSON use it.
 METRIC_ORDER = (
     "sq_err_per_image", "sq_err_per_sample", "mse_per_pixel", "mse_per_feature", "bce_per_pixel", "bce_per_feature",
-    "psnr_db", "n_samples",
+    "psnr_db", "n_samples", "n_split",
 )
 # Sections of a metrics record in the order training writes them.
 _SECTION_ORDER = ("train", "test", "all")
@@ -41,6 +41,7 @@ METRIC_NOTES = {
     "bce_per_feature": "binary cross-entropy per feature value in nats (data in [0, 1])",
     "psnr_db": "peak signal-to-noise ratio in dB (peak 1 for data in [0, 1], else the data range)",
     "n_samples": "number of samples measured",
+    "n_split": "samples in the split, of which n_samples were drawn at random and measured",
 }
 
 # Probabilities are clipped this far from 0 and 1 so a confident, wrong pixel costs a large but finite
