@@ -118,6 +118,10 @@ def tuned(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
     return epochs * n / (time.perf_counter() - t0)
 
 
+# Torch threads each loop trained with, by loop name (aekit chooses its own; the others take torch's default).
+THREADS: dict[str, int] = {}
+
+
 def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda_graph: bool = True) -> float:
     ae = aekit.Autoencoder.from_preset(
         "hinton", max_epochs=epochs, batch_size=batch_size, validation_fraction=0.0, patience=None,
@@ -126,6 +130,7 @@ def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda
     # Skip the first epoch on CUDA (graph capture and allocator warm-up), as the hand-written rows do not
     # pay comparable one-off costs.
     rows = ae.history_[1:] if (device.startswith("cuda") and len(ae.history_) > 1) else ae.history_
+    THREADS["aekit"] = int(rows[0]["threads"])
     return statistics.median(r["samples_per_s"] for r in rows)
 
 
@@ -295,13 +300,14 @@ def main() -> None:
     for name, vals in runs.items():
         ratios = [v / b for v, b in zip(vals, base)]
         sps = statistics.median(vals)
-        rows.append([name, args.batch_size, sps, len(X) / sps, statistics.median(ratios), _spread(ratios)])
+        threads = THREADS.get("aekit", "-") if name.startswith("aekit") else torch.get_num_threads()
+        rows.append([name, args.batch_size, threads, sps, len(X) / sps, statistics.median(ratios), _spread(ratios)])
     if pythae_why is not None:
-        rows.append(["pythae 0.1.2 trainer", args.batch_size, pythae_why, "-", "-", "-"])
+        rows.append(["pythae 0.1.2 trainer", args.batch_size, "-", pythae_why, "-", "-", "-"])
     print(f"Per epoch: Hinton 784-1000-500-250-30, {len(X)} images, {args.device}, torch threads "
           f"{torch.get_num_threads()} ({machine()}); {args.repeats} alternating repeats, load before "
           f"{os.getloadavg()[0]:.1f}\n")
-    print(table(["loop", "batch", "samples/s", "s/epoch", "vs hand-written (median)", "per-repeat range"], rows))
+    print(table(["loop", "batch", "threads (last run)", "samples/s", "s/epoch", "vs hand-written (median)", "per-repeat range"], rows))
 
     if args.skip_process or args.device != "cpu":
         return
