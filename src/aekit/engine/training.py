@@ -525,10 +525,12 @@ def _train(
     acc: dict[str, Tensor] = {}
 
     def accumulate(lo: LossOutput, w: float) -> None:
-        for k, v in {"loss": lo.total, **lo.terms}.items():
-            if k not in acc:
-                acc[k] = torch.zeros((), device=device)
-            acc[k] += v.detach() * w
+        # One fused multiply-add per term and step (``add_`` with ``alpha``), no temporary tensor.
+        for k, v in (("loss", lo.total), *lo.terms.items()):
+            a = acc.get(k)
+            if a is None:
+                a = acc[k] = torch.zeros((), device=device)
+            a.add_(v.detach(), alpha=w)
 
     def eager_step(idx: Tensor) -> None:
         lo = compute_loss(idx)

@@ -26,7 +26,7 @@ __all__ = ["METRIC_ORDER", "format_value", "likelihood_metrics", "ordered_metric
 #: Every metric name in the order :func:`reconstruction_metrics` computes them; tables and JSON use it.
 METRIC_ORDER = (
     "sq_err_per_image", "sq_err_per_sample", "mse_per_pixel", "mse_per_feature", "bce_per_pixel", "bce_per_feature",
-    "psnr_db", "elbo_nats", "nll_nats", "nll_samples", "n_samples",
+    "psnr_db", "elbo_nats", "nll_nats", "nll_samples", "n_samples", "n_split",
 )
 # Sections of a metrics record in the order training writes them.
 _SECTION_ORDER = ("train", "test", "all")
@@ -45,6 +45,7 @@ METRIC_NOTES = {
     "is better)",
     "nll_samples": "importance samples per data sample of the nll_nats estimate",
     "n_samples": "number of samples measured",
+    "n_split": "samples in the split, of which n_samples were drawn at random and measured",
 }
 
 # Probabilities are clipped this far from 0 and 1 so a confident, wrong pixel costs a large but finite
