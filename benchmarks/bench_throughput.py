@@ -1,20 +1,45 @@
-"""Training throughput: aekit's trainer against the hand-written PyTorch loop, side by side in one run.
+"""Training throughput: aekit's trainer against hand-written PyTorch, side by side in one run.
 
 Same network (Hinton's 784-1000-500-250-30, GELU units, linear code, sigmoid output), same loss
 (binary cross-entropy summed over pixels, averaged over images), same optimizer (Adam, lr 1e-3), same
-batch size, same data. The hand-written loop is what a user writes: a DataLoader over a TensorDataset,
-``nn.Sigmoid`` output and ``F.binary_cross_entropy``. Runs alternate so drift in the shared machine's
-speed hits both alike; the table reports the median over repeats.
+batch size, same data. Two measurements, each as ratios of runs alternated in one invocation (drift in
+a shared machine's speed hits every contender alike), median over repeats, with the spread of the
+per-repeat ratios so the noise is visible:
 
-    python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist            # CPU
+1. Per epoch, in this process: the hand-written loop users write (a DataLoader over a TensorDataset,
+   ``nn.Sigmoid`` output, ``F.binary_cross_entropy``), a tuned step (the data as one contiguous tensor
+   indexed by a shuffled permutation, fused Adam, BCE with logits, ``set_to_none`` gradients, no
+   per-step host syncs), aekit's trainer, and pythae 0.1.2's trainer when its environment exists.
+2. Whole processes, one epoch each: ``aekit train --family autoencoder --preset hinton --epochs 1``
+   (which also holds out 10 % for validation, evaluates on a bounded sample and writes the report)
+   against a script that imports torch, reads the same IDX files, trains one epoch with the
+   hand-written loop and saves the weights.
+
+    python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist            # CPU, everything
+    python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist --limit 10000 --skip-process
     python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist --device cuda --batch-size 256
+
+pythae pins old versions of its dependencies, so it lives in a virtual environment of its own; the
+row reports "not installed" with the reason when that environment is missing:
+
+    python -m venv /tmp/pythae-venv
+    /tmp/pythae-venv/bin/pip install torch==2.13.0 pythae==0.1.2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,17 +51,26 @@ import aekit
 
 from _common import add_data_args, machine, table
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+PYTHAE_PYTHON = Path(os.environ.get("PYTHAE_VENV", "/tmp/pythae-venv")) / "bin" / "python"
 
-def hinton_net() -> nn.Sequential:
+
+def hinton_net(sigmoid_output: bool = True) -> nn.Sequential:
     dims = [784, 1000, 500, 250, 30]
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         layers += [nn.Linear(a, b)] + ([nn.GELU()] if i < len(dims) - 2 else [])
     rdims = dims[::-1]
     for i, (a, b) in enumerate(zip(rdims[:-1], rdims[1:])):
-        layers += [nn.Linear(a, b), nn.GELU() if i < len(rdims) - 2 else nn.Sigmoid()]
+        last = i == len(rdims) - 2
+        layers += [nn.Linear(a, b)] + ([nn.Sigmoid()] if last and sigmoid_output else [] if last else [nn.GELU()])
     layers.append(nn.Unflatten(1, (1, 28, 28)))
     return nn.Sequential(*layers)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def handwritten(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
@@ -46,8 +80,7 @@ def handwritten(X: np.ndarray, epochs: int, batch_size: int, device: str) -> flo
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=batch_size, shuffle=True)
     seen = 0
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(epochs):
         for (xb,) in loader:
@@ -57,30 +90,36 @@ def handwritten(X: np.ndarray, epochs: int, batch_size: int, device: str) -> flo
             loss.backward()
             opt.step()
             seen += xb.shape[0]
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     return seen / (time.perf_counter() - t0)
 
 
-def plain_on_device(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
-    """A plain loop with the data already on the device (the GPU reference row of ANCHORS.md)."""
+def tuned(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
+    """A tuned plain step: data on the device as one tensor, fused Adam, BCE with logits, no syncs."""
     torch.manual_seed(0)
-    model = hinton_net().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = hinton_net(sigmoid_output=False).to(device)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
     Xt = torch.from_numpy(X).to(device)
     n = Xt.shape[0]
-    torch.cuda.synchronize()
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(epochs):
         perm = torch.randperm(n, device=device)
         for i in range(0, n, batch_size):
             xb = Xt[perm[i : i + batch_size]]
-            loss = F.binary_cross_entropy(model(xb), xb, reduction="sum") / xb.shape[0]
-            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(model(xb), xb, reduction="sum") / xb.shape[0]
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    torch.cuda.synchronize()
+    _sync(device)
     return epochs * n / (time.perf_counter() - t0)
+
+
+# Torch threads each loop trained with, by loop name (aekit chooses its own; the others take torch's default).
+THREADS: dict[str, int] = {}
 
 
 def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda_graph: bool = True) -> float:
@@ -91,36 +130,201 @@ def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda
     # Skip the first epoch on CUDA (graph capture and allocator warm-up), as the hand-written rows do not
     # pay comparable one-off costs.
     rows = ae.history_[1:] if (device.startswith("cuda") and len(ae.history_) > 1) else ae.history_
+    THREADS["aekit"] = int(rows[0]["threads"])
     return statistics.median(r["samples_per_s"] for r in rows)
+
+
+# pythae 0.1.2's trainer on the same network and loss; run in its own environment, prints samples/s.
+PYTHAE_SCRIPT = textwrap.dedent('''
+    import sys, time, json, tempfile
+    import numpy as np, torch
+    from torch import nn
+    from pythae.models import AE, AEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.data.datasets import BaseDataset
+
+    path, epochs, bs, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    X = np.load(path)
+
+    def mlp(dims, last):
+        layers = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            layers.append(nn.GELU() if i < len(dims) - 2 else last)
+        return nn.Sequential(*layers)
+
+    class Enc(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp([784, 1000, 500, 250, 30], nn.Identity())
+        def forward(self, x):
+            return ModelOutput(embedding=self.net(x.reshape(x.shape[0], -1)))
+
+    class Dec(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp([30, 250, 500, 1000, 784], nn.Sigmoid())
+        def forward(self, z):
+            return ModelOutput(reconstruction=self.net(z).reshape(z.shape[0], 1, 28, 28))
+
+    torch.manual_seed(0)
+    cfg = AEConfig(input_dim=(1, 28, 28), latent_dim=30, reconstruction_loss="bce")
+    model = AE(cfg, encoder=Enc(), decoder=Dec())
+    out = tempfile.mkdtemp()
+    tc = BaseTrainerConfig(output_dir=out, num_epochs=epochs, learning_rate=1e-3, per_device_train_batch_size=bs,
+                           no_cuda=not device.startswith("cuda"), optimizer_cls="Adam")
+    data = BaseDataset(torch.from_numpy(X), torch.zeros(len(X)))
+    trainer = BaseTrainer(model=model, train_dataset=data, training_config=tc)
+    t0 = time.perf_counter()
+    trainer.train()
+    print(json.dumps({"samples_per_s": epochs * len(X) / (time.perf_counter() - t0)}))
+''')
+
+
+def pythae_status() -> str | None:
+    """None when pythae 0.1.2 can run, else why not."""
+    if not PYTHAE_PYTHON.is_file():
+        return f"not installed: no {PYTHAE_PYTHON} (see this script's docstring)"
+    probe = subprocess.run([str(PYTHAE_PYTHON), "-c", "import pythae.trainers, torch"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return "not installed: " + (probe.stderr.strip().splitlines() or ["import failed"])[-1]
+    return None
+
+
+def pythae_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", X)
+        (Path(tmp) / "run.py").write_text(PYTHAE_SCRIPT)
+        res = subprocess.run([str(PYTHAE_PYTHON), str(Path(tmp) / "run.py"), str(Path(tmp) / "x.npy"), str(epochs),
+                              str(batch_size), device], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("pythae run failed: " + res.stderr.strip()[-2000:])
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["samples_per_s"])
+
+
+# The whole-process reference: what a user writes to train one epoch and keep the weights.
+SCRIPT = textwrap.dedent('''
+    import gzip, sys
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data_dir, limit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with gzip.open(data_dir + "/train-images-idx3-ubyte.gz") as f:
+        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    X = (X[:limit] if limit > 0 else X).astype(np.float32) / 255.0
+    dims = [784, 1000, 500, 250, 30]
+    layers = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.GELU()] if i < 3 else [])
+    r = dims[::-1]
+    for i, (a, b) in enumerate(zip(r[:-1], r[1:])):
+        layers += [nn.Linear(a, b), nn.GELU() if i < 3 else nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Unflatten(1, (1, 28, 28)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for (xb,) in DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=128, shuffle=True):
+        loss = F.binary_cross_entropy(model(xb), xb, reduction="sum") / xb.shape[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(model.state_dict(), out)
+''')
+
+
+def _timed(cmd: list[str]) -> float:
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+    return dt
+
+
+def whole_process(data_dir: str, limit: int | None, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall seconds of the hand-written script and of ``aekit train``, alternated ``repeats`` times."""
+    script_s, aekit_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "train_by_hand.py"
+        script.write_text(SCRIPT)
+        for r in range(repeats):
+            script_s.append(_timed([sys.executable, str(script), data_dir, str(limit or 0), str(Path(tmp) / "w.pt")]))
+            run = Path(tmp) / f"run{r}"
+            cmd = [sys.executable, "-m", "aekit.cli", "train", "--family", "autoencoder", "--preset", "hinton",
+                   "--data", "mnist", "--data-dir", data_dir, "--epochs", "1", "--out", str(run), "--quiet"]
+            aekit_s.append(_timed(cmd + (["--limit", str(limit)] if limit else [])))
+            shutil.rmtree(run, ignore_errors=True)
+    return script_s, aekit_s
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else "-"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     p.add_argument("--epochs", type=int, default=1, help="epochs per timed run (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=2, help="alternating repeats of each loop (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repeats of each loop (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--limit", type=int, default=None, help="per-epoch rows: use only the first N training images")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-pythae", action="store_true", help="leave out the pythae row")
+    p.add_argument("--skip-process", action="store_true", help="leave out the whole-process measurement")
+    p.add_argument("--process-repeats", type=int, default=2, help="alternating whole-process runs (default: %(default)s)")
+    p.add_argument("--process-limit", type=int, default=None,
+                   help="whole processes train on the first N images only (default: all 60,000)")
     args = p.parse_args()
 
     X = aekit.load_dataset(args.data, data_dir=args.data_dir, limit=args.limit).X
-    runs: dict[str, list[float]] = {}
-    loops = [("hand-written DataLoader loop", handwritten), ("aekit trainer", aekit_trainer)]
+    loops: list[tuple[str, Callable[..., float]]] = [
+        ("hand-written DataLoader loop", handwritten), ("tuned step (plain loop)", tuned), ("aekit trainer", aekit_trainer),
+    ]
     if args.device.startswith("cuda"):
-        loops.insert(1, ("plain loop, data on GPU", plain_on_device))
         loops.append(("aekit trainer, no CUDA graph", lambda *a: aekit_trainer(*a, cuda_graph=False)))
+    pythae_why = "left out (--skip-pythae)" if args.skip_pythae else pythae_status()
+    if pythae_why is None:
+        loops.append(("pythae 0.1.2 trainer", pythae_trainer))
     epochs = args.epochs + (1 if args.device.startswith("cuda") else 0)
+    runs: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for name, fn in loops:
             runs.setdefault(name, []).append(fn(X, epochs, args.batch_size, args.device))
-    base = statistics.median(runs[loops[0][0]])
-    rows = []
+    base = runs[loops[0][0]]
+    rows: list[list[object]] = []
     for name, vals in runs.items():
+        ratios = [v / b for v, b in zip(vals, base)]
         sps = statistics.median(vals)
-        rows.append([name, args.batch_size, sps, len(X) / sps, sps / base])
-    print(f"Training throughput, Hinton 784-1000-500-250-30, {len(X)} images, {args.device} ({machine()})\n")
-    print(table(["loop", "batch", "samples/s", "s/epoch", "vs hand-written"], rows))
+        threads = THREADS.get("aekit", "-") if name.startswith("aekit") else torch.get_num_threads()
+        rows.append([name, args.batch_size, threads, sps, len(X) / sps, statistics.median(ratios), _spread(ratios)])
+    if pythae_why is not None:
+        rows.append(["pythae 0.1.2 trainer", args.batch_size, "-", pythae_why, "-", "-", "-"])
+    print(f"Per epoch: Hinton 784-1000-500-250-30, {len(X)} images, {args.device}, torch threads "
+          f"{torch.get_num_threads()} ({machine()}); {args.repeats} alternating repeats, load before "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print(table(["loop", "batch", "threads (last run)", "samples/s", "s/epoch", "vs hand-written (median)", "per-repeat range"], rows))
+
+    if args.skip_process or args.device != "cpu":
+        return
+    data_dir = args.data_dir or os.environ.get("AEKIT_DATA_DIR")
+    if not data_dir:
+        sys.exit("the whole-process measurement needs --data-dir (the MNIST IDX files)")
+    load = os.getloadavg()[0]
+    script_s, aekit_s = whole_process(data_dir, args.process_limit, args.process_repeats)
+    ratios = [s / a for s, a in zip(script_s, aekit_s)]
+    n = f"first {args.process_limit}" if args.process_limit else "all 60,000"
+    print(f"\nWhole processes, one epoch on {n} MNIST training images; {args.process_repeats} alternating repeats, "
+          f"load before {load:.1f}\n")
+    print(table(["process", "wall s (median)", "speed vs hand-written script (median)", "per-repeat range"], [
+        ["hand-written script: import torch, read IDX, 1 epoch, torch.save", statistics.median(script_s), 1.0, "-"],
+        ["aekit train --preset hinton --epochs 1 (validation, metrics, report)", statistics.median(aekit_s),
+         statistics.median(ratios), _spread(ratios)],
+    ]))
 
 
 if __name__ == "__main__":

@@ -248,7 +248,8 @@ def test_report_command(trained_run: tuple[Path, dict[str, Any]], tmp_path: Path
     assert code == 0
     html = (run / "report.html").read_text()
     assert json.loads(out)["report"] == str((run / "report.html").resolve())
-    assert html.count("data:image/png;base64,") == 4
+    # reconstructions, loss, latent map, samples, and the manifold figure of its 2-D code
+    assert html.count("data:image/png;base64,") == 5
     for key in METRIC_KEYS:
         assert key in html
 

@@ -281,7 +281,7 @@ def test_generate_uses_the_prior_of_factor_analysis(tmp_path: Path, capsys: pyte
     code, _, err = call(capsys, "generate", str(run), "--data", "digits", "--out", str(tmp_path / "t.npy"))
     assert code == 2 and "samples from its own prior" in err
     code, out, _ = call(capsys, "generate", "--help")
-    assert "(factor-analysis)" in out and "sample method" not in out
+    assert "(factor-analysis, vae)" in out and "sample method" not in out
 
 
 # ----------------------------------------------------------------------------------- report

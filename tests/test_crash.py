@@ -54,8 +54,10 @@ import aekit.report.html as H
 PNG = b"\x89PNG\r\n\x1a\n constant figure"
 H.reconstruction_figure = lambda *a, **k: PNG
 H.loss_figure = lambda *a, **k: PNG
-H.latent_figure = lambda *a, **k: (PNG, "constant")
-H.samples_figure = lambda *a, **k: PNG
+H.latent_map = lambda *a, **k: H.LatentMap(PNG, "constant", (0, 0, 1, 1), (1, 1), (0, 1), (0, 1), None, None)
+H.samples_comparison_figure = lambda *a, **k: PNG
+H.manifold_figure = lambda *a, **k: PNG
+H._latent_explorer = lambda *a, **k: None
 from aekit.cli.main import main
 import functools
 import sklearn.datasets

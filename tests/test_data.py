@@ -558,3 +558,16 @@ def test_non_numeric_array_and_float_labels(tmp_path):
     np.savez(tmp_path / "f.npz", X=np.ones((3, 2)), y=np.array([0.0, 1.0, 1.5]))
     with pytest.raises(ValueError, match=r"labels must be integers, but y\[2\] is 1\.5"):
         load_dataset(tmp_path / "f.npz", split="all")
+
+
+def test_scaler_statistics_by_blocks_match_numpy() -> None:
+    from aekit.data.preprocessing import mean_std
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(3.0, 2.0, (50, 3, 4)) ** 2).astype(np.float32)
+    for rows in (7, 50, 8192):  # several blocks with a short last one, one block, one larger than the data
+        mean, std = mean_std(X, rows=rows)
+        np.testing.assert_allclose(mean, X.mean(axis=0, dtype=np.float64), rtol=1e-13)
+        np.testing.assert_allclose(std, X.std(axis=0, dtype=np.float64), rtol=1e-12)
+    mean, std = mean_std(X[:1])
+    assert (std == 0).all() and (mean == X[0]).all()

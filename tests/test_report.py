@@ -12,7 +12,8 @@ import torch
 
 import aekit
 from aekit.data.datasets import Dataset
-from aekit.report.figures import decoder_samples, latent_figure, loss_figure
+from aekit.model.sampling import generate
+from aekit.report.figures import latent_figure, loss_figure
 from aekit.report.html import write_report
 from aekit.report.metrics import reconstruction_metrics
 
@@ -121,20 +122,20 @@ def test_latent_figure_many_classes_and_1d_codes() -> None:
     assert png[:8] == PNG and "1-D code" in how
 
 
-def test_decoder_samples_needs_data_without_a_sample_method(fitted_ae: Any) -> None:
+def test_generate_needs_data_without_a_sample_method(fitted_ae: Any) -> None:
     with pytest.raises(ValueError, match="'autoencoder' declares no prior to sample from.*pass data X"):
-        decoder_samples(fitted_ae, 4)
-    S, how = decoder_samples(fitted_ae, 4, _digits().X, source="digits")
-    assert S.shape == (4, 1, 8, 8) and "Gaussian" in how and "digits" in how
+        generate(fitted_ae, 4)
+    g = generate(fitted_ae, 4, _digits().X, source="digits")
+    assert g.samples.shape == (4, 1, 8, 8) and "Gaussian" in g.how and "digits" in g.how and g.density == "gaussian"
 
 
-def test_decoder_samples_follow_the_declared_capability() -> None:
+def test_generate_follows_the_declared_capability() -> None:
     class WithPrior:
         def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
             return np.full((n, 3), float(random_state or 0))
 
-    S, how = decoder_samples(WithPrior(), 2, seed=5, from_prior=True)
-    assert S.shape == (2, 3) and S[0, 0] == 5.0 and "prior" in how
-    # Without the declared capability a sample method is not used: the Gaussian needs data.
+    # Without the declared capability a sample method is not used: the density needs data.
     with pytest.raises(ValueError, match="declares no prior"):
-        decoder_samples(WithPrior(), 2)
+        generate(WithPrior(), 2)
+    with pytest.raises(ValueError, match="declares no prior to sample from; choose density gaussian or gmm"):
+        generate(WithPrior(), 2, density="prior")

@@ -23,7 +23,7 @@ import aekit
 import aekit.engine.training
 from aekit.cli.main import main
 from aekit.engine.rundir import LOCK_FILE, DataChangedError, RunExistsError, RunPathError
-from aekit.workflow.train import resume_run, train_run
+from aekit.workflow.train import check_eval_limit, evaluation_sample, resume_run, train_run
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet",
@@ -233,10 +233,15 @@ def test_a_finished_run_is_extended_exactly(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_python_train_run_records_its_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = train_run("autoencoder", PARAMS, {"name": "digits", "limit": 120}, tmp_path / "run")
+    result = train_run("autoencoder", PARAMS, {"name": "digits", "limit": 120}, tmp_path / "run", eval_limit=50)
     assert result.epochs == 2 and set(result.metrics) == {"train", "test"} and result.report.is_file()
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["status"] == "done" and cfg["data"]["name"] == "digits" and cfg["data_fingerprint"]["n_samples"] == 120
+    # Each split is measured on at most eval_limit samples, and the record says of how many.
+    assert cfg["eval_limit"] == 50
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["train"]["n_samples"] == 50 and saved["train"]["n_split"] == 120
+    assert saved["test"]["n_samples"] == 50 and saved["test"]["n_split"] > 50
     code, out, err = call(capsys, "evaluate", str(tmp_path / "run"), "--json")
     assert code == 0, err
     assert json.loads(out)["data"] == "digits"
@@ -246,3 +251,24 @@ def test_python_train_run_records_its_data(tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(RunExistsError, match=r"was started with other values of latent_dim"):
         train_run("autoencoder", {**PARAMS, "latent_dim": 3}, {"name": "digits", "limit": 120}, tmp_path / "run",
                   resume=True)
+
+
+def test_evaluation_sample_is_a_fixed_random_subset_and_the_limit_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds = aekit.load_dataset("digits", limit=300)
+    sub = evaluation_sample(ds, 100)
+    assert len(sub) == 100 and sub.y is not None and ds.y is not None
+    # Drawn at random over the whole split (not its first samples), the same every time, labels kept with them.
+    rows_of = [int(np.flatnonzero((ds.X == x).all(axis=(1, 2, 3)))[0]) for x in sub.X]
+    assert rows_of == sorted(rows_of) and rows_of[-1] > 150 and rows_of != list(range(100))
+    assert (ds.y[rows_of] == sub.y).all() and (evaluation_sample(ds, 100).X == sub.X).all()
+    assert evaluation_sample(ds, 300) is ds and evaluation_sample(ds, None) is ds
+    assert check_eval_limit("all") == "all" and check_eval_limit(7) == 7
+    for bad in (0, -1, 2.5, True, "most"):
+        with pytest.raises(ValueError, match=f"eval_limit must be a positive number of samples or 'all', got {bad!r}"):
+            check_eval_limit(bad)
+    code, _, err = call(capsys, *TRAIN, "--eval-limit", "0", "--out", str(tmp_path / "r"))
+    assert code == 2
+    one_line(err, "--eval-limit", "expected a positive number of samples or 'all', got '0'")
+    assert not (tmp_path / "r").exists()

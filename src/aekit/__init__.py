@@ -13,6 +13,14 @@ __version__ = "0.1.0"
 
 # Public name -> (module, attribute in that module). The one table both __getattr__ and __dir__ read.
 _EXPORTS: dict[str, tuple[str, str]] = {
+    "LatentDensity": ("aekit.apps.generation", "LatentDensity"),
+    "bottleneck_sweep": ("aekit.apps.generation", "bottleneck_sweep"),
+    "generate": ("aekit.apps.generation", "generate"),
+    "interpolate": ("aekit.apps.generation", "interpolate"),
+    "sample_codes": ("aekit.apps.generation", "sample_codes"),
+    "slerp": ("aekit.apps.generation", "slerp"),
+    "SampleQuality": ("aekit.report.quality", "SampleQuality"),
+    "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),
     "sparse_encode": ("aekit.core.lasso", "sparse_encode"),
     "BlockOcclusion": ("aekit.data.corruption", "BlockOcclusion"),
@@ -37,6 +45,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SparseAutoencoder": ("aekit.families.sparse", "SparseAutoencoder"),
     "SparseCoding": ("aekit.families.sparse_coding", "SparseCoding"),
     "StackedAutoencoder": ("aekit.families.stacked", "StackedAutoencoder"),
+    "SemiSupervisedAutoencoder": ("aekit.families.semi_supervised", "SemiSupervisedAutoencoder"),
+    "VAE": ("aekit.families.vae", "VAE"),
     "load": ("aekit.model.loading", "load"),
     "list_families": ("aekit.model.registry", "families"),
     "get_family": ("aekit.model.registry", "get_family"),
@@ -46,6 +56,14 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
+    from aekit.apps.generation import (
+        LatentDensity,
+        bottleneck_sweep,
+        generate,
+        interpolate,
+        sample_codes,
+        slerp,
+    )
     from aekit.core.lasso import sparse_coding_objective, sparse_encode
     from aekit.data.corruption import (
         BlockOcclusion,
@@ -66,15 +84,26 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.families.factor_analysis import FactorAnalysisAutoencoder
     from aekit.families.linear import LinearAutoencoder
     from aekit.families.psd import PredictiveSparseDecomposition
+    from aekit.families.semi_supervised import SemiSupervisedAutoencoder
     from aekit.families.sparse import SparseAutoencoder
     from aekit.families.sparse_coding import SparseCoding
     from aekit.families.stacked import StackedAutoencoder
+    from aekit.families.vae import VAE
     from aekit.model.loading import load
     from aekit.model.registry import families as list_families
     from aekit.model.registry import get_family
+    from aekit.report.quality import SampleQuality, frechet_distance
     from aekit.workflow.train import RunResult, resume_run, train_run
 
 __all__ = [
+    "LatentDensity",
+    "SampleQuality",
+    "bottleneck_sweep",
+    "frechet_distance",
+    "generate",
+    "interpolate",
+    "sample_codes",
+    "slerp",
     "Autoencoder",
     "BlockOcclusion",
     "Compose",
@@ -91,11 +120,13 @@ __all__ = [
     "PredictiveSparseDecomposition",
     "RunResult",
     "SaltAndPepper",
+    "SemiSupervisedAutoencoder",
     "SparseAutoencoder",
     "SparseCoding",
     "StackedAutoencoder",
     "TrainConfig",
     "TrainingDivergedError",
+    "VAE",
     "__version__",
     "get_family",
     "load",

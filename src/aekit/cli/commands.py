@@ -1,4 +1,4 @@
-"""The commands that use a trained run: list, evaluate, encode, reconstruct, generate, report."""
+"""The commands that use a trained run: list, evaluate, encode, reconstruct, report (generation: cli/generation.py)."""
 
 
 from __future__ import annotations
@@ -71,12 +71,16 @@ def _described(ds: Any, limit: int | None) -> str:
 
 
 def _cmd_evaluate(ns: argparse.Namespace) -> int:
-    from aekit.report.metrics import reconstruction_metrics
+    from aekit.report.metrics import likelihood_metrics, reconstruction_metrics
 
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "test")
     ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
+    if ns.nll_samples is not None and not callable(getattr(est, "log_likelihood", None)):
+        raise UsageError(f"--nll-samples: family {est._family_name!r} has no likelihood to estimate; leave it out")
     m = reconstruction_metrics(ds.X, est.reconstruct(ds.X), images=ds.kind == "image")
+    m.update(likelihood_metrics(est, ds.X, nll_samples=ns.nll_samples))
+    m["n_samples"] = m.pop("n_samples")
     if ns.json:
         _print_json({**m, "data": ds.name, "split": ds.split})
     else:
@@ -129,46 +133,6 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
     else:
         first = next(iter(m))  # the squared error per image or per sample, whichever the data are
         _out(f"wrote {what} ({_described(ds, ns.limit)}) to {out}; {first} {m[first]:.5g} over {len(ds)} samples")
-    return 0
-
-
-def _cmd_generate(ns: argparse.Namespace) -> int:
-    from aekit.engine.rundir import atomic_write_bytes
-    from aekit.report.figures import declared_capabilities, decoder_samples
-
-    out = _check_suffix(ns.out, (".npy", ".png"), "samples")
-    est = _load_run(ns.run)
-    X, source, spec = None, None, None
-    from_prior = "sample" in declared_capabilities(est)
-    if not from_prior:
-        run = Path(ns.run)
-        try:
-            # Default: the split the run was trained on (train for --data).
-            spec, split = _run_data(run, ns, None)
-        except UsageError:
-            raise UsageError(
-                f"family {est._family_name!r} has no prior to sample from: generate decodes draws of a Gaussian "
-                "fitted to the codes of data, and this run does not record its data set; pass --data NAME_OR_PATH"
-            ) from None
-        ds = _load(spec, split=split, download=ns.download)
-        X, source = ds.X, _described(ds, ns.limit)
-    elif ns.data is not None or ns.split is not None or ns.limit is not None:
-        raise UsageError(
-            f"family {est._family_name!r} samples from its own prior; --data, --split and --limit choose the data of "
-            "the Gaussian used for the other families, so leave them out"
-        )
-    _check_out_file(out, ns, spec)
-    S, how = decoder_samples(est, ns.n, X, seed=ns.seed, source=source, from_prior=from_prior)
-    if out.suffix.lower() == ".png":
-        from aekit.report.figures import samples_figure
-
-        atomic_write_bytes(out, samples_figure(S))
-    else:
-        _write_npy(out, S)
-    if ns.json:
-        _print_json({"out": str(out), "shape": list(S.shape), "method": how})
-    else:
-        _out(f"wrote {S.shape[0]} samples to {out}; they were {how}")
     return 0
 
 

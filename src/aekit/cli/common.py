@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 # NumPy, PyTorch and scikit-learn are imported inside the functions that use them: `aekit --help`,
 # `aekit list` and `aekit --version` then answer in a fraction of a second.
 
-COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "report")
+COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report")
 
 # Training-loop settings with a short, family-independent flag; the family's own flag is not generated.
 TRAIN_ALIASES: dict[str, str] = {
@@ -35,7 +35,7 @@ _DATA_KEYS = ("data", "data_dir", "split", "limit", "label_column", "download")
 _RESUME_OK = frozenset({"resume", "out", "epochs", "device", "quiet", "json", "debug", "threads", "family"})
 _RUN_FILES = (
     "model.safetensors", "checkpoint.safetensors", "checkpoint.json", "history.csv", "metrics.json", "report.html",
-    "reconstructions.png", "loss.png", "latent.png", "samples.png",
+    "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png",
 )
 
 # The demo: a 2-D code, so the latent map is the code itself. Early stopping (patience 30) ends it

@@ -1,7 +1,7 @@
 """The ``aekit`` command line.
 
-Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate`` and
-``report``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
+Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate``,
+``interpolate``, ``sweep`` and ``report``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
 (the single source of truth for names, types and defaults), so a new family gets its flags for free.
 
 Errors print one line, ``aekit: error: <message>``, on stderr and exit with status 2 for a bad
@@ -29,7 +29,6 @@ from aekit import __version__
 from aekit.cli.commands import (
     _cmd_encode,
     _cmd_evaluate,
-    _cmd_generate,
     _cmd_list,
     _cmd_reconstruct,
     _cmd_report,
@@ -43,6 +42,8 @@ from aekit.cli.common import (
     _parser,
     _positive_int,
 )
+from aekit.cli.generation import _cmd_generate, _cmd_interpolate, _cmd_sweep
+from aekit.cli.generation import add_parsers as _add_generation_parsers
 from aekit.cli.train import _cmd_demo, _cmd_train
 from aekit.model.catalog import catalog
 
@@ -51,14 +52,13 @@ __all__ = ["main"]
 # The default data of each kind of command (see the module docstring), as the help texts say it.
 _MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
 _TRANSFORM_SPLIT = "all: every sample, train and test"
-_GENERATE_SPLIT = "the split the run was trained on; train with --data"
 
 # ---------------------------------------------------------------------------------------- main
 
 
 def _main_parser() -> _Parser:
     p = _parser(
-        "aekit", "Autoencoders from the lectures: train, evaluate, encode, reconstruct, generate and report.",
+        "aekit", "Autoencoders from the lectures: train, evaluate, encode, reconstruct, generate, interpolate, sweep and report.",
         epilog="Start with `aekit demo`; `aekit COMMAND --help` describes each command.",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -95,6 +95,9 @@ def _main_parser() -> _Parser:
              "tabular data and signals. Like every command that measures, it uses the test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory")
     _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to evaluate on")
+    sp.add_argument("--nll-samples", type=_positive_int, default=None, metavar="N",
+                    help="also estimate the negative log-likelihood (nll_nats) with N importance samples, for families "
+                         "with a likelihood (e.g. vae; the IWAE paper uses 5000)")
     sp.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     sp = add("encode", "write the codes of a data set as a .npy array (n_samples, latent_dim)",
@@ -120,19 +123,7 @@ def _main_parser() -> _Parser:
     sp.add_argument("--json", action="store_true", help="print a JSON summary with the metrics")
 
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
-    sp = add("generate", "sample from the decoder and write a .npy array or a .png grid",
-             "Sample from the decoder. Families that declare the 'sample' capability ("
-             + (", ".join(with_prior) or "none yet") + ") draw from their own generative model: codes from "
-             "their prior, then the decoder (the data flags do not apply). The others have no prior: their samples "
-             "decode draws of a Gaussian N(mean, covariance) fitted to the codes of data, by default the split the "
-             "run was trained on.")
-    sp.add_argument("run", metavar="RUN", help="run directory")
-    sp.add_argument("--n", type=_positive_int, default=32, metavar="N", help="number of samples (default: 32)")
-    sp.add_argument("--out", required=True, metavar="FILE", help="output .npy or .png")
-    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default: 0)")
-    _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the Gaussian is fitted to")
-    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_generation_parsers(add, with_prior)
 
     sp = add("report", "write report.html (figures and metrics) for a trained run",
              "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
@@ -146,7 +137,8 @@ def _main_parser() -> _Parser:
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
-    "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "report": _cmd_report,
+    "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
+    "report": _cmd_report,
 }
 
 

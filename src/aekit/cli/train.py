@@ -90,6 +90,9 @@ def _train_parser(info: Any | None) -> _Parser:
                         "with a larger --epochs, train a finished run further")
     r.add_argument("--allow-data-change", action="store_true",
                    help="with --resume: continue even though the training data changed since the run started")
+    r.add_argument("--eval-limit", type=_eval_limit, metavar="N|all",
+                   help="compute the metrics and figures on at most N random samples of each split, or on all of them "
+                        "(default: 10000, so that evaluating stays quick on large data)")
     r.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -100,6 +103,15 @@ def _train_parser(info: Any | None) -> _Parser:
         # A family parameter named like a common flag keeps the common one.
         add_family_flags(fam, specs, {*_NOT_FLAGS, *(s.name for s in specs if s.flag in taken)})
     return p
+
+
+def _eval_limit(text: str) -> int | str:
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of samples or 'all', got {text!r}") from None
 
 
 def _default(info: Any | None, name: str) -> str:
@@ -196,12 +208,12 @@ def _cmd_train(args: list[str]) -> int:
             raise UsageError(f"--family {pre.family} does not match the run's family {run_family!r}")
         info = _family(run_family)
         ns = _train_parser(info).parse_args(args)
-        extra = sorted(k for k in vars(ns) if k not in _RESUME_OK | {"allow_data_change", "download"})
+        extra = sorted(k for k in vars(ns) if k not in _RESUME_OK | {"allow_data_change", "download", "eval_limit"})
         if extra:
             flags = ", ".join("--" + k.replace("_", "-") for k in extra)
             raise UsageError(
                 f"--resume continues the run exactly as configured in {run / 'config.json'}; only --epochs, --device, "
-                f"--threads and --quiet may change, not {flags}"
+                f"--threads, --eval-limit and --quiet may change, not {flags}"
             )
         valid = info.estimator().get_params(deep=False)
         if hasattr(ns, "epochs"):
@@ -217,7 +229,8 @@ def _cmd_train(args: list[str]) -> int:
         return _report(info, ns, lambda log: _call(lambda: resume_run(
             run, max_epochs=getattr(ns, "epochs", None), device=getattr(ns, "device", None),
             verbose=0 if quiet and "verbose" in valid else None, allow_data_change=bool(getattr(ns, "allow_data_change", False)),
-            download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None), log=log), run))
+            download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None),
+            eval_limit=getattr(ns, "eval_limit", None), log=log), run))
 
     family_name: str | None = getattr(pre, "family", None)
     table: dict[str, Any] = {}
@@ -299,11 +312,12 @@ def _run_training(info: Any, params: dict[str, Any], spec: dict[str, Any], out: 
         est._validate_params()
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    from aekit.workflow.train import train_run
+    from aekit.workflow.train import EVAL_LIMIT, train_run
 
     return _report(info, ns, lambda log: _call(lambda: train_run(
         info.name, params, spec, out, overwrite=bool(getattr(ns, "overwrite", False)),
-        download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None), log=log), Path(out)))
+        download=bool(getattr(ns, "download", False)), threads=getattr(ns, "threads", None),
+        eval_limit=getattr(ns, "eval_limit", EVAL_LIMIT), log=log), Path(out)))
 
 
 def _call(fn: Callable[[], RunResult], out: Path) -> RunResult | int:
@@ -346,6 +360,10 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
         })
     else:
         _out(_metrics_text(result.metrics))
+        sampled = [f"{m['n_samples']:,} of the {m['n_split']:,} {split} samples" for split, m in result.metrics.items()
+                   if isinstance(m.get("n_split"), int) and m.get("n_samples") != m["n_split"]]
+        if sampled:
+            _out(f"measured on a random {' and '.join(sampled)} (--eval-limit all measures every sample)")
         _out(f"run directory: {result.run_dir.resolve()}")
         _out(f"report: {result.report.resolve()}")
     return 0

@@ -39,12 +39,40 @@ def gaussian_nll(mean: Tensor, logvar: Tensor | float, x: Tensor) -> Tensor:
     return _flat(nll).sum(dim=1)
 
 
+def kl_normal_std_dims(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL( N(mu_j, exp(logvar_j)) || N(0, 1) ) of each code dimension, shape (B, K).
+
+    ``0.5 * (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)``; zero exactly at the prior.
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
+
+
 def kl_normal_std(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per sample, shape (B,).
 
     ``0.5 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)``; zero exactly at the prior.
     """
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
+    return kl_normal_std_dims(mu, logvar).sum(dim=1)
+
+
+def free_bits_kl(kl_dims: Tensor, floor: float) -> Tensor:
+    """The KL with a floor of ``floor`` nats per code dimension (free bits), a scalar.
+
+    ``sum_j max(floor, (1/B) sum_b KL_bj)`` (Kingma et al., "Improved variational inference with inverse
+    autoregressive flow", 2016): a dimension whose batch-mean KL is below the floor costs the floor and gets
+    no gradient pushing it further towards the prior. ``floor=0`` gives the batch mean of the plain KL.
+    """
+    return kl_dims.mean(dim=0).clamp(min=floor).sum()
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0) -> Tensor:
+    """``log N(z; mu, diag(exp(logvar)))`` summed over the last dimension: (..., K) -> (...).
+
+    With the defaults, the standard normal prior's log density.
+    """
+    mu_t = mu if isinstance(mu, Tensor) else torch.full_like(z, float(mu))
+    lv = logvar if isinstance(logvar, Tensor) else torch.full_like(z, float(logvar))
+    return -0.5 * (math.log(2 * math.pi) + lv + (z - mu_t).pow(2) * torch.exp(-lv)).sum(dim=-1)
 
 
 def l1_penalty(h: Tensor) -> Tensor:
@@ -109,3 +137,59 @@ def reconstruction(kind: str, x: Tensor, x_hat: Tensor, logits: Tensor | None) -
     if kind == "mse":
         return squared_error(x_hat, x)
     raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'bce', 'mse'")
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy ``H(p) = -sum_c p_c log p_c`` of p = softmax(logits), per sample, shape (B,); logits (B, C)."""
+    logp = F.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(dim=1)
+
+
+def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """``KL(p || q) = sum_c p_c (log p_c - log q_c)`` for p, q = softmax of (B, C) logits, per sample, shape (B,)."""
+    logp, logq = F.log_softmax(p_logits, dim=1), F.log_softmax(q_logits, dim=1)
+    return (logp.exp() * (logp - logq)).sum(dim=1)
+
+
+def _unit(d: Tensor) -> Tensor:
+    """Each sample of ``d`` scaled to unit L2 norm over all its features."""
+    norm = _flat(d).norm(dim=1).clamp_min(1e-12)
+    return d / norm.reshape(-1, *([1] * (d.dim() - 1)))
+
+
+def virtual_adversarial_kl(
+    classify: Callable[[Tensor], Tensor], x: Tensor, logits: Tensor, epsilon: float, xi: float = 1e-1,
+    n_power: int = 1,
+) -> Tensor:
+    """Virtual adversarial loss ``KL(p(.|x) || p(.|x + r_adv))`` per sample, shape (B,) (Miyato et al. 2018).
+
+    ``r_adv = epsilon * argmax_{||r|| <= epsilon} KL(p(.|x) || p(.|x + r))``, the direction found by
+    ``n_power`` power iterations ``d <- grad_r KL(p(.|x) || p(.|x + r)) at r = xi * d / ||d||`` from a
+    Gaussian ``d``: for small r the KL is ``r^T H r / 2`` with H its Hessian at r = 0 (its gradient there
+    is zero), and the gradient at ``xi d`` is ``xi H d``, one power step towards H's top eigenvector.
+    ``p(.|x)`` = softmax(``logits``) is held fixed (no gradient flows into it); the gradient of the result
+    flows through ``classify(x + r_adv)`` into the model, never into ``r_adv`` itself. The power iteration
+    runs with gradients enabled even inside ``torch.no_grad()`` (a validation pass), building no graph
+    that outlives it.
+
+    Parameters
+    ----------
+    classify : callable, (B, *sample_shape) -> (B, C) logits
+    x : Tensor, (B, *sample_shape)
+    logits : Tensor, (B, C)
+        ``classify(x)``, the clean prediction.
+    epsilon : float
+        The radius of the perturbation, in the units of ``x`` (L2 norm over all features of a sample).
+    xi : float
+        The finite-difference radius of the power iteration.
+    """
+    p_logits = logits.detach()
+    x0 = x.detach()
+    d = torch.randn_like(x0)
+    with torch.enable_grad():
+        for _ in range(n_power):
+            r = (xi * _unit(d)).requires_grad_(True)
+            kl = categorical_kl(p_logits, classify(x0 + r)).sum()
+            (g,) = torch.autograd.grad(kl, r)
+            d = g.detach()
+    return categorical_kl(p_logits, classify(x0 + epsilon * _unit(d)))

@@ -169,6 +169,21 @@ def _is_sparse(X: Any) -> bool:
     return bool(scipy.sparse.issparse(X))
 
 
+def mean_std(X: np.ndarray, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and population standard deviation of ``X`` (N, *sample_shape), in float64.
+
+    The squared deviations are summed ``rows`` samples at a time: ``X.std(dtype=np.float64)`` builds a
+    float64 copy of the whole data, twice the size of float32 data, and that copy set the peak memory of
+    a fit (a million MNIST-sized samples: 3 GB of data, 6 GB more for the copy).
+    """
+    mean = X.mean(axis=0, dtype=np.float64)
+    sq = np.zeros_like(mean)
+    for i in range(0, X.shape[0], rows):
+        d = X[i : i + rows] - mean  # (rows, *sample_shape), float64
+        sq += np.einsum("i...,i...->...", d, d)
+    return mean, np.sqrt(sq / max(X.shape[0], 1))
+
+
 @dataclass
 class Scaler:
     """Affine data scaling ``x_s = (x - shift) / scale``, stored with the model and inverted on output.
@@ -189,7 +204,7 @@ class Scaler:
         if kind == "none":
             shift, scale = np.zeros(sample_shape, np.float32), np.ones(sample_shape, np.float32)
         elif kind == "standard":
-            shift, scale = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+            shift, scale = mean_std(X)
         elif kind == "minmax":
             shift = X.min(axis=0)
             scale = X.max(axis=0) - shift

@@ -43,7 +43,7 @@ LOCK_FILE = ".aekit.lock"
 #: checkpoint folders of layer-wise pretraining
 RUN_FILES: tuple[str, ...] = (
     CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE, "metrics.json", "report.html",
-    "reconstructions.png", "loss.png", "latent.png", "samples.png", "pretrain-layer-*",
+    "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png", "pretrain-layer-*",
 )
 #: the files a model saved from Python holds
 SAVED_FILES: tuple[str, ...] = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE)

@@ -1,7 +1,8 @@
 """The one training loop every gradient-trained family uses.
 
 Nothing in this file knows about any family. A model brings ``forward(x) -> AEOutput`` and
-``loss(x, out) -> LossOutput`` (``loss(x, out, y)`` when it sets ``uses_labels``) and, if it needs them,
+``loss(x, out) -> LossOutput`` (``loss(x, out, y)`` when it sets ``uses_labels``; ``forward(x, y)`` too when
+it also sets ``conditions_on_labels``) and, if it needs them,
 an ``after_step()`` hook (e.g. to renormalize dictionary atoms), ``param_groups() -> list[dict]``
 (optimizer parameter groups in torch's format, each with its own ``lr`` and ``weight_decay``) and
 ``starts_at_solution = True`` when its initial weights are already a solution (PCA's) that early stopping
@@ -67,12 +68,44 @@ class TrainConfig:
     # trained in 44 s with it against 1.2 s with one thread; threads pay only for large matrices on free
     # cores, and a resumed run keeps the count it recorded (float sums may depend on it).
     threads: Annotated[int, Interval(0)] = 0  # CPU threads while training; 0: chosen from the work (1 for a small model or busy cores, at most 4)
+    # "dynamic" redraws every training and validation batch as Bernoulli(x) at each use (data in [0, 1]), the
+    # binarization of the VAE literature's MNIST; "none" trains on the data as given.
+    binarize: Literal["none", "dynamic"] = "none"
 
     def validate(self) -> None:
         """Check every field against its declared type, and the device."""
         for name, tp in field_types(TrainConfig).items():
             check_value(name, getattr(self, name), tp)
         resolve_device(self.device)
+
+
+def binarize_dynamic(x: Tensor) -> Tensor:
+    """Each value of ``x`` (in [0, 1]) redrawn as a Bernoulli of itself: (B, ...) -> (B, ...) of 0s and 1s.
+
+    Drawn from torch's default generator of ``x``'s device, so it runs inside a captured CUDA graph and
+    is resumed exactly from a checkpoint's random state.
+    """
+    return torch.bernoulli(x)
+
+
+def _batch_transform(config: TrainConfig) -> Callable[[Tensor], Tensor] | None:
+    """The transform every batch drawn from the data goes through before the model sees it, if any."""
+    return binarize_dynamic if config.binarize == "dynamic" else None
+
+
+def check_binarizable(binarize: str, lo: float, hi: float) -> None:
+    """Raise a ValueError when ``binarize`` cannot apply to (scaled) data ranging over [lo, hi]."""
+    if binarize == "dynamic":
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"binarize='dynamic' draws each value as a Bernoulli of itself, so it needs data in [0, 1], but the "
+                f"scaled data range over [{lo:.4g}, {hi:.4g}]; use scaling='minmax', or binarize='none'"
+            )
+
+
+def _forward(module: nn.Module, x: Tensor, y: Tensor | None) -> Any:
+    """``module(x)``, or ``module(x, y)`` for a module that sets ``conditions_on_labels`` (a conditional model)."""
+    return module(x, y) if (y is not None and getattr(module, "conditions_on_labels", False)) else module(x)
 
 
 # ----------------------------------------------------------------------------------------- callbacks
@@ -414,6 +447,8 @@ def fit_module(
     """
     config = config or TrainConfig()
     config.validate()
+    if config.binarize != "none":
+        check_binarizable(config.binarize, float(X.min()), float(X.max()))
     device = resolve_device(config.device)
     module.to(device)
     uses_labels = bool(getattr(module, "uses_labels", False))
@@ -482,9 +517,13 @@ def _train(
     # Only callbacks that use the per-step hook are called per step: the others would cost a call each.
     step_cbs = [cb for cb in cbs if type(cb).on_step_end is not Callback.on_step_end]
 
+    transform = _batch_transform(config)
+
     def compute_loss(idx: Tensor) -> LossOutput:
         xb = Xt[idx]  # (B, *sample_shape), drawn on the device
-        out = module(corruption(xb) if corruption is not None else xb)
+        if transform is not None:
+            xb = transform(xb)
+        out = _forward(module, corruption(xb) if corruption is not None else xb, yt[idx] if yt is not None else None)
         # nn.Module types unknown attributes as Tensor | Module; ``loss`` is the model's method.
         return module.loss(xb, out, yt[idx]) if (uses_labels and yt is not None) else module.loss(xb, out)  # type: ignore[operator]
 
@@ -493,10 +532,12 @@ def _train(
     acc: dict[str, Tensor] = {}
 
     def accumulate(lo: LossOutput, w: float) -> None:
-        for k, v in {"loss": lo.total, **lo.terms}.items():
-            if k not in acc:
-                acc[k] = torch.zeros((), device=device)
-            acc[k] += v.detach() * w
+        # One fused multiply-add per term and step (``add_`` with ``alpha``), no temporary tensor.
+        for k, v in (("loss", lo.total), *lo.terms.items()):
+            a = acc.get(k)
+            if a is None:
+                a = acc[k] = torch.zeros((), device=device)
+            a.add_(v.detach(), alpha=w)
 
     def eager_step(idx: Tensor) -> None:
         lo = compute_loss(idx)
@@ -519,7 +560,7 @@ def _train(
     if n_val and state.epoch == 0 and getattr(module, "starts_at_solution", False):
         # A module that starts at a solution (e.g. PCA's) keeps it unless training does better on the
         # validation data: the starting weights are the first candidate of early stopping.
-        state.best_val = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels)
+        state.best_val = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels, transform=transform)
         state.best_epoch, state.best_state = 0, good_state
     for cb in cbs:
         cb.on_train_begin(state)
@@ -550,7 +591,7 @@ def _train(
                 terms = {k: v for k, v in row.items() if k not in ("epoch", "lr", "loss")}
                 raise TrainingDivergedError(_divergence_message(epoch + 1, terms, config, where))
             if n_val:
-                row["val_loss"] = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels)
+                row["val_loss"] = evaluate_loss(module, Xt, val_idx_d, yt, corruption, uses_labels, transform=transform)
             dt = time.perf_counter() - t0
             row["seconds"] = dt
             row["samples_per_s"] = seen / dt
@@ -578,15 +619,16 @@ def evaluate_loss(
     corruption: Callable[[Tensor], Tensor] | None = None,
     uses_labels: bool = False,
     batch_size: int = 1024,
+    transform: Callable[[Tensor], Tensor] | None = None,
 ) -> float:
-    """Mean training objective over ``Xt[idx]`` in eval mode."""
+    """Mean training objective over ``Xt[idx]`` in eval mode; ``transform`` is the training batches' (binarization)."""
     was_training = module.training
     module.eval()
     total, count = 0.0, 0
     for i in range(0, idx.numel(), batch_size):
         j = idx[i : i + batch_size]
-        xb = Xt[j]
-        out = module(corruption(xb) if corruption is not None else xb)
+        xb = Xt[j] if transform is None else transform(Xt[j])
+        out = _forward(module, corruption(xb) if corruption is not None else xb, yt[j] if uses_labels and yt is not None else None)
         lo = module.loss(xb, out, yt[j] if yt is not None else None) if uses_labels else module.loss(xb, out)  # type: ignore[operator]
         total += float(lo.total) * j.numel()
         count += j.numel()

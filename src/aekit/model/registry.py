@@ -57,6 +57,17 @@ def get_family(name: str) -> FamilyInfo:
         raise ValueError(f"unknown family {name!r}; valid families are: {valid}") from None
 
 
+def declared_capabilities(est: object) -> frozenset[str]:
+    """The capabilities the estimator's family declares (empty for an unregistered class)."""
+    name = getattr(est, "_family_name", None)
+    if not isinstance(name, str):
+        return frozenset()
+    try:
+        return get_family(name).capabilities
+    except ValueError:
+        return frozenset()
+
+
 def families() -> dict[str, FamilyInfo]:
     """All registered families, sorted by name."""
     _ensure_loaded()

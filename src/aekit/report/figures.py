@@ -13,21 +13,28 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from aekit.model.registry import declared_capabilities
+
 __all__ = [
+    "LatentMap",
     "declared_capabilities",
-    "decoder_samples",
+    "image_rows_figure",
     "latent_figure",
+    "latent_map",
     "loss_figure",
+    "manifold_figure",
     "reconstruction_figure",
     "reconstruction_pairs",
+    "samples_comparison_figure",
     "samples_figure",
+    "sweep_figure",
 ]
 
 # History columns that are bookkeeping, not loss terms.
@@ -39,19 +46,6 @@ _MAX_LINE_PANELS = 4
 # Up to this many epochs each one is marked with a point: a one-epoch run still shows its loss.
 _MAX_MARKED = 60
 _DPI = 110
-
-
-def declared_capabilities(est: Any) -> frozenset[str]:
-    """The capabilities the estimator's family declares in the registry (empty for an unregistered class)."""
-    from aekit.model.registry import get_family
-
-    name = getattr(est, "_family_name", None)
-    if not isinstance(name, str):
-        return frozenset()
-    try:
-        return get_family(name).capabilities
-    except ValueError:
-        return frozenset()
 
 
 def _png(fig: Figure) -> bytes:
@@ -96,18 +90,16 @@ def reconstruction_figure(X: np.ndarray, R: np.ndarray, *, n: int = 10, source: 
     """
     X, R = np.asarray(X), np.asarray(R)
     if _is_image(X):
+        # One picture in one axes, not one axes per image: a figure of 20 axes took over a second to draw.
         k = reconstruction_pairs(X, n)
+        M, cmap, scale = _mosaic(np.concatenate([X[:k], R[:k]]), k)
+        h = X.shape[-2] * scale
         fig = Figure(figsize=(1.1 * k + 0.9, 2.7), layout="constrained")
-        axes = fig.subplots(2, k, squeeze=False)
-        for j in range(k):
-            for i, arr in enumerate((X, R)):
-                img, cmap = _as_image(arr[j])
-                ax = axes[i, j]
-                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[0, 0].set_ylabel("original")
-        axes[1, 0].set_ylabel("reconstruction")
+        ax = fig.subplots()
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([(h - 1) / 2, h + 1 + (h - 1) / 2], ["original", "reconstruction"])
+        ax.tick_params(left=False)
     else:
         k = reconstruction_pairs(X, n)
         Xr, Rr = _rows(X), _rows(R)
@@ -208,12 +200,14 @@ def _loss_chart(history: Sequence[Mapping[str, float]], x_label: str) -> Figure 
     return fig
 
 
-def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
+def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str, tuple[np.ndarray, np.ndarray] | None]:
+    """Points to plot, a sentence saying what they are, and the map back to codes: (center (K,), basis (2, K))
+    with code = center + p @ basis, or None for a 1-D code (its second axis is jitter)."""
     k = Z.shape[1]
     if k == 2:
-        return Z, "the 2-D code itself"
+        return Z, "the 2-D code itself", (np.zeros(2), np.eye(2))
     if k == 1:
-        return Z, "the 1-D code (vertical position is jitter)"
+        return Z, "the 1-D code (vertical position is jitter)", None
     from sklearn.decomposition import PCA
 
     P = PCA(n_components=2, random_state=0).fit(Z)
@@ -221,19 +215,62 @@ def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
     return (
         P.transform(Z),
         f"the {k}-D codes projected with PCA onto their first two principal components ({share:.0%} of their variance)",
+        (P.mean_.copy(), P.components_.copy()),
     )
+
+
+@dataclass(frozen=True)
+class LatentMap:
+    """The latent map and where its plot lies, so that a page can turn a pointer position into a code.
+
+    Attributes
+    ----------
+    png : bytes
+    how : str
+        A sentence saying what is plotted.
+    box : tuple of 4 floats
+        The plot area in PNG pixels: left, top, right, bottom (origin at the top left).
+    size : tuple of 2 ints
+        Width and height of the PNG in pixels.
+    xlim, ylim : tuple of 2 floats
+        The plotted range of the two axes.
+    center, basis : ndarray (K,) and (2, K), or None
+        A point (u, v) of the plot is the code ``center + (u, v) @ basis``; None for a 1-D code.
+    """
+
+    png: bytes
+    how: str
+    box: tuple[float, float, float, float]
+    size: tuple[int, int]
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
+    center: np.ndarray | None
+    basis: np.ndarray | None
+
+    def codes(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The codes (N, K) at plot coordinates ``u``, ``v`` (N,); only for a map with a basis."""
+        assert self.center is not None and self.basis is not None
+        return self.center + np.column_stack([u, v]) @ self.basis
 
 
 def latent_figure(
     Z: np.ndarray, y: np.ndarray | None = None, classes: Sequence[str] | None = None, *, seed: int = 0
 ) -> tuple[bytes, str]:
     """PNG of the codes in 2-D coloured by label, and a sentence saying what is plotted."""
+    m = latent_map(Z, y, classes, seed=seed)
+    return m.png, m.how
+
+
+def latent_map(
+    Z: np.ndarray, y: np.ndarray | None = None, classes: Sequence[str] | None = None, *, seed: int = 0
+) -> LatentMap:
+    """The figure of :func:`latent_figure` with the geometry of its plot (see :class:`LatentMap`)."""
     Z = np.asarray(Z, dtype=np.float64)
     rng = np.random.default_rng(seed)
     if Z.shape[0] > _MAX_LATENT_POINTS:
         keep = np.sort(rng.choice(Z.shape[0], _MAX_LATENT_POINTS, replace=False))
         Z, y = Z[keep], (None if y is None else np.asarray(y)[keep])
-    P, how = _project_2d(Z)
+    P, how, proj = _project_2d(Z)
     if P.shape[1] == 1:
         P = np.column_stack([P[:, 0], rng.uniform(-1, 1, P.shape[0])])
     fig = Figure(figsize=(6.8, 5.6), layout="constrained")
@@ -261,49 +298,94 @@ def latent_figure(
     ax.set_title("Latent space")
     ax.grid(alpha=0.3)
     colour = "coloured by label" if y is not None else "(no labels: one colour)"
-    return _png(fig), f"Codes of {Z.shape[0]} samples, {colour}: {how}."
-
-
-def decoder_samples(
-    est: Any, n: int, X: np.ndarray | None = None, *, seed: int = 0, source: str | None = None,
-    from_prior: bool | None = None,
-) -> tuple[np.ndarray, str]:
-    """Draw ``n`` samples from a fitted estimator's decoder, and say how.
-
-    A family that declares the ``"sample"`` capability samples from its own generative model (its
-    prior, then its decoder) with ``est.sample(n, random_state=seed)``. For the others a Gaussian
-    N(mean, cov) is fitted to the codes of ``X`` and its draws are decoded; ``X`` is then required.
-    ``source`` names ``X`` in the returned description; ``from_prior`` overrides the declared capability.
-
-    Returns
-    -------
-    samples : ndarray (n, *sample_shape), in data units
-    how : str
-        A phrase saying how they were drawn, for captions.
-    """
-    if from_prior is None:
-        from_prior = "sample" in declared_capabilities(est)
-    if from_prior:
-        return (
-            np.asarray(est.sample(n, random_state=seed)),
-            "drawn from the model's own generative distribution (codes from its prior, then its decoder)",
-        )
-    if X is None:
-        raise ValueError(
-            f"family {getattr(est, '_family_name', type(est).__name__)!r} declares no prior to sample from; samples "
-            "are decoded from a Gaussian fitted to the codes of data, so pass data X to fit it to"
-        )
-    Z = np.asarray(est.transform(X), dtype=np.float64)
-    mean = Z.mean(axis=0)
-    cov = np.cov(Z, rowvar=False).reshape(Z.shape[1], Z.shape[1]) if Z.shape[0] > 1 else np.eye(Z.shape[1])
-    rng = np.random.default_rng(seed)
-    draws = rng.multivariate_normal(mean, cov, size=n, method="eigh").astype(np.float32)
-    of = f" ({source})" if source else ""
-    return (
-        np.asarray(est.inverse_transform(draws)),
-        f"decoded from draws of a Gaussian N(mean, covariance) fitted to the codes of {Z.shape[0]} samples{of}; "
-        "the family declares no prior of its own to sample from",
+    fig.set_dpi(_DPI)  # the saved PNG's resolution, so the plot's box below is in the PNG's pixels
+    png = _png(fig)  # drawing fixes the constrained layout
+    w, h = round(fig.bbox.width), round(fig.bbox.height)
+    bb = ax.get_window_extent()
+    xlim = tuple(float(v) for v in ax.get_xlim())
+    ylim = tuple(float(v) for v in ax.get_ylim())
+    return LatentMap(
+        png, f"Codes of {Z.shape[0]} samples, {colour}: {how}.",
+        (float(bb.x0), float(h - bb.y1), float(bb.x1), float(h - bb.y0)), (w, h),
+        (xlim[0], xlim[1]), (ylim[0], ylim[1]), None if proj is None else proj[0], None if proj is None else proj[1],
     )
+
+
+def _mosaic(S: np.ndarray, cols: int) -> tuple[np.ndarray, str | None, int]:
+    """Images (N, C, H, W) -> one picture, ``cols`` images a row, with 1-pixel white gaps, and the scale.
+
+    Small images are enlarged ``scale`` times (nearest neighbour) first, so that a gap stays thin beside
+    them: each tile is (H * scale, W * scale) and starts every H * scale + 1 rows and W * scale + 1 columns.
+    """
+    n = S.shape[0]
+    rows = math.ceil(n / cols)
+    first, cmap = _as_image(S[0])
+    scale = max(1, 24 // max(first.shape[:2]))
+    h, w = first.shape[0] * scale, first.shape[1] * scale
+    out = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, *first.shape[2:]), dtype=np.float32)
+    for i in range(n):
+        img, _ = _as_image(S[i])
+        r, c = divmod(i, cols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img.repeat(scale, 0).repeat(scale, 1)
+    return out, cmap, scale
+
+
+def samples_comparison_figure(panels: Sequence[tuple[str, np.ndarray]], *, title: str | None = None) -> bytes:
+    """PNG of sample sets side by side, one panel each: ``(caption, samples (n, *sample_shape))``.
+
+    Images are drawn as one mosaic per panel (one image, not one axes per sample: cheap to draw);
+    tabular data and signals as line plots of the first 6 samples.
+    """
+    k = len(panels)
+    first = np.asarray(panels[0][1])
+    images = _is_image(first)
+    height = 3.6
+    if images:
+        cols = min(8, first.shape[0])
+        rows = math.ceil(first.shape[0] / cols)
+        height = 4.2 * rows * (first.shape[-2] + 1) / (cols * (first.shape[-1] + 1)) + 0.9
+    fig = Figure(figsize=(4.2 * k + 0.3, height), layout="constrained")
+    axes = fig.subplots(1, k, squeeze=False)[0]
+    for ax, (name, S) in zip(axes, panels):
+        S = np.asarray(S)
+        if images:
+            M, cmap, _ = _mosaic(S, min(8, S.shape[0]))
+            ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            for i, row in enumerate(_rows(S)[:6]):
+                ax.plot(row, lw=1.2, label=f"sample {i}")
+            ax.set_xlabel("time step" if S.ndim == 3 else "feature index")
+            ax.grid(alpha=0.3)
+        ax.set_title(name, fontsize="medium")
+    if title:
+        fig.suptitle(title)
+    return _png(fig)
+
+
+def manifold_figure(D: np.ndarray, u: np.ndarray, v: np.ndarray, *, title: str = "Decodings of a grid over the 2-D code") -> bytes:
+    """PNG of the decodings ``D`` (G * G, C, H, W) of a regular grid over a 2-D code space, as in Kingma & Welling.
+
+    ``D[j * G + i]`` decodes the code (u[i], v[j]); u grows to the right and v upwards, as in the latent
+    map, and the axes are labelled with the code values.
+    """
+    G = len(u)
+    D = np.asarray(D)
+    # Row 0 of the picture is the top: the largest v.
+    order = np.concatenate([np.arange(G) + j * G for j in reversed(range(G))])
+    M, cmap, scale = _mosaic(D[order], G)
+    fig = Figure(figsize=(7.2, 7.2 * M.shape[0] / M.shape[1] + 0.6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    h, w = D.shape[-2] * scale, D.shape[-1] * scale
+    ticks = np.unique(np.linspace(0, G - 1, min(G, 5)).round().astype(int))
+    ax.set_xticks(ticks * (w + 1) + (w - 1) / 2, [f"{u[i]:.2g}" for i in ticks])
+    ax.set_yticks(ticks * (h + 1) + (h - 1) / 2, [f"{v[G - 1 - i]:.2g}" for i in ticks])
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title(title)
+    return _png(fig)
 
 
 def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") -> bytes:
@@ -312,17 +394,12 @@ def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") ->
     if _is_image(S):
         n = S.shape[0]
         cols = min(8, n)
-        rows = math.ceil(n / cols)
-        fig = Figure(figsize=(1.1 * cols + 0.4, 1.1 * rows + 0.6), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i < n:
-                img, cmap = _as_image(S[i])
-                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            else:
-                ax.set_axis_off()
+        M, cmap, _ = _mosaic(S, cols)
+        fig = Figure(figsize=(1.1 * cols + 0.4, 1.1 * math.ceil(n / cols) + 0.6), layout="constrained")
+        ax = fig.subplots()
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
     else:
         fig = Figure(figsize=(8, 3.6), layout="constrained")
         ax = fig.subplots()
@@ -335,4 +412,56 @@ def samples_figure(S: np.ndarray, *, title: str = "Samples from the decoder") ->
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncols=3)
     fig.suptitle(title)
+    return _png(fig)
+
+
+def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -> bytes:
+    """PNG of labelled rows of images, one mosaic row each: ``(label, images (n, C, H, W))``.
+
+    Every row has the same number of images; a sweep shows its originals and the reconstructions
+    (or samples) at each code size this way, in one cheap figure.
+    """
+    n = max(np.asarray(S).shape[0] for _, S in rows)
+    h, w = np.asarray(rows[0][1]).shape[-2:]
+    fig = Figure(figsize=(0.75 * n + 0.5, len(rows) * (0.75 * h / w + 0.3) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (label, S) in zip(axes, rows):
+        M, cmap, _ = _mosaic(np.asarray(S), n)
+        ax.imshow(M, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label, loc="left", fontsize="small")
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def sweep_figure(
+    dims: Sequence[int], error: Sequence[float], pca_error: Sequence[float], *, metric: str,
+    family: str, quality: Sequence[float] | None = None, floor: float | None = None,
+) -> bytes:
+    """PNG of the bottleneck experiment: test reconstruction error against code size, PCA's beside it,
+    and (when given) the Fréchet distance of samples against code size, with the test-vs-test floor."""
+    fig = Figure(figsize=(11 if quality is not None else 6.5, 4.0), layout="constrained")
+    axes = fig.subplots(1, 2 if quality is not None else 1, squeeze=False)[0]
+    ax = axes[0]
+    ax.plot(dims, error, marker="o", lw=1.6, label=family)
+    ax.plot(dims, pca_error, marker="s", lw=1.4, ls="--", label="PCA (same number of components)")
+    ax.set_xlabel("code size d")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title("Reconstruction error against code size")
+    for a in axes:
+        a.set_xscale("log", base=2)
+        a.set_xticks(list(dims), [str(d) for d in dims])
+        a.minorticks_off()
+        a.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if quality is not None:
+        ax2 = axes[1]
+        ax2.plot(dims, quality, marker="o", lw=1.6, color="#d62728", label="samples vs test images")
+        if floor is not None:
+            ax2.axhline(floor, color="#555", ls=":", label="test vs test images (floor)")
+        ax2.set_xlabel("code size d")
+        ax2.set_ylabel("Fréchet distance of classifier features")
+        ax2.set_title("Sample quality against code size (lower is better)")
+        ax2.legend(fontsize="small")
     return _png(fig)

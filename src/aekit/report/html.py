@@ -1,5 +1,9 @@
 """The HTML report of a trained model: reconstructions, loss curves, latent map, samples, metrics.
 
+For images the latent map is interactive (the decoding under the pointer, from decodings precomputed on
+a grid and embedded in the page, drawn by a small inline script: no server, nothing fetched), and a 2-D
+code gets a manifold figure: the decodings of a regular grid over the code space.
+
 :func:`write_report` writes each figure (:mod:`aekit.report.figures`) as a PNG into the run directory
 and a ``report.html`` that embeds the same images as base64, so the HTML file can be mailed or moved on
 its own. The report knows no family: it reads the capabilities the family declares in the registry and
@@ -18,13 +22,15 @@ from typing import Any
 
 from aekit.data.datasets import Dataset
 from aekit.engine.rundir import CONFIG_FILE, atomic_write_bytes, atomic_write_text
+from aekit.model.sampling import can_sample, generate
 from aekit.report.figures import (
+    LatentMap,
     declared_capabilities,
-    decoder_samples,
-    latent_figure,
+    latent_map,
     loss_figure,
+    manifold_figure,
     reconstruction_figure,
-    samples_figure,
+    samples_comparison_figure,
 )
 from aekit.report.metrics import (
     METRIC_NOTES,
@@ -34,7 +40,7 @@ from aekit.report.metrics import (
     reconstruction_metrics,
 )
 
-__all__ = ["REPORT_FILE", "write_report"]
+__all__ = ["REPORT_FILE", "write_report", "write_sweep_page"]
 
 REPORT_FILE = "report.html"
 
@@ -96,6 +102,103 @@ def _changed_params(est: Any) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
 
 
+# The manifold figure: a G x G grid of decodings (Kingma & Welling show 20 x 20 on MNIST; 15 keeps each legible).
+_MANIFOLD_GRID = 15
+# The interactive map embeds the decodings of a grid over the plot: fine enough to follow the pointer, at most about
+# this many bytes of pixels (27 x 27 decodings of 28 x 28 digits), so the page stays small.
+_EXPLORER_GRID = 32
+_EXPLORER_BYTES = 600_000
+
+# Shows, for the pointer over the latent map, the precomputed decoding nearest to it (no server, no external script).
+_EXPLORER_JS = """(function(){
+var d=JSON.parse(document.getElementById("aekit-latent-data").textContent);
+var img=document.getElementById("aekit-latent-img"),cv=document.getElementById("aekit-latent-view");
+var at=document.getElementById("aekit-latent-at"),dot=document.getElementById("aekit-latent-dot");
+var raw=atob(d.pixels),px=new Uint8Array(raw.length);for(var i=0;i<raw.length;i++)px[i]=raw.charCodeAt(i);
+var C=d.shape[0],H=d.shape[1],W=d.shape[2],G=d.grid,n=C*H*W;
+var tmp=document.createElement("canvas");tmp.width=W;tmp.height=H;
+var tc=tmp.getContext("2d"),im=tc.createImageData(W,H),ctx=cv.getContext("2d");
+function show(k){var o=k*n;for(var p=0;p<H*W;p++){for(var c=0;c<3;c++)im.data[4*p+c]=px[o+(C==3?c*H*W:0)+p];
+im.data[4*p+3]=255;}tc.putImageData(im,0,0);ctx.imageSmoothingEnabled=false;ctx.drawImage(tmp,0,0,cv.width,cv.height);}
+img.addEventListener("mousemove",function(e){var r=img.getBoundingClientRect();
+var x=(e.clientX-r.left)*d.size[0]/r.width,y=(e.clientY-r.top)*d.size[1]/r.height;
+var fx=(x-d.box[0])/(d.box[2]-d.box[0]),fy=(y-d.box[1])/(d.box[3]-d.box[1]);
+if(fx<0||fx>1||fy<0||fy>1)return;
+var i=Math.round(fx*(G-1)),j=Math.round((1-fy)*(G-1));show(j*G+i);
+dot.style.display="block";dot.style.left=(e.clientX-r.left)+"px";dot.style.top=(e.clientY-r.top)+"px";
+var u=d.xlim[0]+fx*(d.xlim[1]-d.xlim[0]),v=d.ylim[0]+(1-fy)*(d.ylim[1]-d.ylim[0]);
+at.textContent="decoding at ("+u.toFixed(2)+", "+v.toFixed(2)+")";});
+show(Math.floor(G/2)*G+Math.floor(G/2));})();"""
+
+
+def _is_picture(shape: tuple[int, ...]) -> bool:
+    """Whether samples of this shape are gray or colour images, which a page can draw."""
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def _manifold(est: Any, Z: Any) -> tuple[bytes, str]:
+    """The manifold figure of a 2-D code: decodings of a regular grid, and its caption."""
+    import numpy as np
+    from scipy.stats import norm
+
+    G = _MANIFOLD_GRID
+    if can_sample(est):
+        # As in the VAE paper: the grid is evenly spaced in probability under the N(0, I) prior.
+        u = v = norm.ppf(np.linspace(0.05, 0.95, G))
+        where = "quantiles 5 % to 95 % of the N(0, I) prior in each coordinate (evenly spaced in probability, as in " \
+                "Kingma & Welling's figure)"
+    else:
+        lo, hi = np.percentile(np.asarray(Z, dtype=np.float64), [1, 99], axis=0)
+        u, v = np.linspace(lo[0], hi[0], G), np.linspace(lo[1], hi[1], G)
+        where = "the range of the training codes (their 1st to 99th percentile in each coordinate)"
+    U, V = np.meshgrid(u, v)  # (G, G): row j holds v[j]
+    D = est.inverse_transform(np.column_stack([U.ravel(), V.ravel()]).astype(np.float32))
+    return manifold_figure(D, u, v), f"Decodings of a regular {G} x {G} grid of 2-D codes over {where}."
+
+
+def _latent_explorer(est: Any, lm: LatentMap, shape: tuple[int, ...], caption: str) -> str | None:
+    """The latent map with the decoding under the pointer beside it, or None where the page cannot draw one.
+
+    The decodings of a fine grid over the plotted area are computed here and embedded in the page as
+    data; a small inline script picks the one nearest to the pointer. For codes of more than two
+    dimensions the plot is a PCA projection, and a point of it stands for the code on that plane.
+    """
+    import json
+    import math
+
+    import numpy as np
+
+    if lm.center is None or not _is_picture(shape):
+        return None
+    c, h, w = shape
+    G = int(min(_EXPLORER_GRID, max(8, math.isqrt(_EXPLORER_BYTES // (c * h * w)))))
+    u, v = np.linspace(*lm.xlim, G), np.linspace(*lm.ylim, G)
+    U, V = np.meshgrid(u, v)  # (G, G): row j holds v[j]
+    D = est.inverse_transform(lm.codes(U.ravel(), V.ravel()).astype(np.float32))  # (G * G, C, H, W)
+    pixels = (np.clip(np.asarray(D, dtype=np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+    data = {"grid": G, "box": [round(b, 2) for b in lm.box], "size": list(lm.size), "xlim": list(lm.xlim),
+            "ylim": list(lm.ylim), "shape": [c, h, w], "pixels": base64.b64encode(pixels.tobytes()).decode("ascii")}
+    scale = max(1, 168 // max(h, w))
+    b64 = base64.b64encode(lm.png).decode("ascii")
+    plane = "" if len(lm.center) == 2 else " (a point of this PCA plane stands for the code on it)"
+    return (
+        "<figure><div style='display:flex;gap:1.2em;align-items:flex-start'>"
+        "<div style='position:relative;display:inline-block;max-width:72%'>"
+        f"<img id='aekit-latent-img' alt='latent map' style='cursor:crosshair;display:block;max-width:100%' "
+        f"src='data:image/png;base64,{b64}'>"
+        "<span id='aekit-latent-dot' style='position:absolute;display:none;width:10px;height:10px;border:2px solid #000;"
+        "border-radius:50%;transform:translate(-50%,-50%);pointer-events:none'></span></div>"
+        f"<div><canvas id='aekit-latent-view' width='{w * scale}' height='{h * scale}' "
+        "style='border:1px solid #ccc;image-rendering:pixelated'></canvas>"
+        "<p id='aekit-latent-at' class='sub'>move the pointer over the map</p></div></div>"
+        f"<figcaption>{html.escape(caption)} Move the pointer over the map: beside it is the decoding of the code "
+        f"at that point{plane}, precomputed on a {G} x {G} grid. (Also saved as <code>latent.png</code>.)</figcaption>"
+        "</figure>"
+        f"<script type='application/json' id='aekit-latent-data'>{json.dumps(data)}</script>"
+        f"<script>{_EXPLORER_JS}</script>"
+    )
+
+
 def write_report(
     estimator: Any,
     dataset: Dataset,
@@ -131,7 +234,11 @@ def write_report(
     -------
     Path
         The path of ``report.html``. ``reconstructions.png``, ``loss.png`` (when there is a
-        history), ``latent.png`` and ``samples.png`` are written beside it, each atomically.
+        history), ``latent.png``, ``samples.png`` and, for a 2-D code of images, ``manifold.png`` are
+        written beside it, each atomically. ``samples.png`` sets decodings of N(0, I) draws (or, for a
+        family that declares a prior, its own samples) beside decodings of draws of a Gaussian fitted to
+        the training codes. For images the latent map is interactive: the decoding of the code under
+        the pointer is shown beside it, from decodings of a grid embedded in the page.
     """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -179,19 +286,32 @@ def write_report(
     # The map shows the training codes when given: more points, and the space the decoder learned.
     source = train_dataset if train_dataset is not None else dataset
     Z = est.transform(source.X)
-    png_lat, how = latent_figure(Z, source.y, source.classes, seed=seed)
-    atomic_write_bytes(run / "latent.png", png_lat)
-    sections.append(
-        "<h2>Latent space</h2>"
-        + _figure_html(png_lat, "latent map", f"{how} Data: {source.name} ({source.split} split).", "latent.png")
-    )
+    lm = latent_map(Z, source.y, source.classes, seed=seed)
+    atomic_write_bytes(run / "latent.png", lm.png)
+    caption = f"{lm.how} Data: {source.name} ({source.split} split)."
+    explorer = _latent_explorer(est, lm, X.shape[1:], caption)
+    sections.append("<h2>Latent space</h2>" + (explorer or _figure_html(lm.png, "latent map", caption, "latent.png")))
 
-    S, how_s = decoder_samples(est, n_samples, source.X, seed=seed, source=f"{source.name}, {source.split} split",
-                               from_prior="sample" in capabilities)
-    png_s = samples_figure(S)
+    if Z.shape[1] == 2 and _is_picture(X.shape[1:]):
+        png_m, how_m = _manifold(est, Z)
+        atomic_write_bytes(run / "manifold.png", png_m)
+        sections.append("<h2>The code space, decoded</h2>" + _figure_html(png_m, "decodings of a grid of codes", how_m,
+                                                                          "manifold.png"))
+    else:
+        (run / "manifold.png").unlink(missing_ok=True)
+
+    # The lecture's point: a plain decoder fed N(0, I) draws gives few valid outputs; a density fitted to
+    # its training codes (or, for a family with one, its own prior) gives far more.
+    of = f"{source.name}, {source.split} split"
+    first = generate(est, n_samples, density="prior" if can_sample(est) else "normal", random_state=seed)
+    fitted = generate(est, n_samples, source.X, density="gaussian", random_state=seed, source=of)
+    left = "prior draws (the model's own)" if first.density == "prior" else "N(0, I) codes, decoded"
+    png_s = samples_comparison_figure([(left, first.samples), ("codes from a Gaussian fitted to the training codes",
+                                                                fitted.samples)], title="Samples from the decoder")
     atomic_write_bytes(run / "samples.png", png_s)
-    sections.append("<h2>Samples from the decoder</h2>" + _figure_html(png_s, "decoder samples", f"{n_samples} samples {how_s}.",
-                                                                     "samples.png"))
+    sections.append("<h2>Samples from the decoder</h2>" + _figure_html(
+        png_s, "decoder samples", f"Left: {n_samples} samples {first.how}. Right: {n_samples} samples {fitted.how}.",
+        "samples.png"))
 
     sections.append("<h2>Metrics</h2>" + _metrics_table(metrics))
 
@@ -242,5 +362,28 @@ def write_report(
         f"<style>{_CSS}</style></head><body>{header}{''.join(sections)}</body></html>\n"
     )
     out = run / REPORT_FILE
+    atomic_write_text(out, page)
+    return out
+
+
+def write_sweep_page(
+    path: str | os.PathLike[str], *, title: str, intro: str, header: list[str], rows: list[list[Any]],
+    figures: list[tuple[bytes, str, str]],
+) -> Path:
+    """Write one self-contained HTML page: a title, an introduction, a table and figures.
+
+    ``figures`` holds ``(png, caption, file)`` triples, ``file`` naming where the same PNG is saved.
+    The page of a sweep (:func:`aekit.apps.generation.bottleneck_sweep`); it knows no family.
+    """
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in r) + "</tr>" for r in rows)
+    figs = "".join(_figure_html(png, caption, caption, file) for png, caption, file in figures)
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n"
+    )
+    out = Path(path)
     atomic_write_text(out, page)
     return out

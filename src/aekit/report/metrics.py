@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRIC_ORDER", "format_value", "ordered_metrics", "reconstruction_metrics"]
+__all__ = ["METRIC_ORDER", "format_value", "likelihood_metrics", "ordered_metrics", "reconstruction_metrics"]
 
 #: Every metric name in the order :func:`reconstruction_metrics` computes them; tables and JSON use it.
 METRIC_ORDER = (
     "sq_err_per_image", "sq_err_per_sample", "mse_per_pixel", "mse_per_feature", "bce_per_pixel", "bce_per_feature",
-    "psnr_db", "n_samples",
+    "psnr_db", "elbo_nats", "nll_nats", "nll_samples", "n_samples", "n_split",
 )
 # Sections of a metrics record in the order training writes them.
 _SECTION_ORDER = ("train", "test", "all")
@@ -40,7 +40,12 @@ METRIC_NOTES = {
     "bce_per_pixel": "binary cross-entropy per pixel value in nats (data in [0, 1])",
     "bce_per_feature": "binary cross-entropy per feature value in nats (data in [0, 1])",
     "psnr_db": "peak signal-to-noise ratio in dB (peak 1 for data in [0, 1], else the data range)",
+    "elbo_nats": "evidence lower bound on log p(x) per sample in nats, averaged over samples (higher is better)",
+    "nll_nats": "negative log-likelihood -log p(x) per sample in nats, importance-sampled (Burda et al. 2016; lower "
+    "is better)",
+    "nll_samples": "importance samples per data sample of the nll_nats estimate",
     "n_samples": "number of samples measured",
+    "n_split": "samples in the split, of which n_samples were drawn at random and measured",
 }
 
 # Probabilities are clipped this far from 0 and 1 so a confident, wrong pixel costs a large but finite
@@ -140,6 +145,34 @@ def reconstruction_metrics(X: Any, X_hat: Any, *, images: bool | None = None) ->
     if images:
         out["psnr_db"] = psnr
     out["n_samples"] = n
+    return out
+
+
+def likelihood_metrics(est: Any, X: Any, *, nll_samples: int | None = None) -> dict[str, float | int]:
+    """The likelihood figures of a model with a likelihood bound, in nats per sample.
+
+    ``elbo_nats``: the mean of ``est.elbo(X)``, for an estimator that has one (a VAE); ``nll_nats``: minus the
+    mean of ``est.log_likelihood(X, n_samples=nll_samples)`` when ``nll_samples`` is given (the IWAE paper's
+    test NLL uses 5,000). Empty for a model without ``elbo`` and no ``nll_samples``.
+
+    Raises
+    ------
+    ValueError
+        ``nll_samples`` is given but the estimator has no ``log_likelihood``, or is below 1.
+    """
+    out: dict[str, float | int] = {}
+    name = getattr(est, "_family_name", type(est).__name__)
+    if nll_samples is not None:
+        if not callable(getattr(est, "log_likelihood", None)):
+            raise ValueError(f"nll_samples={nll_samples}: family {name!r} has no likelihood to estimate; leave it out "
+                             "(--nll-samples applies to families such as vae)")
+        if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
+            raise ValueError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")
+    if callable(getattr(est, "elbo", None)):
+        out["elbo_nats"] = float(np.mean(est.elbo(X)))
+    if nll_samples is not None:
+        out["nll_nats"] = -float(np.mean(est.log_likelihood(X, n_samples=nll_samples)))
+        out["nll_samples"] = nll_samples
     return out
 
 

@@ -10,6 +10,12 @@ A run moves through three stages, recorded as ``status`` in its ``config.json``:
 ``done``
     ``metrics.json``, the figures and ``report.html`` are written; ``config.json`` last.
 
+A finished run is evaluated, and its figures drawn, on at most ``eval_limit`` samples of each split
+(:data:`EVAL_LIMIT` by default, drawn at random once with a fixed seed; ``"all"`` takes every one), so
+that the time after training stays small and does not grow with the data: on MNIST, evaluating all
+70,000 train and test images took longer than drawing the whole report. ``metrics.json`` records how
+many were measured (``n_samples``) out of how many (``n_split``).
+
 Every file is replaced atomically and the status is written after the files of its stage, so a
 process killed at any instant leaves a run that :func:`resume_run` completes, with the weights and
 history an uninterrupted run would have had. The final checkpoint stays, so that a finished run
@@ -18,13 +24,14 @@ can be trained for more epochs (``max_epochs`` larger than before).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aekit.data.datasets import Dataset
 from aekit.engine.rundir import (
@@ -48,6 +55,14 @@ from aekit.workflow.data import DataSpec, check_fingerprint, fingerprint
 TRAINING, SAVED, DONE = "training", "saved", "done"
 #: parameters that may change when a run is resumed: the rest must match its checkpoint
 RESUME_PARAMS = ("max_epochs", "device", "verbose")
+
+#: Samples of each split a finished run is evaluated on by default. The mean squared error of 10,000
+#: MNIST images has a relative standard error under 1 %, below what separates two models worth comparing.
+EVAL_LIMIT = 10_000
+#: ``eval_limit``: a number of samples per split, or "all".
+EvalLimit = int | Literal["all"]
+# Training samples whose codes the report's latent map and decoder samples are drawn from.
+_REPORT_CODES = 5_000
 
 Log = Callable[[str], None]
 
@@ -95,6 +110,7 @@ def train_run(
     allow_data_change: bool = False,
     download: bool = False,
     threads: int | None = None,
+    eval_limit: EvalLimit = EVAL_LIMIT,
     log: Log | None = None,
 ) -> RunResult:
     """Train a model of ``family`` on ``data`` into the run directory ``out``, end to end.
@@ -126,6 +142,9 @@ def train_run(
         Download MNIST/Fashion-MNIST if missing.
     threads : int, optional
         CPU threads of PyTorch while this run trains (recorded, and reused on resume).
+    eval_limit : int or "all"
+        The metrics and figures are computed on at most this many samples of each split, drawn at
+        random with a fixed seed (recorded, and reused on resume); "all" evaluates every sample.
     log : callable, optional
         Receives one line per stage (what is trained, how long it took).
 
@@ -146,11 +165,13 @@ def train_run(
     from aekit.model.registry import get_family
 
     say = log or _silent
+    eval_limit = check_eval_limit(eval_limit)
     out_path = check_run_path(out)
     info = get_family(family)
     params = _with_threads(info, dict(params or {}), threads)
     if resume and run_config(out_path) is not None:
-        return _resume_matching(info.name, params, data, out_path, allow_data_change, download, threads, say)
+        return _resume_matching(info.name, params, data, out_path, allow_data_change, download, threads, eval_limit,
+                                say)
     est = info.estimator(**params)
     est._validate_params()
     if "random_state" in est.get_params(deep=False) and est.random_state is None:
@@ -161,7 +182,8 @@ def train_run(
     with claim_run_dir(out_path, overwrite=overwrite) as claim:
         config = {
             "format": "aekit-run", "family": info.name, "params": est.get_params(deep=False), "data": spec.as_dict(),
-            "data_fingerprint": fingerprint(spec, ds), "threads": threads, "status": TRAINING, "files": list(RUN_FILES),
+            "data_fingerprint": fingerprint(spec, ds), "threads": threads, "eval_limit": eval_limit, "status": TRAINING,
+            "files": list(RUN_FILES),
         }
         from aekit import __version__
 
@@ -178,6 +200,7 @@ def resume_run(
     allow_data_change: bool = False,
     download: bool = False,
     threads: int | None = None,
+    eval_limit: EvalLimit | None = None,
     log: Log | None = None,
 ) -> RunResult:
     """Continue the run in ``run`` from whatever stage it reached, and complete it.
@@ -199,6 +222,9 @@ def resume_run(
         Download MNIST/Fashion-MNIST if missing.
     threads : int, optional
         CPU threads of PyTorch; by default those the run recorded.
+    eval_limit : int or "all", optional
+        Samples of each split to evaluate on; by default the run's recorded value (all for a run
+        that recorded none).
     log : callable, optional
         Receives one line per stage.
 
@@ -216,6 +242,8 @@ def resume_run(
     from aekit.model.registry import get_family
 
     say = log or _silent
+    if eval_limit is not None:
+        eval_limit = check_eval_limit(eval_limit)
     p = check_run_path(run)
     cfg = run_config(p)
     if cfg is None:
@@ -258,6 +286,8 @@ def resume_run(
         check_fingerprint(cfg.get("data_fingerprint"), current, spec, p)
     with claim_run_dir(p, resume=True) as claim:
         cfg = run_config(p) or cfg  # as it is now that no other process writes it
+        if eval_limit is not None:
+            cfg = {**cfg, "eval_limit": eval_limit}
         if str(cfg.get("status", TRAINING)) == SAVED:
             from aekit.model.loading import load
 
@@ -271,7 +301,7 @@ def resume_run(
 
 
 def _resume_matching(family: str, params: dict[str, Any], data: Any, out: Path, allow_data_change: bool,
-                     download: bool, threads: int | None, say: Log) -> RunResult:
+                     download: bool, threads: int | None, eval_limit: EvalLimit, say: Log) -> RunResult:
     cfg = run_config(out) or {}
     if cfg.get("family") != family:
         raise RunExistsError("{dir} holds a run of family {other!r}, not {family!r}; choose another {out}",
@@ -290,7 +320,7 @@ def _resume_matching(family: str, params: dict[str, Any], data: Any, out: Path, 
         return _finished_result(out, cfg)
     return resume_run(out, max_epochs=params.get("max_epochs"), device=params.get("device"),
                       verbose=params.get("verbose"), allow_data_change=allow_data_change, download=download,
-                      threads=threads, log=say)
+                      threads=threads, eval_limit=eval_limit, log=say)
 
 
 def _trained_epochs(cfg: dict[str, Any]) -> int | None:
@@ -352,10 +382,16 @@ def _evaluate_and_report(info: Any, est: Any, spec: DataSpec, ds: Dataset, out: 
     from aekit.report.html import write_report
     from aekit.report.metrics import ordered_metrics
 
-    metrics, test_ds = evaluate(est, ds, spec, download=download)
+    # A run that recorded no limit was started before there was one: it is evaluated on everything.
+    limit = _recorded_limit(cfg.get("eval_limit", "all"))
+    metrics, test_ds = evaluate(est, ds, spec, download=download, limit=limit)
     # In the order the metrics were computed, the order every table and the report show them.
     write_json(out / "metrics.json", _finite(ordered_metrics(metrics)), sort_keys=False)
-    report = write_report(est, test_ds if test_ds is not None else ds, out, metrics=metrics, train_dataset=ds)
+    # The latent map draws at most 5,000 codes, and a Gaussian over a few dozen code units is well fitted
+    # by as many: encoding more only costs time.
+    train_sample = evaluation_sample(ds, min(limit or _REPORT_CODES, _REPORT_CODES))
+    shown = test_ds if test_ds is not None else ds  # the report shows its first samples only
+    report = write_report(est, shown, out, metrics=metrics, train_dataset=train_sample)
     write_json(out / CONFIG_FILE, {**cfg, "status": DONE})
     history = list(getattr(est, "history_", None) or [])
     if not history and (out / HISTORY_FILE).is_file():
@@ -363,11 +399,25 @@ def _evaluate_and_report(info: Any, est: Any, spec: DataSpec, ds: Dataset, out: 
     return RunResult(out, info.name, est, len(history), float(cfg.get("train_seconds", 0.0)), metrics, report, resumed)
 
 
-def evaluate(est: Any, ds: Dataset, spec: DataSpec, *, download: bool = False) -> tuple[dict[str, dict[str, Any]], Dataset | None]:
-    """Metrics on the training data and, when the source has one, on its test split (same limit)."""
+def evaluate(
+    est: Any, ds: Dataset, spec: DataSpec, *, download: bool = False, limit: int | None = None
+) -> tuple[dict[str, dict[str, Any]], Dataset | None]:
+    """Metrics on the training data and, when the source has one, on its test split (same data limit).
+
+    With ``limit``, each split is measured on :func:`evaluation_sample` of it and its metrics record
+    ``n_split``, the split's size, beside ``n_samples``, the samples measured. The returned test split
+    is whole.
+    """
     from aekit.report.metrics import reconstruction_metrics
 
-    metrics: dict[str, dict[str, Any]] = {ds.split: reconstruction_metrics(ds.X, est.reconstruct(ds.X))}
+    def measure(d: Dataset) -> dict[str, Any]:
+        sample = evaluation_sample(d, limit)
+        m: dict[str, Any] = reconstruction_metrics(sample.X, est.reconstruct(sample.X))
+        if limit is not None:
+            m["n_split"] = len(d)
+        return m
+
+    metrics: dict[str, dict[str, Any]] = {ds.split: measure(ds)}
     test_ds = None
     if ds.split == "train":
         try:
@@ -375,8 +425,31 @@ def evaluate(est: Any, ds: Dataset, spec: DataSpec, *, download: bool = False) -
         except (ValueError, OSError):
             test_ds = None  # a source without a test split: train metrics only
         if test_ds is not None:
-            metrics["test"] = reconstruction_metrics(test_ds.X, est.reconstruct(test_ds.X))
+            metrics["test"] = measure(test_ds)
     return metrics, test_ds
+
+
+def evaluation_sample(ds: Dataset, limit: int | None, seed: int = 0) -> Dataset:
+    """``ds`` itself when it has at most ``limit`` samples (or ``limit`` is None), else ``limit`` of its
+    samples drawn at random without replacement (seeded, so every call picks the same), in their order."""
+    n = len(ds)
+    if limit is None or n <= limit:
+        return ds
+    import numpy as np
+
+    keep = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return dataclasses.replace(ds, X=ds.X[keep], y=None if ds.y is None else ds.y[keep])
+
+
+def check_eval_limit(value: Any) -> EvalLimit:
+    """``value`` if it is a positive int or "all"; else a ValueError that says what is accepted."""
+    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"eval_limit must be a positive number of samples or 'all', got {value!r}")
+
+
+def _recorded_limit(value: Any) -> int | None:
+    return None if value == "all" else int(check_eval_limit(value))
 
 
 def _finite(obj: Any) -> Any:

@@ -1,0 +1,177 @@
+"""The semi-supervised autoencoder: its loss terms against references, the gain from unlabelled data,
+the classifier face, persistence and the messages for bad labels."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+
+import aekit
+from aekit.core.losses import categorical_entropy, categorical_kl, virtual_adversarial_kl
+
+TERMS = ("classification", "reconstruction", "consistency", "entropy")
+
+
+@cache
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    tr, te = aekit.load_dataset("digits"), aekit.load_dataset("digits", split="test")
+    assert tr.y is not None and te.y is not None
+    return tr.X, tr.y, te.X, te.y
+
+
+def few_labels(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """``y`` with all but ``per_class`` labels of each class replaced by -1."""
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)])
+    out = np.full(y.shape, -1, dtype=np.int64)
+    out[keep] = y[keep]
+    return out
+
+
+def small(**kw: Any) -> aekit.SemiSupervisedAutoencoder:
+    params: dict[str, Any] = {
+        "hidden_dims": (64,), "latent_dim": 16, "labelled_batch_size": 16, "batch_size": 64, "learning_rate": 3e-3,
+        "validation_fraction": 0.0, "verbose": 0, "random_state": 0, "device": "cpu",
+    }
+    params.update(kw)
+    return aekit.SemiSupervisedAutoencoder(**params)
+
+
+# ----------------------------------------------------------------------------------- the loss terms
+
+
+def test_categorical_terms_match_torch_distributions() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    P, Q = torch.distributions.Categorical(logits=a), torch.distributions.Categorical(logits=b)
+    torch.testing.assert_close(categorical_entropy(a), P.entropy())
+    torch.testing.assert_close(categorical_kl(a, b), torch.distributions.kl_divergence(P, Q))
+    torch.testing.assert_close(categorical_kl(a, a), torch.zeros(5, dtype=torch.float64))
+
+
+def test_virtual_adversarial_kl_reaches_the_top_eigenvalue() -> None:
+    """For a linear softmax classifier and a small radius, KL(p(x) || p(x + r)) ~ r^T H r / 2 with
+    H = W^T (diag p - p p^T) W: the virtual adversarial perturbation finds the top eigenvalue of H."""
+    torch.manual_seed(0)
+    W = torch.randn(3, 6, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    eps = 1e-3
+    kl = virtual_adversarial_kl(lambda v: v @ W.T, x, x @ W.T, eps, xi=1e-4, n_power=20)
+    for i in range(4):
+        p = torch.softmax(W @ x[i], dim=0)
+        H = W.T @ (torch.diag(p) - torch.outer(p, p)) @ W
+        top = float(torch.linalg.eigvalsh(H)[-1])
+        assert float(kl[i]) == pytest.approx(eps**2 / 2 * top, rel=1e-2)
+        # A random direction of the same radius changes the prediction less.
+        r = torch.randn(6, dtype=torch.float64)
+        assert float(categorical_kl((W @ x[i])[None], (W @ (x[i] + eps * r / r.norm()))[None])) < float(kl[i])
+
+
+# ------------------------------------------------------------------------- unlabelled data helps
+
+
+def test_unlabelled_data_beat_the_labels_alone() -> None:
+    """Two labels per digit: the same network does better with the unlabelled digits beside them."""
+    X, y, X_test, y_test = digits()
+    y_few = few_labels(y, 2)
+    labelled = y_few != -1
+    alone = small(max_epochs=100, consistency="none", entropy_weight=0.0, reconstruction_weight=0.0)
+    alone.fit(X[labelled], y_few[labelled])
+    semi = small(max_epochs=5, epsilon=0.5, entropy_weight=0.0).fit(X, y_few)
+    acc_alone, acc_semi = alone.score(X_test, y_test), semi.score(X_test, y_test)
+    assert acc_semi > acc_alone + 0.03, (acc_semi, acc_alone)
+
+
+# ----------------------------------------------------------------- the classifier face and the terms
+
+
+def test_predict_proba_score_terms_and_round_trip(tmp_path: Path) -> None:
+    X, y, X_test, y_test = digits()
+    y_half = y.copy()
+    y_half[1::2] = -1
+    est = small(max_epochs=2, hidden_dims=(16,), latent_dim=4).fit(X, y_half)
+    assert list(est.classes_) == list(range(10))
+
+    proba = est.predict_proba(X_test)
+    pred = est.predict(X_test)
+    assert proba.shape == (len(X_test), 10) and pred.shape == (len(X_test),)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(pred, est.classes_[proba.argmax(axis=1)])
+    assert est.score(X_test, y_test) == pytest.approx(accuracy_score(y_test, pred))
+    # Unlabelled samples are left out of the score.
+    y_part = y_test.copy()
+    y_part[::3] = -1
+    kept = y_part != -1
+    assert est.score(X_test, y_part) == pytest.approx(accuracy_score(y_test[kept], pred[kept]))
+    assert est.transform(X_test).shape == (len(X_test), 4)
+
+    # Every term is logged by name, already weighted, and they add up to the loss.
+    for row in est.history_:
+        assert set(TERMS) <= set(row)
+        assert row["loss"] == pytest.approx(sum(row[t] for t in TERMS), rel=1e-5)
+    assert est.resolved_.reconstruction_weight == pytest.approx(1 / 64)
+    # The labelled pool is training data, not part of the fitted model.
+    assert est.module_.pool_x.numel() == 0
+
+    loaded = aekit.load(est.save(tmp_path / "run"))
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), proba)
+    assert list(loaded.classes_) == list(est.classes_)
+
+
+def test_weights_of_zero_leave_their_terms_out() -> None:
+    X, y, _, _ = digits()
+    est = small(max_epochs=1, hidden_dims=(8,), latent_dim=4, consistency="none", entropy_weight=0.0,
+                reconstruction_weight=0.0).fit(X[:200], y[:200])
+    assert "classification" in est.history_[0]
+    assert not {"reconstruction", "consistency", "entropy"} & set(est.history_[0])
+
+
+# -------------------------------------------------------------------------------------- bad input
+
+
+def _labels(kind: str, y: np.ndarray) -> Any:
+    n = y.shape[0]
+    if kind == "short":
+        return y[:-3]
+    if kind == "unlabelled":
+        return np.full(n, -1)
+    if kind == "one class":
+        return np.where(np.arange(n) < 5, 3, -1)
+    if kind == "fractional":
+        return y + 0.5
+    if kind == "strings":
+        return y.astype(str)
+    return y
+
+
+BAD_LABELS = [
+    ("short", {}, r"y has shape \(197,\), expected \(200,\)"),
+    ("unlabelled", {}, r"y has no labelled sample: all 200 labels are -1.*label at least one sample"),
+    ("one class", {}, r"hold 1 class \(3, 5 labelled sample\(s\)\).*label at least one sample of another class"),
+    ("fractional", {}, r"y must hold integer class labels.*not integers, such as \[.*LabelEncoder"),
+    ("strings", {}, r"y must hold integer class labels.*dtype <U.*LabelEncoder"),
+    ("none", {}, r"learns from labels: call fit\(X, y\).*aekit.Autoencoder"),
+    ("ok", {"classes": tuple(range(11))}, r"classes \[10\] of classes=.*have no labelled sample in y; label at least one"),
+    ("ok", {"classes": tuple(range(9))}, r"y holds labels \[9\] that are not among classes=.*add them to classes"),
+    ("ok", {"classes": (-1, 0, 1)}, r"classes=\(-1, 0, 1\) holds -1, which marks an unlabelled sample"),
+    ("ok", {"classes": (1, 1, 2)}, r"classes=\(1, 1, 2\) names a class twice"),
+]
+
+
+@pytest.mark.parametrize(("kind", "params", "message"), BAD_LABELS, ids=[f"{k}-{p}" for k, p, _ in BAD_LABELS])
+def test_bad_labels_are_refused_and_nothing_is_written(kind: str, params: dict[str, Any], message: str,
+                                                       tmp_path: Path) -> None:
+    X, y, _, _ = digits()
+    X, y = X[:200], y[:200]
+    labels = None if kind == "none" else _labels(kind, y)
+    est = small(max_epochs=1, **params)
+    with pytest.raises(ValueError, match=message):
+        est.fit(X, labels, checkpoint_dir=tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
+    assert not hasattr(est, "module_")
