@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Iterator
@@ -87,9 +88,11 @@ _COMMENT = re.compile(r"^\s*#\s?(.*)$")
 _TOOL_COMMENT = re.compile(r"\s*(type:\s*ignore|noqa)\b")
 
 
+@functools.cache
 def _field_comments(cls: type) -> dict[str, str]:
     """The comment of each field defined in ``cls``'s own source: the comment lines just above the field,
-    then the comment at the end of the field's line, joined."""
+    then the comment at the end of the field's line, joined. Read once per class (parsing the source is
+    the slow part of building a family's flags)."""
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
