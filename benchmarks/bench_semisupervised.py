@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--consistency", default="vat", choices=["vat", "noise", "none"])
     p.add_argument("--epsilon", type=float, default=1.0, help="perturbation size of the consistency term")
-    p.add_argument("--entropy-weight", type=float, default=1.0)
+    p.add_argument("--entropy-weight", type=float, default=0.0)
     p.add_argument("--reconstruction-weight", default="auto")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=128, help="samples of all images per step")

@@ -95,7 +95,7 @@ def test_predict_proba_score_terms_and_round_trip(tmp_path: Path) -> None:
     X, y, X_test, y_test = digits()
     y_half = y.copy()
     y_half[1::2] = -1
-    est = small(max_epochs=2, hidden_dims=(16,), latent_dim=4).fit(X, y_half)
+    est = small(max_epochs=2, hidden_dims=(16,), latent_dim=4, entropy_weight=1.0).fit(X, y_half)
     assert list(est.classes_) == list(range(10))
 
     proba = est.predict_proba(X_test)
