@@ -243,3 +243,15 @@ def test_dynamic_binarization_redraws_every_batch() -> None:
     assert not torch.equal(first, second)  # a fresh draw at every use
     with pytest.raises(ValueError, match=r"binarize='dynamic' draws each value as a Bernoulli of itself"):
         fit_module(_Recorder(), X * 3, config=TrainConfig(max_epochs=1, verbose=0, binarize="dynamic"))
+
+
+def test_a_trained_run_records_its_elbo(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--family", "vae", "--data", "digits", "--limit", "60", "--epochs", "1", "--hidden-dims",
+                 "8", "--latent-dim", "2", "--threads", "1", "--quiet", "--out", str(run)]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    for split in ("train", "test"):
+        assert m[split]["elbo_nats"] < 0 and np.isfinite(m[split]["elbo_nats"]), m[split]
+    est = aekit.load(run)
+    X = aekit.load_dataset("digits", split="test", limit=60).X
+    assert m["test"]["elbo_nats"] == pytest.approx(float(np.mean(est.elbo(X))), rel=1e-6)

@@ -402,17 +402,19 @@ def _evaluate_and_report(info: Any, est: Any, spec: DataSpec, ds: Dataset, out: 
 def evaluate(
     est: Any, ds: Dataset, spec: DataSpec, *, download: bool = False, limit: int | None = None
 ) -> tuple[dict[str, dict[str, Any]], Dataset | None]:
-    """Metrics on the training data and, when the source has one, on its test split (same data limit).
+    """Metrics on the training data and, when the source has one, on its test split (same data limit):
+    the reconstruction figures and, for a model with a likelihood bound, ``elbo_nats``.
 
     With ``limit``, each split is measured on :func:`evaluation_sample` of it and its metrics record
     ``n_split``, the split's size, beside ``n_samples``, the samples measured. The returned test split
     is whole.
     """
-    from aekit.report.metrics import reconstruction_metrics
+    from aekit.report.metrics import likelihood_metrics, reconstruction_metrics
 
     def measure(d: Dataset) -> dict[str, Any]:
         sample = evaluation_sample(d, limit)
         m: dict[str, Any] = reconstruction_metrics(sample.X, est.reconstruct(sample.X))
+        m.update(likelihood_metrics(est, sample.X))  # elbo_nats for a model with a bound (a VAE)
         if limit is not None:
             m["n_split"] = len(d)
         return m
