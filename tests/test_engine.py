@@ -479,10 +479,17 @@ def test_threads_chosen_from_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
     assert history[0]["threads"] == 1
     big = nn.Sequential(nn.Linear(1500, 1500), nn.ReLU(), nn.Linear(1500, 1500))  # 2 * 128 * 4.5e6 = 1.2e9 FLOPs
     cpu = torch.device("cpu")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for cores, busy, expected in [(8, 0, 4), (2, 0, 2), (1, 0, 1), (8, 5, 3), (2, 1, 1), (2, 4, 1)]:
         monkeypatch.setattr(training, "_available_cores", lambda cores=cores: cores)
         monkeypatch.setattr(training, "_busy_elsewhere", lambda busy=busy: busy)
         assert choose_threads(TrainConfig(), big, 128, cpu) == expected, (cores, busy)
+    # OMP_NUM_THREADS, when set to a count, caps the choice; anything else is ignored.
+    monkeypatch.setattr(training, "_available_cores", lambda: 8)
+    monkeypatch.setattr(training, "_busy_elsewhere", lambda: 0)
+    for env, expected in [("1", 1), ("3", 3), ("16", 4), ("0", 4), ("many", 4), ("", 4)]:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+        assert choose_threads(TrainConfig(), big, 128, cpu) == expected, env
     assert choose_threads(TrainConfig(), big, 4, cpu) == 1  # the same model on small batches
     assert choose_threads(TrainConfig(threads=3), big, 4, cpu) == 3  # taken as given
     assert choose_threads(TrainConfig(), big, 128, torch.device("meta")) == 1  # not on the CPU: the host only launches

@@ -67,7 +67,7 @@ class TrainConfig:
     # Why not torch's default: on 2 cores beside a busy process, the denoising autoencoder on digits
     # trained in 44 s with it against 1.2 s with one thread; threads pay only for large matrices on free
     # cores, and a resumed run keeps the count it recorded (float sums may depend on it).
-    threads: Annotated[int, Interval(0)] = 0  # CPU threads while training; 0: chosen from the work (1 for a small model or busy cores, at most 4)
+    threads: Annotated[int, Interval(0)] = 0  # CPU threads while training; 0: chosen from the work (1 for a small model or busy cores, at most 4 and at most OMP_NUM_THREADS)
     # "dynamic" redraws every training and validation batch as Bernoulli(x) at each use (data in [0, 1]), the
     # binarization of the VAE literature's MNIST; "none" trains on the data as given.
     binarize: Literal["none", "dynamic"] = "none"
@@ -360,7 +360,8 @@ def choose_threads(config: TrainConfig, module: nn.Module, batch_size: int, devi
     ``_SMALL_WORK_FLOPS``, or on an accelerator, where the host only launches kernels: for small
     matrices, waking and synchronizing threads costs more than the arithmetic, and far more when
     another process holds a core. Otherwise the cores that no other task is using now, at most 4 and
-    at least 1.
+    at least 1, and at most ``OMP_NUM_THREADS`` when the environment sets it (as a user, a scheduler
+    or a launcher of several training processes does to share the cores out).
     """
     if config.threads > 0:
         return config.threads
@@ -368,7 +369,14 @@ def choose_threads(config: TrainConfig, module: nn.Module, batch_size: int, devi
         return 1
     if _work_per_batch(module, batch_size) < _SMALL_WORK_FLOPS:
         return 1
-    return max(1, min(_available_cores() - _busy_elsewhere(), _MAX_AUTO_THREADS))
+    cap = min(_MAX_AUTO_THREADS, _environment_threads() or _MAX_AUTO_THREADS)
+    return max(1, min(_available_cores() - _busy_elsewhere(), cap))
+
+
+def _environment_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive integer, or None when unset or not one."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 @contextmanager
