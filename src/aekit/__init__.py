@@ -19,6 +19,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "interpolate": ("aekit.apps.generation", "interpolate"),
     "sample_codes": ("aekit.apps.generation", "sample_codes"),
     "slerp": ("aekit.apps.generation", "slerp"),
+    "colorize": ("aekit.apps.restoration", "colorize"),
+    "denoise": ("aekit.apps.restoration", "denoise"),
+    "inpaint": ("aekit.apps.restoration", "inpaint"),
+    "make_mask": ("aekit.apps.restoration", "make_mask"),
+    "restoration_scores": ("aekit.apps.restoration", "restoration_scores"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),
@@ -64,6 +69,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         sample_codes,
         slerp,
     )
+    from aekit.apps.restoration import colorize, denoise, inpaint, make_mask, restoration_scores
     from aekit.core.lasso import sparse_coding_objective, sparse_encode
     from aekit.data.corruption import (
         BlockOcclusion,
@@ -104,6 +110,11 @@ __all__ = [
     "interpolate",
     "sample_codes",
     "slerp",
+    "colorize",
+    "denoise",
+    "inpaint",
+    "make_mask",
+    "restoration_scores",
     "Autoencoder",
     "BlockOcclusion",
     "Compose",

@@ -1,0 +1,331 @@
+"""The restoration commands: ``denoise``, ``inpaint`` and ``colorize`` (see :mod:`aekit.apps.restoration`).
+
+Two kinds of input. A folder of PNG/JPEG images (any sizes, gray or colour) gives a folder of restored images,
+same names, same sizes, same formats. A data set (digits, mnist, a .npy/.npz file; by default the run's own)
+gives a .npy array. ``--clean`` (a folder with the same names, or a .npy array) adds PSNR and SSIM per image
+and on average. Everything is read and checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aekit.cli.common import (
+    UsageError,
+    _add_data_args,
+    _info,
+    _load,
+    _out,
+    _positive_int,
+    _print_json,
+    _run_data,
+    _write_npy,
+)
+
+AddParser = Callable[..., argparse.ArgumentParser]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_TRANSFORM_SPLIT = "all: every sample, train and test"
+
+
+def add_parsers(add: AddParser) -> None:
+    """Add ``denoise``, ``inpaint`` and ``colorize`` to the main parser (``add`` is its sub-parser factory)."""
+    sp = add("denoise", "restore noisy images with a trained model: a folder of images or a .npy array",
+             "Reconstruct noisy images with a trained run (best a denoising autoencoder trained on that noise). "
+             "Images larger than the model's input are restored in overlapping windows of its size, averaged. "
+             "A folder of PNG/JPEG images gives a folder (same names, sizes and formats); a data set gives a .npy.")
+    _common(sp)
+    sp = add("inpaint", "fill the masked pixels of images; the known pixels are kept exactly",
+             "Fill the pixels a mask marks as missing from a trained run's reconstruction, keeping every other pixel "
+             "exactly; --iterations repeats the reconstruction on the filled pixels. --mask is a spec (block:12x12, "
+             "block:12 or random:0.3, drawn with --seed), a mask image (white = missing) for every image, a folder "
+             "of masks with the images' names, or a .npy array.")
+    _common(sp)
+    sp.add_argument("--mask", required=True, metavar="MASK", help="block:HxW, random:P, a mask image, folder or .npy")
+    sp.add_argument("--iterations", type=_positive_int, default=1, metavar="N",
+                    help="reconstructions of the masked pixels (default: 1)")
+    sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of a mask spec's draw (default: 0)")
+    sp = add("colorize", "colour gray images with a model trained with the grayscale corruption on colour images",
+             "Replicate gray images over R, G and B and reconstruct them with a run trained on colour images with "
+             "--corruption grayscale. A folder of gray images gives a folder of colour ones; a data set a .npy.")
+    _common(sp)
+
+
+def _common(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to restore")
+    sp.add_argument("--out", required=True, metavar="DIR_OR_NPY",
+                    help="a folder (for a folder of images) or a .npy file (for a data set)")
+    sp.add_argument("--clean", metavar="PATH", help="clean references: a folder with the same names or a .npy array")
+    sp.add_argument("--stride", type=_positive_int, metavar="N", help="step of the windows (default: half the window)")
+    sp.add_argument("--window", choices=("uniform", "hann"), default="uniform",
+                    help="weight of a window's pixels in the average (default: uniform)")
+    sp.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                    help="windows reconstructed at a time (default: 256)")
+    sp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sp.add_argument("--json", action="store_true", help="print the result (and scores) as JSON")
+
+
+# ------------------------------------------------------------------------------------ images
+
+
+@dataclass
+class _Image:
+    name: str
+    pixels: Any  # (C, H, W) float32 in [0, 1]
+
+
+def _image_files(folder: Path, what: str) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"{what} {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder of images")
+    return files
+
+
+def _read_image(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+            arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32) / 255.0
+    except OSError as exc:
+        raise UsageError(f"{path} is not a readable image ({exc}); give PNG or JPEG files") from None
+    return arr[None] if gray else arr.transpose(2, 0, 1)  # (C, H, W)
+
+
+def _read_folder(folder: Path, what: str) -> list[_Image]:
+    return [_Image(p.name, _read_image(p)) for p in _image_files(folder, what)]
+
+
+def _encode_image(pixels: Any, suffix: str) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    u8 = np.clip(np.rint(np.asarray(pixels, np.float64) * 255.0), 0, 255).astype(np.uint8)  # (C, H, W)
+    im = Image.fromarray(u8[0]) if u8.shape[0] == 1 else Image.fromarray(u8.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix.lower(), "PNG")
+    im.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _read_mask_image(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L"))
+    except OSError as exc:
+        raise UsageError(f"--mask {path} is not a readable image ({exc}); give a PNG mask") from None
+    values = np.unique(arr)
+    if not set(values.tolist()) <= {0, 1, 255}:
+        raise UsageError(f"--mask {path} is not binary (values {values[:5].tolist()}...); save it as a black (known) "
+                         "and white (missing) PNG, not a JPEG")
+    return arr > 0  # (H, W), True = missing
+
+
+# ------------------------------------------------------------------------------------ command
+
+
+def _restore_one(ns: argparse.Namespace, est: Any, X: Any, mask: Any = None) -> Any:
+    from aekit.apps.restoration import colorize, denoise, inpaint
+
+    kw = {"stride": ns.stride, "window": ns.window, "batch_size": ns.batch_size}
+    if ns.command == "denoise":
+        return denoise(est, X, **kw)
+    if ns.command == "colorize":
+        return colorize(est, X, **kw)
+    return inpaint(est, X, mask, iterations=ns.iterations, **kw)
+
+
+def _cmd_restore(ns: argparse.Namespace) -> int:
+    from aekit.cli.commands import _load_run
+
+    est = _load_run(ns.run)
+    data = Path(ns.data).expanduser() if ns.data is not None else None
+    if data is not None and data.is_dir() and not any(p.is_dir() for p in data.iterdir()):
+        return _folder(ns, est, data)
+    return _array(ns, est)
+
+
+def _check_out_dir(out: Path, names: list[str], data: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; a folder of images is restored into a folder: give a directory")
+    if out.exists() and out.resolve() == data.resolve():
+        raise UsageError(f"--out {out} is the input folder; write the restored images to another folder")
+    taken = [n for n in names if (out / n).exists()]
+    if taken and not overwrite:
+        raise UsageError(f"--out {out} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass "
+                         "--overwrite to replace them, or choose another folder")
+
+
+def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
+    import numpy as np
+
+    from aekit.apps.restoration import make_mask, restoration_scores
+    from aekit.engine.rundir import atomic_write_bytes
+
+    images = _read_folder(data, "--data")
+    out = Path(ns.out)
+    if out.suffix.lower() == ".npy":
+        raise UsageError(f"--out {out}: a folder of images is restored into a folder; give a directory")
+    _check_out_dir(out, [im.name for im in images], data, ns.overwrite)
+    if ns.command == "colorize":
+        for im in images:
+            p = im.pixels
+            if p.shape[0] == 3 and np.array_equal(p[0], p[1]) and np.array_equal(p[1], p[2]):
+                im.pixels = p[:1]
+            elif p.shape[0] == 3:
+                raise UsageError(f"--data {data / im.name} is a colour image; colorize takes gray images (convert it "
+                                 "to gray first), or use denoise")
+    masks: list[Any] = [None] * len(images)
+    if ns.command == "inpaint":
+        masks = _folder_masks(ns.mask, images, ns.seed, make_mask)
+    clean: list[Any] | None = None
+    if ns.clean is not None:
+        clean_dir = Path(ns.clean)
+        if not clean_dir.is_dir():
+            raise UsageError(f"--clean {clean_dir}: for a folder of images give a folder of clean images with the same names")
+        clean = []
+        for im in images:
+            ref = clean_dir / im.name
+            if not ref.is_file():
+                raise UsageError(f"--clean {clean_dir} has no {im.name}; give clean images with the same names")
+            clean.append(_read_image(ref))
+    restored = []
+    for im, m in zip(images, masks, strict=True):
+        try:
+            restored.append(_restore_one(ns, est, im.pixels[None], None if m is None else m[None])[0])
+        except ValueError as exc:
+            raise UsageError(f"{im.name}: {exc}") from None
+    scores = _scores(clean, restored, masks, [im.name for im in images], restoration_scores) if clean else None
+    out.mkdir(parents=True, exist_ok=True)
+    for im, r in zip(images, restored, strict=True):
+        atomic_write_bytes(out / im.name, _encode_image(r, Path(im.name).suffix))
+    _report(ns, f"{len(images)} image(s) from {data}", out, scores)
+    return 0
+
+
+def _folder_masks(spec: str, images: list[_Image], seed: int, make_mask: Any) -> list[Any]:
+    import numpy as np
+
+    path = Path(spec)
+    masks = []
+    for i, im in enumerate(images):
+        C, H, W = im.pixels.shape
+        if path.is_dir():
+            f = path / im.name
+            f = f if f.is_file() else path / (Path(im.name).stem + ".png")
+            if not f.is_file():
+                raise UsageError(f"--mask {path} has no mask for {im.name}; give masks with the images' names")
+            m = _read_mask_image(f)
+        elif path.is_file():
+            m = _read_mask_image(path) if path.suffix.lower() != ".npy" else np.load(path, allow_pickle=False)
+        else:
+            try:
+                m = make_mask(spec, (1, C, H, W), random_state=seed + i)[0]
+            except ValueError as exc:
+                raise UsageError(f"--mask: {exc}") from None
+        if m.shape != (H, W):
+            raise UsageError(f"--mask {spec}: the mask is {m.shape[-2]}x{m.shape[-1]} but {im.name} is {H}x{W}; give "
+                             "a mask of the image's size")
+        masks.append(m)
+    return masks
+
+
+def _array(ns: argparse.Namespace, est: Any) -> int:
+    import numpy as np
+
+    from aekit.apps.restoration import make_mask, restoration_scores
+
+    out = Path(ns.out)
+    if out.suffix.lower() != ".npy" or out.is_dir():
+        raise UsageError(f"--out {out}: a data set is restored into a .npy array; give a path ending in .npy")
+    if out.exists() and not ns.overwrite:
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or choose another file")
+    spec, split = _run_data(Path(ns.run), ns, "all")
+    ds = _load(spec, split=split, download=ns.download)
+    X = ds.X
+    mask = None
+    if ns.command == "inpaint":
+        mpath = Path(ns.mask)
+        if mpath.suffix.lower() == ".npy" and mpath.is_file():
+            mask = np.load(mpath, allow_pickle=False)
+        elif mpath.is_file():
+            mask = _read_mask_image(mpath)
+        elif mpath.is_dir():
+            raise UsageError(f"--mask {mpath}: a folder of masks goes with a folder of images; for a data set give a "
+                             "spec (block:12x12, random:0.3), a mask image or a .npy array")
+        else:
+            try:
+                mask = make_mask(ns.mask, X.shape if X.ndim == 4 else (X.shape[0], 1, *X.shape[1:]), ns.seed)
+            except ValueError as exc:
+                raise UsageError(f"--mask: {exc}") from None
+    clean = None
+    if ns.clean is not None:
+        cpath = Path(ns.clean)
+        if cpath.suffix.lower() != ".npy" or not cpath.is_file():
+            raise UsageError(f"--clean {cpath}: for a data set give the clean references as a .npy array")
+        clean = np.load(cpath, allow_pickle=False)
+    R = _restore_one(ns, est, X, mask)
+    scores = None
+    if clean is not None:
+        if clean.shape != R.shape:
+            raise UsageError(f"--clean {ns.clean} has shape {clean.shape} but the restored images {R.shape}; give "
+                             "references of the same images")
+        masks = [None] * len(R) if mask is None else list(_sample_masks(mask, R.shape))
+        scores = _scores(list(clean), list(R), masks, [str(i) for i in range(len(R))], restoration_scores)
+    _write_npy(out, R)
+    _report(ns, f"{len(R)} sample(s) of {ds.name}", out, scores)
+    return 0
+
+
+def _sample_masks(mask: Any, shape: tuple[int, ...]) -> Any:
+    from aekit.apps.restoration import check_mask
+
+    s4 = tuple(shape) if len(shape) == 4 else (shape[0], 1, *shape[1:])
+    return check_mask(mask, (s4[0], s4[1], s4[2], s4[3]))
+
+
+def _scores(clean: list[Any], restored: list[Any], masks: list[Any], names: list[str], fn: Any) -> list[dict[str, Any]]:
+    """PSNR and SSIM per image (over the masked pixels for inpainting)."""
+    rows = []
+    for name, c, r, m in zip(names, clean, restored, masks, strict=True):
+        if c.shape != r.shape:
+            raise UsageError(f"--clean: {name} has shape {c.shape} but the restored image {r.shape}; give the clean "
+                             "version of the same image")
+        s = fn(c[None], r[None], mask=None if m is None else m[None])
+        rows.append({"name": name, "psnr": s.psnr[0], "ssim": s.ssim[0]})
+    return rows
+
+
+def _report(ns: argparse.Namespace, what: str, out: Path, scores: list[dict[str, Any]] | None) -> None:
+    import numpy as np
+
+    summary: dict[str, Any] = {"command": ns.command, "input": what, "out": str(out)}
+    if scores is not None:
+        summary["mean_psnr"] = float(np.mean([s["psnr"] for s in scores]))  # infinite if one image is exact
+        summary["mean_ssim"] = float(np.nanmean([s["ssim"] for s in scores]))
+        summary["images"] = scores
+        summary["scored_on"] = "masked pixels" if ns.command == "inpaint" else "all pixels"
+    if ns.json:
+        _print_json(summary)
+        return
+    _info(f"aekit: {ns.command}: {what} -> {out}")
+    if scores is None:
+        _out(str(out))
+        return
+    width = max(5, *(len(s["name"]) for s in scores))
+    _out(f"{'image':<{width}}  {'PSNR dB':>8}  {'SSIM':>6}")
+    for s in scores:
+        _out(f"{s['name']:<{width}}  {s['psnr']:>8.2f}  {s['ssim']:>6.3f}")
+    _out(f"{'mean':<{width}}  {summary['mean_psnr']:>8.2f}  {summary['mean_ssim']:>6.3f}")
