@@ -44,6 +44,8 @@ from aekit.cli.common import (
 )
 from aekit.cli.generation import _cmd_generate, _cmd_interpolate, _cmd_sweep
 from aekit.cli.generation import add_parsers as _add_generation_parsers
+from aekit.cli.retrieval import _cmd_features, _cmd_index, _cmd_search
+from aekit.cli.retrieval import add_parsers as _add_retrieval_parsers
 from aekit.cli.train import _cmd_demo, _cmd_train
 from aekit.model.catalog import catalog
 
@@ -124,6 +126,7 @@ def _main_parser() -> _Parser:
 
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
     _add_generation_parsers(add, with_prior)
+    _add_retrieval_parsers(add)
 
     sp = add("report", "write report.html (figures and metrics) for a trained run",
              "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
@@ -138,7 +141,7 @@ def _main_parser() -> _Parser:
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
     "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
-    "report": _cmd_report,
+    "report": _cmd_report, "index": _cmd_index, "search": _cmd_search, "features": _cmd_features,
 }
 
 

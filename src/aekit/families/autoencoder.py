@@ -279,6 +279,8 @@ class BinaryCodeAutoencoderModule(AutoencoderModule):
 
     #: The weight of the newest batch in the running mean and variance of the code layer's input.
     MOMENTUM = 0.1
+    code_mean: Tensor
+    code_var: Tensor
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, latent_dim: int) -> None:
         super().__init__(encoder, decoder, output, loss)
