@@ -154,6 +154,7 @@ def _cmd_features(ns: argparse.Namespace) -> int:
 
     est = _load_run(ns.run)
     if ns.data is None:
+        ns.split = None  # the command reads both splits of the run's data set
         spec, _ = _run_data(Path(ns.run), ns, "train")
     else:
         spec = _data_spec(ns.data, ns.data_dir, "train", ns.limit, _label_column(ns.label_column))
