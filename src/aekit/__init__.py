@@ -19,6 +19,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "interpolate": ("aekit.apps.generation", "interpolate"),
     "sample_codes": ("aekit.apps.generation", "sample_codes"),
     "slerp": ("aekit.apps.generation", "slerp"),
+    "CodeIndex": ("aekit.apps.retrieval", "CodeIndex"),
+    "code_features": ("aekit.apps.features", "code_features"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),

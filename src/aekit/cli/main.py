@@ -1,7 +1,7 @@
 """The ``aekit`` command line.
 
 Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate``,
-``interpolate``, ``sweep`` and ``report``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
+``interpolate``, ``sweep``, ``report``, ``index``, ``search`` and ``features``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
 (the single source of truth for names, types and defaults), so a new family gets its flags for free.
 
 Errors print one line, ``aekit: error: <message>``, on stderr and exit with status 2 for a bad
