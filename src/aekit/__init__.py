@@ -24,6 +24,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "inpaint": ("aekit.apps.restoration", "inpaint"),
     "make_mask": ("aekit.apps.restoration", "make_mask"),
     "restoration_scores": ("aekit.apps.restoration", "restoration_scores"),
+    "CodeIndex": ("aekit.apps.retrieval", "CodeIndex"),
+    "code_features": ("aekit.apps.features", "code_features"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),

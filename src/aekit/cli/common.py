@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 # NumPy, PyTorch and scikit-learn are imported inside the functions that use them: `aekit --help`,
 # `aekit list` and `aekit --version` then answer in a fraction of a second.
 
-COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report", "denoise", "inpaint",
-            "colorize")
+COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report",
+            "denoise", "inpaint", "colorize", "index", "search", "features")
 
 # Training-loop settings with a short, family-independent flag; the family's own flag is not generated.
 TRAIN_ALIASES: dict[str, str] = {

@@ -1,7 +1,8 @@
 """The ``aekit`` command line.
 
 Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate``,
-``interpolate``, ``sweep``, ``report``, ``denoise``, ``inpaint`` and ``colorize``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
+``interpolate``, ``sweep``, ``report``, ``denoise``, ``inpaint``, ``colorize``, ``index``, ``search`` and
+``features``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
 (the single source of truth for names, types and defaults), so a new family gets its flags for free.
 
 Errors print one line, ``aekit: error: <message>``, on stderr and exit with status 2 for a bad
@@ -46,6 +47,8 @@ from aekit.cli.generation import _cmd_generate, _cmd_interpolate, _cmd_sweep
 from aekit.cli.generation import add_parsers as _add_generation_parsers
 from aekit.cli.restoration import _cmd_restore
 from aekit.cli.restoration import add_parsers as _add_restoration_parsers
+from aekit.cli.retrieval import _cmd_features, _cmd_index, _cmd_search
+from aekit.cli.retrieval import add_parsers as _add_retrieval_parsers
 from aekit.cli.train import _cmd_demo, _cmd_train
 from aekit.model.catalog import catalog
 
@@ -127,6 +130,7 @@ def _main_parser() -> _Parser:
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
     _add_generation_parsers(add, with_prior)
     _add_restoration_parsers(add)
+    _add_retrieval_parsers(add)
 
     sp = add("report", "write report.html (figures and metrics) for a trained run",
              "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
@@ -142,6 +146,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
     "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
     "report": _cmd_report, "denoise": _cmd_restore, "inpaint": _cmd_restore, "colorize": _cmd_restore,
+    "index": _cmd_index, "search": _cmd_search, "features": _cmd_features,
 }
 
 

@@ -163,9 +163,13 @@ class AdaptiveNetConfig(AutoencoderConfig):
     # it starts (and, by early stopping, ends no worse than) PCA; "random": the usual random initialization.
     init: Annotated[
         Literal["auto", "pca", "random"],
-        Auto("pca for an undercomplete MLP with untied weights, a linear output and the squared error, else random",
-             from_data=True),
+        Auto("pca for an undercomplete MLP with untied weights, a linear output, the squared error and real-valued "
+             "codes, else random", from_data=True),
     ] = "auto"
+    # Codes of 0s and 1s for semantic hashing (Salakhutdinov & Hinton): the code layer's pre-activation a goes
+    # through the step 1[a > 0] forward and a sigmoid's gradient backward (a straight-through estimator), so
+    # the decoder learns from the very bits an index stores; transform returns them. Off: real-valued codes.
+    binary_codes: bool = False
 
 
 @dataclass
@@ -244,6 +248,69 @@ class AutoencoderModule(nn.Module):
         return LossOutput(rec, {"reconstruction": rec})
 
 
+def straight_through_bits(a: Tensor) -> Tensor:
+    """The bits 1[a > 0] of ``a`` (B, K), as float, with the gradient of sigmoid(a) (a straight-through estimator).
+
+    Forward: h = 1[a > 0] in {0, 1}. Backward: dh/da = sigmoid(a) (1 - sigmoid(a)), the gradient of the
+    sigmoid the step replaces, so units near the threshold learn most and saturated units stay put.
+    """
+    soft = torch.sigmoid(a)
+    return soft + ((a > 0).to(a.dtype) - soft).detach()
+
+
+class BinaryCodeAutoencoderModule(AutoencoderModule):
+    """An autoencoder whose code is binary: h = 1[a(x) > 0] in {0, 1}^K, a the encoder's linear output.
+
+    Semantic hashing (R. Salakhutdinov and G. Hinton, "Semantic hashing", Int. J. Approx. Reasoning 50
+    (2009)) drives a sigmoid code layer to 0/1 by adding Gaussian noise to its input while training and
+    thresholds at 0.5 afterwards. This module uses a straight-through estimator instead
+    (Y. Bengio, N. Leonard and A. Courville, arXiv:1308.3432, 2013): the forward pass thresholds
+    already while training, so the decoder is fitted to exactly the codes an index stores (no train/test
+    mismatch, no noise scale to tune), and the backward pass takes the sigmoid's gradient. Each unit is
+    standardized over the data before its threshold (:meth:`standardized`).
+
+    Parameters
+    ----------
+    encoder, decoder, output, loss
+        See :class:`AutoencoderModule`; the encoder's output is the code layer's input a, (B, K).
+    latent_dim : int
+        K, the number of bits.
+    """
+
+    #: The weight of the newest batch in the running mean and variance of the code layer's input.
+    MOMENTUM = 0.1
+    code_mean: Tensor
+    code_var: Tensor
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, latent_dim: int) -> None:
+        super().__init__(encoder, decoder, output, loss)
+        k = int(latent_dim)
+        self.register_buffer("code_mean", torch.zeros(k))
+        self.register_buffer("code_var", torch.ones(k))
+
+    def standardized(self, x: Tensor) -> Tensor:
+        """The code layer's input a(x), centred and scaled per unit: (B, *sample_shape) -> (B, K).
+
+        Each bit thresholds its unit at the unit's mean over the data (a training batch, then the running
+        mean), so every bit splits the data roughly in half from the first step, as a hash bit should. Without
+        it most bits of a random start are constant over the data (a unit's bias outweighs its spread across
+        samples), and the straight-through gradient, of one sign for every sample, never splits them.
+        """
+        a = self.encoder(x)
+        if self.training and a.shape[0] > 1:
+            mean, var = a.mean(dim=0), a.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                self.code_mean.lerp_(mean.detach(), self.MOMENTUM)
+                self.code_var.lerp_(var.detach(), self.MOMENTUM)
+        else:
+            mean, var = self.code_mean, self.code_var
+        return (a - mean) / torch.sqrt(var + 1e-5)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, *sample_shape) -> (B, K) of 0.0 and 1.0."""
+        return straight_through_bits(self.standardized(x))
+
+
 class PCAAutoencoderModule(AutoencoderModule):
     """PCA plus a learned correction: a :class:`~aekit.core.nets.ResidualPCAEncoder` and decoder, exactly PCA
     at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective)."""
@@ -292,8 +359,9 @@ class Autoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init
-        See :class:`AdaptiveNetConfig`: by default an MLP starts as PCA, with a correction learned on top.
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init, binary_codes
+        See :class:`AdaptiveNetConfig`: by default an MLP starts as PCA, with a correction learned on top;
+        ``binary_codes=True`` gives 0/1 codes for semantic hashing (:class:`BinaryCodeAutoencoderModule`).
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
@@ -313,6 +381,9 @@ class Autoencoder(BaseAutoencoder):
     ('pca', 'linear', 'mse')
     >>> aekit.Autoencoder(latent_dim=2, init="random", max_epochs=5, verbose=0).fit(X).resolved_.output
     'sigmoid'
+    >>> codes = aekit.Autoencoder(latent_dim=16, binary_codes=True, max_epochs=2, verbose=0).fit(X).transform(X)
+    >>> sorted(set(codes.ravel().tolist()))         # 16 bits per sample, for semantic hashing
+    [0.0, 1.0]
     """
 
     _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
@@ -320,7 +391,9 @@ class Autoencoder(BaseAutoencoder):
     _test_params: ClassVar[dict[str, Any]] = {
         "hidden_dims": (16,), "latent_dim": 4, "max_epochs": 2, "batch_size": 32, "verbose": 0, "random_state": 0,
     }
-    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = ({"tied": True}, {"architecture": "conv", "hidden_dims": (4,)})
+    _test_variants: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"tied": True}, {"architecture": "conv", "hidden_dims": (4,)}, {"binary_codes": True},
+    )
 
     @classmethod
     def preset_params(cls, name: str) -> dict[str, Any]:
@@ -345,6 +418,11 @@ class Autoencoder(BaseAutoencoder):
             )
         if self.loss == "bce" and self.output not in ("auto", "sigmoid"):
             raise ValueError(f"loss='bce' needs output='sigmoid', got output={self.output!r}; use loss='mse' instead")
+        if getattr(self, "binary_codes", False) and getattr(self, "init", None) == "pca":
+            raise ValueError(
+                "binary_codes=True needs a random start, but got init='pca': PCA's codes are real-valued; "
+                "use init='random' or init='auto' (which chooses random for binary codes)"
+            )
         if getattr(self, "init", None) == "pca":
             clash = [f"{k}={v!r}" for k, v, ok in (
                 ("architecture", arch, arch == "mlp"), ("tied", self.tied, not self.tied),
@@ -366,7 +444,7 @@ class Autoencoder(BaseAutoencoder):
             # An overcomplete code (more units than PCA has axes) starts at random, as do the networks PCA
             # plus a correction cannot be.
             pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear")
-                      and r["loss"] in (AUTO, "mse")
+                      and r["loss"] in (AUTO, "mse") and not r.get("binary_codes")
                       and r["latent_dim"] <= min(data.n_samples, math.prod(data.sample_shape)))
             r["init"] = "pca" if pca_ok else "random"
         if r.get("init") == "pca":
@@ -408,6 +486,8 @@ class Autoencoder(BaseAutoencoder):
                 float(r.learning_rate),
             )
         encoder, decoder = self._networks(sample_shape)
+        if r.get("binary_codes"):
+            return BinaryCodeAutoencoderModule(encoder, decoder, r.output, r.loss, int(r.latent_dim))
         return AutoencoderModule(encoder, decoder, r.output, r.loss)
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:

@@ -1,0 +1,164 @@
+"""Retrieval (semantic hashing) and codes as classifier features on MNIST / Fashion-MNIST.
+
+Retrieval, the protocol of the hashing papers (Gong and Lazebnik's ITQ, 2011): the 60,000 training images are
+indexed, the test images are the queries, a retrieved image is relevant when it has the query's class label.
+Figures: precision at 10 and mean average precision over the whole ranking (ties in Hamming distance broken by
+index), and the query time per 1,000 queries (encoding the queries plus the k=10 search through
+``aekit.apps.retrieval.CodeIndex``, the same scikit-learn search for every row of a kind).
+
+Rows at each bit count b (``--bits``):
+
+- ``aekit-binary``: ``Autoencoder(binary_codes=True, latent_dim=b)``, Hamming distance;
+- ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
+- ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
+
+and float codes with ``--float-dim`` values, Euclidean distance: ``aekit-float`` (the default ``Autoencoder``),
+``pca`` and ``pixels`` (raw-pixel k-NN).
+
+Features: logistic regression and 5-NN test accuracy on the aekit float codes, the PCA codes and the raw
+pixels (``--features-train`` training images, all test images).
+
+    python benchmarks/bench_retrieval.py --data mnist --data-dir ../shared/data/mnist
+    python benchmarks/bench_retrieval.py --data mnist --data-dir ../shared/data/mnist --queries 1000 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+
+import aekit
+from aekit.apps.features import make_classifier
+from aekit.apps.retrieval import CodeIndex
+
+from _common import add_data_args, machine, table
+
+HEADER = ["data", "method", "bits / dims", "metric", "P@10", "mAP", "query s / 1000", "fit s"]
+
+
+def ranking_metrics(Q: np.ndarray, X: np.ndarray, yq: np.ndarray, yx: np.ndarray, metric: str,
+                    chunk: int = 250) -> tuple[float, float]:
+    """Precision at 10 and mean average precision, by class label, over the full ranking of ``X`` for each query."""
+    Xf, Qf = X.astype(np.float32), Q.astype(np.float32)
+    xx = (Xf * Xf).sum(1)
+    p10, aps = [], []
+    n_rel_all = np.bincount(yx, minlength=int(max(yx.max(), yq.max())) + 1)
+    for s in range(0, len(Q), chunk):
+        q = Qf[s:s + chunk]
+        D = xx[None, :] - 2.0 * (q @ Xf.T)  # (c, N) squared distance less |q|^2: the same order
+        if metric == "hamming":
+            D = np.rint(D)  # integer bit counts (|q|^2 dropped), so ties are exact
+        order = np.argsort(D, axis=1, kind="stable")  # ties by index
+        rel = yx[order] == yq[s:s + chunk, None]  # (c, N)
+        p10.append(rel[:, :10].mean(1))
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, X.shape[0] + 1)
+        aps.append((np.where(rel, hits / ranks, 0.0).sum(1)) / n_rel_all[yq[s:s + chunk]])
+    return float(np.concatenate(p10).mean()), float(np.concatenate(aps).mean())
+
+
+def itq(V: np.ndarray, n_iter: int = 50, seed: int = 0) -> np.ndarray:
+    """The rotation R of iterative quantization: min_{B, R} ||B - V R||_F^2, B in {-1, 1}, R orthogonal."""
+    rng = np.random.default_rng(seed)
+    R, _ = np.linalg.qr(rng.standard_normal((V.shape[1], V.shape[1])))
+    for _ in range(n_iter):
+        B = np.where(V @ R >= 0, 1.0, -1.0)
+        U, _, Wt = np.linalg.svd(V.T @ B)  # orthogonal Procrustes
+        R = U @ Wt
+    return R
+
+
+def bare_index(codes: np.ndarray, metric: str, binary: bool) -> CodeIndex:
+    """An index of codes from a method outside aekit (searched by codes, no model)."""
+    return CodeIndex(codes, metric, binary, {"family": "none", "config_sha256": "", "sample_shape": [codes.shape[1]],
+                                             "source": None})
+
+
+def query_seconds(encode: Callable[[np.ndarray], np.ndarray], index: CodeIndex, Q: np.ndarray, k: int = 10) -> float:
+    """Encoding the queries plus the k-NN search, per 1,000 queries (the best of 2 runs)."""
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        index.search_codes(encode(Q), k)
+        best = min(best, time.perf_counter() - t)
+    return best * 1000.0 / len(Q)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_args(p)
+    p.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--float-dim", type=int, default=32)
+    p.add_argument("--queries", type=int, default=10_000, help="test images used as queries (default: all 10,000)")
+    p.add_argument("--index-limit", type=int, default=None, help="index only the first N training images")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of each aekit autoencoder")
+    p.add_argument("--features-train", type=int, default=10_000, help="training images of the classifiers")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    tr = aekit.load_dataset(a.data, split="train", data_dir=a.data_dir, limit=a.index_limit)
+    te = aekit.load_dataset(a.data, split="test", data_dir=a.data_dir, limit=a.queries)
+    X, Q = tr.X.reshape(len(tr), -1), te.X.reshape(len(te), -1)
+    yx, yq = tr.y.astype(np.int64), te.y.astype(np.int64)
+    print(f"{tr.name}: {len(X)} indexed, {len(Q)} queries; {machine()}; torch threads {torch.get_num_threads()}",
+          flush=True)
+    rows: list[list[Any]] = []
+    mean = X.mean(0)
+
+    def add(method: str, dims: int, metric: str, binary: bool, encode: Callable[[np.ndarray], np.ndarray],
+            fit_s: float) -> None:
+        codes, qcodes = encode(X), encode(Q)
+        p10, mAP = ranking_metrics(qcodes, codes, yq, yx, metric)
+        qs = query_seconds(encode, bare_index(codes, metric, binary), Q)
+        rows.append([tr.name, method, dims, metric, round(p10, 4), round(mAP, 4), round(qs, 4), round(fit_s, 1)])
+        print(table(HEADER, [rows[-1]]).splitlines()[-1], flush=True)
+
+    for b in a.bits:
+        t = time.perf_counter()
+        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, max_epochs=a.epochs, random_state=a.seed,
+                               verbose=0).fit(tr.X)
+        add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
+        R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
+        add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)
+        t = time.perf_counter()
+        pca = PCA(b, random_state=a.seed).fit(X)
+        rot = itq(pca.transform(X), seed=a.seed)
+        W = (pca.components_.T @ rot).astype(np.float32)
+        add("pca-itq", b, "hamming", True, lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32),
+            time.perf_counter() - t)
+
+    k = a.float_dim
+    t = time.perf_counter()
+    fae = aekit.Autoencoder(latent_dim=k, max_epochs=a.epochs, random_state=a.seed, verbose=0).fit(tr.X)
+    add("aekit-float", k, "euclidean", False, fae.transform, time.perf_counter() - t)
+    t = time.perf_counter()
+    fpca = PCA(k, random_state=a.seed).fit(X)
+    add("pca", k, "euclidean", False, lambda A: fpca.transform(A).astype(np.float32), time.perf_counter() - t)
+    add("pixels", X.shape[1], "euclidean", False, lambda A: A.astype(np.float32), 0.0)
+    print("\n" + table(HEADER, rows), flush=True)
+
+    n = min(a.features_train, len(X))
+    feats = {"aekit-float": fae.transform, "pca": fpca.transform, "pixels": lambda A: A}
+    frows = []
+    for name, enc in feats.items():
+        accs = []
+        for kind in ("logistic", "knn"):
+            clf = make_classifier(kind).fit(enc(X[:n]), yx[:n])
+            accs.append(round(float(clf.score(enc(Q), yq)), 4))
+        frows.append([tr.name, name, n, *accs])
+    print("\n" + table(["data", "features", "train images", "logistic acc", "5-NN acc"], frows), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The retrieval and feature commands: ``index``, ``search`` and ``features``."""
+
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aekit.cli.commands import _check_out_file, _described, _load_run
+from aekit.cli.common import (
+    UsageError,
+    _add_data_args,
+    _data_spec,
+    _info,
+    _label_column,
+    _load,
+    _load_eval_data,
+    _out,
+    _positive_int,
+    _print_json,
+    _run_data,
+)
+
+AddParser = Callable[..., argparse.ArgumentParser]
+_INDEX_SPLIT = "train: the training split, the collection searched in"
+_QUERY_SPLIT = "all of a query file, in its order; the test split of a named data set"
+
+
+def add_parsers(add: AddParser) -> None:
+    """Add ``index``, ``search`` and ``features`` to the main parser (``add`` is its sub-parser factory)."""
+    sp = add("index", "encode a collection and write an index of its codes for `aekit search`",
+             "Encode a data set with a trained run and write an index file (.npz, no pickle) of the codes, recording "
+             "the run it came from. A run trained with --binary-codes is searched by Hamming distance (semantic "
+             "hashing), any other by the Euclidean or cosine distance of its codes.")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    sp.add_argument("--out", required=True, metavar="INDEX.npz", help="output index file")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    sp.add_argument("--metric", choices=("auto", "hamming", "euclidean", "cosine"), default="auto",
+                    help="distance between codes (default: auto: hamming for binary codes, else euclidean)")
+    _add_data_args(sp, split_default=_INDEX_SPLIT, split_help="split to index")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    sp = add("search", "the k nearest indexed samples of each query sample",
+             "Encode the query samples with the run the index was built from and print, for each, the rows of the "
+             "indexed collection nearest to it and their distances (--json: {\"indices\": [...], \"distances\": "
+             "[...]}, one row per query in the query file's order).")
+    sp.add_argument("index", metavar="INDEX", help="index file written by `aekit index`")
+    sp.add_argument("--query", required=True, metavar="NAME_OR_PATH",
+                    help="query samples: digits, mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder")
+    sp.add_argument("-k", type=_positive_int, default=10, metavar="K", help="neighbours per query (default: 10)")
+    sp.add_argument("--run", default=None, metavar="RUN",
+                    help="run directory of the model (default: the one the index records)")
+    sp.add_argument("--split", choices=("train", "test", "all"), default=None,
+                    help=f"split of a named query data set (default: {_QUERY_SPLIT})")
+    sp.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N query samples")
+    sp.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST/Fashion-MNIST IDX files")
+    sp.add_argument("--json", action="store_true", help="print the neighbours as JSON")
+
+    sp = add("features", "test accuracy of a classifier on the codes of a trained run",
+             "Use the codes of a trained run as features: fit --classifier on the codes of the training split and "
+             "report its accuracy on the test split, beside the same classifier on the raw inputs.")
+    sp.add_argument("run", metavar="RUN", help="run directory")
+    sp.add_argument("--labels", default=None, metavar="SOURCE",
+                    help="labels: 'data' (those of the data set, the default), or a .npy file of one label per "
+                         "sample of the training split followed by the test split")
+    sp.add_argument("--classifier", choices=("logistic", "knn"), default="logistic",
+                    help="logistic regression or k-nearest neighbours (default: logistic)")
+    sp.add_argument("--neighbors", type=_positive_int, default=5, metavar="K", help="k of knn (default: 5)")
+    sp.add_argument("--no-raw", action="store_true", help="skip the classifier on the raw inputs")
+    g = sp.add_argument_group("data (default: the data set the run was trained on)")
+    g.add_argument("--data", metavar="NAME_OR_PATH", help="digits, mnist, fashion-mnist, or a .npz file with a test split")
+    g.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST/Fashion-MNIST IDX files")
+    g.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N samples of each split")
+    g.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST if missing")
+    g.add_argument("--label-column", metavar="COL", help="label column of a .csv file (index or header name)")
+    sp.add_argument("--json", action="store_true", help="print the accuracies as JSON")
+
+
+# --------------------------------------------------------------------------------------- index
+
+
+def _cmd_index(ns: argparse.Namespace) -> int:
+    from aekit.apps.retrieval import CodeIndex
+
+    out = Path(ns.out)
+    if out.suffix.lower() != ".npz":
+        raise UsageError(f"--out {ns.out}: an index is written as a .npz file; give a path ending in .npz")
+    if out.is_dir():
+        raise UsageError(f"--out {ns.out} is a directory; give a file path ending in .npz")
+    est = _load_run(ns.run)
+    spec, split = _run_data(Path(ns.run), ns, "train")
+    ds = _load_eval_data(spec, split, ns.split is not None, ns.download) if split == "train" else _load(
+        spec, split=split, download=ns.download)
+    _check_out_file(out, ns, spec)
+    try:
+        index = CodeIndex.build(est, ds.X, metric=ns.metric, source=ns.run)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    index.save(out, overwrite=ns.overwrite)
+    if ns.json:
+        _print_json({"out": str(out), "n_codes": index.n_codes, "code_size": index.code_size, "metric": index.metric,
+                     "binary": index.binary, "data": ds.name, "split": ds.split})
+    else:
+        kind = f"{index.code_size}-bit" if index.binary else f"{index.code_size}-value"
+        _out(f"wrote an index of {index.n_codes} {kind} codes ({_described(ds, ns.limit)}, metric {index.metric}) "
+             f"to {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- search
+
+
+def _cmd_search(ns: argparse.Namespace) -> int:
+    from aekit.apps.retrieval import CodeIndex
+
+    index = CodeIndex.load(ns.index)
+    run = ns.run or index.model_info.get("source")
+    if not run:
+        raise UsageError(f"{ns.index} does not record the run it was built from; pass --run RUN")
+    if not Path(run).is_dir():
+        raise UsageError(f"the run {run} that {ns.index} was built from is not there; pass --run RUN")
+    if ns.k > index.n_codes:
+        raise UsageError(f"-k {ns.k} is larger than the index, which holds {index.n_codes} codes; use -k {index.n_codes} "
+                         "or less")
+    index.attach(_load_run(run))
+    spec = _data_spec(ns.query, ns.data_dir, "test", ns.limit, None)
+    # A query file is searched whole, in its own order; a named data set by its test split.
+    split = ns.split or ("all" if Path(ns.query).expanduser().exists() else "test")
+    ds = _load_eval_data(spec, split, ns.split is not None, False, quiet=ns.json)
+    indices, distances = index.search(ds.X, k=ns.k)
+    if ns.json:
+        dist = distances.astype(int).tolist() if index.metric == "hamming" else distances.tolist()
+        _print_json({"indices": indices.tolist(), "distances": dist, "metric": index.metric, "k": ns.k,
+                     "n_queries": int(indices.shape[0]), "query": ds.name, "split": ds.split})
+        return 0
+    _info(f"{indices.shape[0]} queries ({_described(ds, ns.limit)}), {ns.k} nearest of {index.n_codes} by "
+          f"{index.metric} distance")
+    for q, (row, d) in enumerate(zip(indices, distances, strict=True)):
+        _out(f"{q}: " + " ".join(f"{i}({_dist(v, index.metric)})" for i, v in zip(row, d, strict=True)))
+    return 0
+
+
+def _dist(v: float, metric: str) -> str:
+    return str(int(v)) if metric == "hamming" else f"{v:.4g}"
+
+
+# ------------------------------------------------------------------------------------ features
+
+
+def _cmd_features(ns: argparse.Namespace) -> int:
+    from aekit.apps.features import code_features
+
+    est = _load_run(ns.run)
+    if ns.data is None:
+        ns.split = None  # the command reads both splits of the run's data set
+        spec, _ = _run_data(Path(ns.run), ns, "train")
+    else:
+        spec = _data_spec(ns.data, ns.data_dir, "train", ns.limit, _label_column(ns.label_column))
+    spec["limit"] = ns.limit
+    train = _load(spec, split="train", download=ns.download)
+    try:
+        test = _load(spec, split="test", download=ns.download)
+    except ValueError:
+        raise UsageError(f"{train.name} has no test split to measure accuracy on; give --data a source with train "
+                         "and test splits (digits, mnist, fashion-mnist, or a .npz with X_test and y_test)") from None
+    y_train, y_test = _labels(ns.labels, train, test)
+    result: dict[str, Any] = code_features(est, train.X, y_train, test.X, y_test, classifier=ns.classifier,
+                                           n_neighbors=ns.neighbors, raw=not ns.no_raw)
+    result.update({"data": train.name, "n_train": int(len(y_train)), "n_test": int(len(y_test))})
+    if ns.json:
+        _print_json(result)
+        return 0
+    _out(f"{ns.classifier} on {train.name}: {len(y_train)} training and {len(y_test)} test samples")
+    _out(f"codes ({result['n_features']} features): test accuracy {result['accuracy']:.4f}")
+    if "raw_accuracy" in result:
+        _out(f"raw inputs ({result['raw_n_features']} features): test accuracy {result['raw_accuracy']:.4f}")
+    return 0
+
+
+def _labels(source: str | None, train: Any, test: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    n_train, n_test = len(train), len(test)
+    if source in (None, "data"):
+        if train.y is None or test.y is None:
+            raise UsageError(f"{train.name} has no labels; pass --labels FILE.npy with {n_train + n_test} labels "
+                             "(the training split's, then the test split's)")
+        return train.y, test.y
+    p = Path(source)
+    if p.suffix.lower() != ".npy" or not p.is_file():
+        raise UsageError(f"--labels {source}: give 'data' or an existing .npy file of {n_train + n_test} labels")
+    y = np.load(p, allow_pickle=False)
+    if y.ndim != 1 or y.shape[0] != n_train + n_test:
+        raise UsageError(f"--labels {source} holds an array of shape {y.shape}, but the data have {n_train} training and "
+                         f"{n_test} test samples; give {n_train + n_test} labels in one column, training split first")
+    return y[:n_train], y[n_train:]

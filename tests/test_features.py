@@ -1,0 +1,83 @@
+"""Codes as features for a classifier: code_features against scikit-learn on the same codes, the ``features``
+command, its bad input, and an autoencoder inside a scikit-learn Pipeline tuned by GridSearchCV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import aekit
+from aekit.apps.features import code_features
+from aekit.cli.main import main
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[Any, Any]:
+    return aekit.load_dataset("digits", split="train", limit=200), aekit.load_dataset("digits", split="test", limit=100)
+
+
+@pytest.fixture(scope="module")
+def pca_model(split: tuple[Any, Any]) -> Any:
+    return aekit.LinearAutoencoder(latent_dim=6, verbose=0).fit(split[0].X)
+
+
+def test_code_features_equal_scikit_learn_on_the_same_codes(pca_model: Any, split: tuple[Any, Any]) -> None:
+    tr, te = split
+    Z_tr, Z_te = pca_model.transform(tr.X), pca_model.transform(te.X)
+    res = code_features(pca_model, tr.X, tr.y, te.X, te.y, raw=True)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(Z_tr, tr.y).score(Z_te, te.y)
+    raw = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(tr.X.reshape(200, -1), tr.y)
+    assert res["accuracy"] == ref and res["n_features"] == 6
+    assert res["raw_accuracy"] == raw.score(te.X.reshape(100, -1), te.y) and res["raw_n_features"] == 64
+    knn = code_features(pca_model, tr.X, tr.y, te.X, te.y, classifier="knn", n_neighbors=3)
+    assert knn["accuracy"] == KNeighborsClassifier(3).fit(Z_tr, tr.y).score(Z_te, te.y)
+    assert 0.5 < knn["accuracy"] <= 1.0  # six principal axes carry most of the digits' classes
+
+
+def test_code_features_bad_input(pca_model: Any, split: tuple[Any, Any]) -> None:
+    tr, te = split
+    with pytest.raises(ValueError, match=r"y_train has shape \(199,\), but X_train has 200 samples; give one label"):
+        code_features(pca_model, tr.X, tr.y[:-1], te.X, te.y)
+    with pytest.raises(ValueError, match=r"classifier='svm' is not one of logistic, knn"):
+        code_features(pca_model, tr.X, tr.y, te.X, te.y, classifier="svm")
+    with pytest.raises(ValueError, match=r"LogisticRegression has no encoder \(no transform\)"):
+        code_features(LogisticRegression(), tr.X, tr.y, te.X, te.y)
+
+
+def test_features_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], split: tuple[Any, Any]) -> None:
+    run = aekit.LinearAutoencoder(latent_dim=6, verbose=0).fit(split[0].X).save(tmp_path / "lin")
+    assert main(["features", str(run), "--data", "digits", "--limit", "100", "--classifier", "knn", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    tr, te = (aekit.load_dataset("digits", split=s, limit=100) for s in ("train", "test"))
+    model = aekit.load(run)
+    ref = KNeighborsClassifier(5).fit(model.transform(tr.X), tr.y).score(model.transform(te.X), te.y)
+    assert res["accuracy"] == ref and res["n_train"] == res["n_test"] == 100 and "raw_accuracy" in res
+    np.save(tmp_path / "y.npy", np.zeros(7, np.int64))
+    assert main(["features", str(run), "--data", "digits", "--limit", "100", "--labels", str(tmp_path / "y.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "holds an array of shape (7,), but the data have 100 training and 100 test samples" in err
+    assert err.count("\n") == 1
+
+
+def test_autoencoder_in_a_pipeline_with_grid_search(split: tuple[Any, Any]) -> None:
+    tr, _ = split
+    pipe = Pipeline([
+        ("ae", aekit.Autoencoder(hidden_dims=(16,), max_epochs=1, batch_size=64, random_state=0, verbose=0)),
+        ("clf", LogisticRegression(max_iter=300)),
+    ])
+    search = GridSearchCV(pipe, {"ae__latent_dim": [2, 12]}, cv=2).fit(tr.X.reshape(200, -1), tr.y)
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"ae__latent_dim": 12} and scores[1] > scores[0] + 0.1  # more of the digit kept
+    assert search.best_estimator_.named_steps["ae"].transform(tr.X[:3].reshape(3, -1)).shape == (3, 12)
