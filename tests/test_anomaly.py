@@ -3,6 +3,9 @@ checks, and the ``aekit anomaly`` command."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,3 +105,76 @@ def expected_failed_checks(estimator: Any) -> dict[str, str]:
 @parametrize_with_checks([AnomalyDetector(aekit.Autoencoder(**TINY))], expected_failed_checks=expected_failed_checks)
 def test_sklearn_outlier_checks(estimator: Any, check: Any) -> None:
     check(estimator)
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+def call(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from aekit.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def zeros_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model of the digit 0, trained on the zeros of the bundled digits' training split."""
+    d = aekit.load_dataset("digits", split="train")
+    run = tmp_path_factory.mktemp("anomaly") / "zeros"
+    aekit.Autoencoder(**{**TINY, "hidden_dims": (16,), "max_epochs": 3}).fit(d.X[d.y == 0]).save(run)
+    return run
+
+
+def test_anomaly_command_scores_auc_and_figure(zeros_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    out = tmp_path / "scores.csv"
+    code, o, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--normal-label", "0",
+                        "--out", str(out), "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    test = aekit.load_dataset("digits", split="test")
+    assert table.shape == (len(test),) and res["n_samples"] == len(test)
+    np.testing.assert_array_equal(table["anomaly"], (test.y != 0).astype(int))
+    # The printed figures are scikit-learn's on the written scores.
+    assert res["roc_auc"] == pytest.approx(roc_auc_score(table["anomaly"], table["score"]), abs=1e-12)
+    assert res["average_precision"] == pytest.approx(average_precision_score(table["anomaly"], table["score"]),
+                                                     abs=1e-12)
+    assert res["roc_auc"] > 0.8  # a model of zeros tells the other digits apart
+    np.testing.assert_array_equal(table["prediction"], np.where(table["score"] > 0, -1, 1))
+    fig = tmp_path / "scores-histogram.png"
+    assert res["figure"] == str(fig) and fig.read_bytes().startswith(b"\x89PNG")
+    # Never over an existing file without --overwrite.
+    code, _, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--normal-label", "0", "--out", str(out))
+    assert code == 2 and f"--out {out} already exists; pass --overwrite" in err
+    # 0/1 labels from a file, text output; the figure goes into the run without --out.
+    labels = tmp_path / "labels.npy"
+    np.save(labels, (test.y != 0).astype(np.int64))
+    code, o, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--labels", str(labels))
+    assert code == 0, err
+    assert f"roc_auc {res['roc_auc']:.6f}" in o and (zeros_run / "anomaly-histogram.png").is_file()
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples; give one label per sample"),
+    (["--normal-label", "12"], r"--normal-label 12: 12 is not a class of the labels of digits .*; give a class"),
+    (["--contamination", "0.7"], r"expected a fraction in \(0, 0.5\]"),
+    (["--score", "likelihood"], r"--score likelihood: --score 'likelihood' needs a family with a likelihood"),
+    (["--out", "OUT/s.txt"], r"--out .*s.txt: scores are written as .csv files"),
+    (["--data", "digits", "--labels", "LABELS3"], r"has the classes \[0, 1, 2\]; say which are normal with --normal-label"),
+])
+def test_anomaly_command_refusals(zeros_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  args: list[str], match: str) -> None:
+    np.save(tmp_path / "labels.npy", np.zeros(5, dtype=np.int64))
+    np.save(tmp_path / "labels3.npy", np.arange(360) % 3)
+    args = [a.replace("LABELS3", str(tmp_path / "labels3.npy")).replace("LABELS", str(tmp_path / "labels.npy"))
+            .replace("OUT", str(tmp_path)) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--out", str(tmp_path / "s.csv"), *args)
+    assert code == 2 and re.search(match, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 # NumPy, PyTorch and scikit-learn are imported inside the functions that use them: `aekit --help`,
 # `aekit list` and `aekit --version` then answer in a fraction of a second.
 
-COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report")
+COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report", "anomaly")
 
 # Training-loop settings with a short, family-independent flag; the family's own flag is not generated.
 TRAIN_ALIASES: dict[str, str] = {

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aekit import __version__
+from aekit.cli.anomaly import _cmd_anomaly
+from aekit.cli.anomaly import add_parsers as _add_anomaly_parsers
 from aekit.cli.commands import (
     _cmd_encode,
     _cmd_evaluate,
@@ -124,6 +126,7 @@ def _main_parser() -> _Parser:
 
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
     _add_generation_parsers(add, with_prior)
+    _add_anomaly_parsers(add)
 
     sp = add("report", "write report.html (figures and metrics) for a trained run",
              "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
@@ -138,7 +141,7 @@ def _main_parser() -> _Parser:
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
     "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
-    "report": _cmd_report,
+    "report": _cmd_report, "anomaly": _cmd_anomaly,
 }
 
 
