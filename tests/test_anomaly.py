@@ -13,7 +13,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
-from aekit.apps.anomaly import AnomalyDetector, scoring_families
+from aekit.apps.anomaly import AnomalyDetector, default_model, scoring_families
 
 TINY = {"hidden_dims": (8,), "latent_dim": 2, "max_epochs": 2, "batch_size": 16, "verbose": 0, "random_state": 0}
 
@@ -29,7 +29,7 @@ def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_signs_threshold_and_outlier_cluster() -> None:
     normal, outliers = _blobs()
-    det = AnomalyDetector(aekit.Autoencoder(**{**TINY, "max_epochs": 20}), contamination=0.1).fit(normal)
+    det = AnomalyDetector(aekit.Autoencoder(**{**TINY, "max_epochs": 8}), contamination=0.1).fit(normal)
     X = np.concatenate([normal, outliers])
     s, d, p = det.score_samples(X), det.decision_function(X), det.predict(X)
     # score_samples is minus the reconstruction error; decision_function is its negation shifted by threshold_.
@@ -65,6 +65,8 @@ def test_fitted_model_is_used_as_is_and_likelihood_scores() -> None:
     ae = aekit.Autoencoder(**TINY)
     assert AnomalyDetector(ae).fit(normal).model_ is not ae and not hasattr(ae, "module_")
     assert "factor-analysis" in scoring_families()["likelihood"]
+    # The default model's code narrows with the data: 30 features -> 3 units, MNIST's 784 -> 16, tiny tables -> 2.
+    assert [default_model(d).latent_dim for d in (30, 784, 6)] == [3, 16, 2]
 
 
 def test_images_of_any_shape() -> None:
