@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 # Public name -> (module, attribute in that module). The one table both __getattr__ and __dir__ read.
 _EXPORTS: dict[str, tuple[str, str]] = {
+    "AnomalyDetector": ("aekit.apps.anomaly", "AnomalyDetector"),
     "LatentDensity": ("aekit.apps.generation", "LatentDensity"),
     "bottleneck_sweep": ("aekit.apps.generation", "bottleneck_sweep"),
     "generate": ("aekit.apps.generation", "generate"),
@@ -63,6 +64,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
+    from aekit.apps.anomaly import AnomalyDetector
     from aekit.apps.generation import (
         LatentDensity,
         bottleneck_sweep,
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.workflow.train import RunResult, resume_run, train_run
 
 __all__ = [
+    "AnomalyDetector",
     "LatentDensity",
     "SampleQuality",
     "bottleneck_sweep",

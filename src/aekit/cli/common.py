@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 # `aekit list` and `aekit --version` then answer in a fraction of a second.
 
 COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report",
-            "denoise", "inpaint", "colorize", "index", "search", "features")
+            "denoise", "inpaint", "colorize", "index", "search", "features", "anomaly")
 
 # Training-loop settings with a short, family-independent flag; the family's own flag is not generated.
 TRAIN_ALIASES: dict[str, str] = {

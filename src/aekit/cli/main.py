@@ -1,8 +1,8 @@
 """The ``aekit`` command line.
 
 Commands: ``list``, ``demo``, ``train``, ``evaluate``, ``encode``, ``reconstruct``, ``generate``,
-``interpolate``, ``sweep``, ``report``, ``denoise``, ``inpaint``, ``colorize``, ``index``, ``search`` and
-``features``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
+``interpolate``, ``sweep``, ``report``, ``denoise``, ``inpaint``, ``colorize``, ``index``, ``search``,
+``features`` and ``anomaly``. The flags of ``aekit train`` are generated from the chosen family's parameter dataclasses
 (the single source of truth for names, types and defaults), so a new family gets its flags for free.
 
 Errors print one line, ``aekit: error: <message>``, on stderr and exit with status 2 for a bad
@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aekit import __version__
+from aekit.cli.anomaly import _cmd_anomaly
+from aekit.cli.anomaly import add_parsers as _add_anomaly_parsers
 from aekit.cli.commands import (
     _cmd_encode,
     _cmd_evaluate,
@@ -131,6 +133,7 @@ def _main_parser() -> _Parser:
     _add_generation_parsers(add, with_prior)
     _add_restoration_parsers(add)
     _add_retrieval_parsers(add)
+    _add_anomaly_parsers(add)
 
     sp = add("report", "write report.html (figures and metrics) for a trained run",
              "Write report.html (figures and metrics) for a trained run. Like every command that measures, it shows "
@@ -147,6 +150,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
     "report": _cmd_report, "denoise": _cmd_restore, "inpaint": _cmd_restore, "colorize": _cmd_restore,
     "index": _cmd_index, "search": _cmd_search, "features": _cmd_features,
+    "anomaly": _cmd_anomaly,
 }
 
 

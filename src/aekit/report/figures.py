@@ -465,3 +465,31 @@ def sweep_figure(
         ax2.set_title("Sample quality against code size (lower is better)")
         ax2.legend(fontsize="small")
     return _png(fig)
+
+
+def anomaly_histogram_figure(groups: Sequence[tuple[str, np.ndarray]], *, threshold: float | None = None,
+                             title: str = "Anomaly scores by class") -> bytes:
+    """PNG of overlaid histograms of anomaly scores, one per group ``(name, scores (n,))``, on shared bins.
+
+    Higher scores are more abnormal; ``threshold`` (the detector's decision boundary) is drawn as a line.
+    """
+    arrays = [np.asarray(s, dtype=np.float64).ravel() for _, s in groups]
+    every = np.concatenate(arrays) if arrays else np.zeros(1)
+    every = every[np.isfinite(every)]
+    lo, hi = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
+    if threshold is not None and math.isfinite(threshold):
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 61)
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    for (name, _), s in zip(groups, arrays, strict=True):
+        s = s[np.isfinite(s)]
+        ax.hist(s, bins=bins.tolist(), alpha=0.55, density=True, label=f"{name} (n={s.size})")
+    if threshold is not None and math.isfinite(threshold):
+        ax.axvline(threshold, color="black", ls="--", lw=1.2, label="threshold")
+    ax.set_xlabel("anomaly score (higher is more abnormal)")
+    ax.set_ylabel("density")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return _png(fig)

@@ -1,0 +1,213 @@
+"""One-class anomaly detection: MNIST by the Deep SVDD protocol, and breast cancer as a table (ANCHORS.md).
+
+One-class MNIST (Ruff et al., ICML 2018): train on the training images of one digit, score the whole test set
+(10,000 images), ROC-AUC of the other nine digits against that digit, per digit and averaged over seeds. Every
+detector gets the same data, raw pixels in [0, 1] (flattened to 784 features for the detectors that take tables):
+aekit's ``AnomalyDetector()`` with its defaults, scikit-learn's ``IsolationForest`` and ``OneClassSVM`` (defaults,
+``gamma="scale"``), and PyOD's ``AutoEncoder`` and ``VAE`` (PyOD's defaults). PyOD is not a dependency of aekit: its
+rows run in a separate environment named by ``--pyod-python`` (``pip install torch pyod`` there), or are skipped.
+
+Breast cancer (scikit-learn's bundled copy): per seed, 70 % of the benign samples train, the other benign samples and
+all malignant ones are scored; features standardized with the training part's statistics; AUC and average precision.
+
+    python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist                              # short: digits 8,2
+    python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist --digits all --seeds 3       # the protocol
+    python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist --pyod-python /tmp/pyod-venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ANCHOR = {0: 98.0, 1: 99.7, 2: 91.7, 3: 91.9, 4: 94.9, 5: 88.5, 6: 98.3, 7: 94.6, 8: 93.9, 9: 96.5}  # Deep SVDD
+GOAL_MEAN, GOAL_MIN = 98.5, 96.0
+PYOD = ("pyod-ae", "pyod-vae")
+METHODS = ("aekit", "iforest", "ocsvm", *PYOD)
+
+Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
+
+
+# ----------------------------------------------------------------------------------- the detectors
+
+
+def aekit_scores(epochs: int | None) -> Scorer:
+    def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+        import aekit
+        from aekit.apps.anomaly import default_model
+
+        model = None
+        if epochs is not None:
+            model = default_model(int(np.prod(train.shape[1:])), seed).set_params(max_epochs=epochs)
+        det = aekit.AnomalyDetector(model, random_state=seed).fit(train)
+        return np.asarray(det.decision_function(test))
+
+    return run
+
+
+def iforest(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.ensemble import IsolationForest
+
+    m = IsolationForest(random_state=seed, n_jobs=1).fit(_flat(train))
+    return np.asarray(-m.score_samples(_flat(test)))
+
+
+def ocsvm(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.svm import OneClassSVM
+
+    m = OneClassSVM(gamma="scale").fit(_flat(train))
+    return np.asarray(-m.score_samples(_flat(test)))
+
+
+def pyod_scores(kind: str, python: str, epochs: int | None) -> Scorer:
+    def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp, "in.npz"), Path(tmp, "out.npy")
+            np.savez(src, train=_flat(train), test=_flat(test))
+            cmd = [python, __file__, "--pyod-worker", str(src), str(dst), kind, str(seed), str(epochs or 0)]
+            subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": ""})
+            return np.asarray(np.load(dst))
+
+    return run
+
+
+def _pyod_worker(src: str, dst: str, kind: str, seed: str, epochs: str) -> None:
+    """Runs in PyOD's environment: fit one PyOD detector, write its decision_function of the test data."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    data = np.load(src)
+    kw = {"random_state": int(seed), "verbose": 0}
+    if int(epochs):
+        kw["epoch_num"] = int(epochs)
+    if kind == "pyod-ae":
+        from pyod.models.auto_encoder import AutoEncoder
+
+        m = AutoEncoder(**kw)
+    else:
+        from pyod.models.vae import VAE
+
+        m = VAE(**kw)
+    m.fit(data["train"])
+    np.save(dst, m.decision_function(data["test"]))
+
+
+def _flat(X: np.ndarray) -> np.ndarray:
+    return np.asarray(X, dtype=np.float32).reshape(X.shape[0], -1)
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from _common import add_data_args, machine, table
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_args(p)
+    p.add_argument("--digits", default="8,2", help="comma-separated normal classes, or 'all' (default: 8,2, the two "
+                                                   "hardest for the plain autoencoder)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per digit (default: 1; the protocol: 3)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of aekit's default model (default: its own)")
+    p.add_argument("--pyod-epochs", type=int, default=None, help="epochs of PyOD's detectors (default: PyOD's)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
+    p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
+                                                       "skipped")
+    p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the breast-cancer split (0: skip it)")
+    p.add_argument("--skip-images", action="store_true", help="only the breast-cancer table")
+    args = p.parse_args()
+
+    import torch
+
+    import aekit
+
+    torch.set_num_threads(1)
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    scorers: dict[str, Scorer] = {"aekit": aekit_scores(args.epochs), "iforest": iforest, "ocsvm": ocsvm}
+    for kind in PYOD:
+        if kind in methods:
+            if args.pyod_python is None:
+                print(f"{kind}: skipped (no --pyod-python: PyOD is a benchmark-only dependency)")
+                methods.remove(kind)
+            else:
+                scorers[kind] = pyod_scores(kind, args.pyod_python, args.pyod_epochs)
+    print(f"machine: {machine()}")
+    print("command: python " + " ".join(sys.argv))
+
+    if not args.skip_images:
+        digits = list(range(10)) if args.digits == "all" else [int(d) for d in args.digits.split(",")]
+        tr = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir)
+        te = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
+        assert tr.y is not None and te.y is not None
+        auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
+        secs: dict[str, float] = dict.fromkeys(methods, 0.0)
+        for d in digits:
+            train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
+            for seed in range(args.seeds):
+                for m in methods:
+                    if m == "ocsvm" and seed > 0:  # deterministic: the same figure for every seed
+                        auc[m][d].append(auc[m][d][0])
+                        continue
+                    t = time.perf_counter()
+                    s = scorers[m](train, te.X, seed)
+                    secs[m] += time.perf_counter() - t
+                    auc[m][d].append(100 * roc_auc_score(truth, s))
+                    print(f"digit {d} seed {seed} {m}: AUC {auc[m][d][-1]:.2f} ({time.perf_counter() - t:.0f} s)",
+                          flush=True)
+        header = ["digit", *methods] + (["Deep SVDD"] if args.data == "mnist" else [])
+        rows: list[list[object]] = []
+        for d in digits:
+            rows.append([d, *[f"{np.mean(auc[m][d]):.1f}" + (f" ± {np.std(auc[m][d]):.1f}" if args.seeds > 1 else "")
+                              for m in methods]] + ([ANCHOR[d]] if args.data == "mnist" else []))
+        means = {m: float(np.mean([np.mean(auc[m][d]) for d in digits])) for m in methods}
+        rows.append(["mean", *[f"{means[m]:.1f}" for m in methods]]
+                    + ([f"{np.mean([ANCHOR[d] for d in digits]):.1f}"] if args.data == "mnist" else []))
+        rows.append(["seconds per digit and seed", *[f"{secs[m] / (len(digits) * args.seeds):.0f}" for m in methods]]
+                    + ([""] if args.data == "mnist" else []))
+        print(f"\nOne-class {args.data}: ROC-AUC % on the test set, mean over {args.seeds} seed(s)")
+        print(table(header, rows))
+        if "aekit" in methods:
+            worst = min(np.mean(auc["aekit"][d]) for d in digits)
+            print(f"aekit: mean {means['aekit']:.1f} (goal >= {GOAL_MEAN}), lowest digit {worst:.1f} "
+                  f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}")
+
+    if args.tabular_seeds > 0:
+        from sklearn.datasets import load_breast_cancer
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+
+        X, y = load_breast_cancer(return_X_y=True)  # y: 0 malignant, 1 benign
+        benign, malignant = X[y == 1], X[y == 0]
+        res: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
+        for seed in range(args.tabular_seeds):
+            tr_b, te_b = train_test_split(benign, train_size=0.7, random_state=seed)
+            sc = StandardScaler().fit(tr_b)
+            train = sc.transform(tr_b).astype(np.float32)
+            test = sc.transform(np.concatenate([te_b, malignant])).astype(np.float32)
+            truth = np.r_[np.zeros(len(te_b)), np.ones(len(malignant))]
+            for m in methods:
+                s = scorers[m](train, test, seed)
+                res[m].append((100 * roc_auc_score(truth, s), 100 * average_precision_score(truth, s)))
+        rows = [[m, f"{np.mean([a for a, _ in res[m]]):.1f} ± {np.std([a for a, _ in res[m]]):.1f}",
+                 f"{np.mean([b for _, b in res[m]]):.1f} ± {np.std([b for _, b in res[m]]):.1f}"] for m in methods]
+        print(f"\nBreast cancer (benign normal, malignant anomalies), {args.tabular_seeds} seeds: % mean ± std")
+        print(table(["detector", "ROC-AUC", "average precision"], rows))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--pyod-worker":
+        _pyod_worker(*sys.argv[2:7])
+    else:
+        main()

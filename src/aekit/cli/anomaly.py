@@ -1,0 +1,202 @@
+"""The ``anomaly`` command: per-sample anomaly scores of a trained run, and with labels ROC-AUC and average precision."""
+
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aekit.cli.commands import _check_out_file, _described, _load_run
+from aekit.cli.common import (
+    UsageError,
+    _add_data_args,
+    _check_suffix,
+    _info,
+    _load,
+    _out,
+    _print_json,
+    _run_data,
+)
+
+AddParser = Callable[..., argparse.ArgumentParser]
+_SPLIT = "test: the test split, or the training data of a source without one"
+#: The figure's name: beside --out (``<stem>-histogram.png``), else in the run directory.
+FIGURE = "anomaly-histogram.png"
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 0.5], e.g. 0.1; got {text!r}") from None
+    if not 0 < v <= 0.5:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 0.5], the expected share of anomalies, e.g. 0.1; "
+                                         f"got {text!r}")
+    return v
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integer class labels such as 0 or 3,5; got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected integer class labels such as 0 or 3,5; got {text!r}")
+    return vals
+
+
+def add_parsers(add: AddParser) -> None:
+    """Add ``anomaly`` to the main parser (``add`` is its sub-parser factory)."""
+    sp = add("anomaly", "score samples by how abnormal they are; with labels, ROC-AUC and average precision",
+             "Score each sample of a data set with a trained run taken as a model of normal data: the reconstruction "
+             "error, or the log-likelihood for families that have one (higher scores are more abnormal). The "
+             "threshold that --contamination sets is the quantile of the scores of the data the run was trained on "
+             "(of the scored data when the run does not record its data). With labels (the data set's own, or "
+             "--labels) and --normal-label, it reports ROC-AUC and average precision (anomalies as the positive "
+             "class) and draws the histograms of the scores by class. Like every command that measures, it scores the "
+             "test split by default.")
+    sp.add_argument("run", metavar="RUN", help="run directory of a model trained on normal data")
+    _add_data_args(sp, split_default=_SPLIT, split_help="split to score")
+    sp.add_argument("--labels", metavar="FILE", help="labels of the scored samples, a .npy or one-column .csv/.txt file "
+                                                     "(default: the data set's own labels)")
+    sp.add_argument("--normal-label", type=_int_list, metavar="K[,K...]",
+                    help="the class label(s) of normal samples; without it labels must be 0 (normal) and 1 (anomaly)")
+    sp.add_argument("--score", choices=("auto", "reconstruction", "likelihood"), default="auto",
+                    help="reconstruction error or log-likelihood (default: auto: the likelihood where the family has "
+                         "one)")
+    sp.add_argument("--contamination", type=_fraction, default=0.1, metavar="F",
+                    help="expected share of anomalies in the training data, sets the threshold (default: 0.1)")
+    sp.add_argument("--out", metavar="FILE.csv", help="write per-sample scores (index, score, prediction, label); the "
+                                                      f"histogram goes beside it as <stem>-histogram.png instead of "
+                                                      f"RUN/{FIGURE}")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out and the figure if they exist")
+    sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _read_labels(path: str, n: int) -> Any:
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--labels {path}: no such file; give a .npy or one-column .csv/.txt file of labels")
+    try:
+        y = np.load(p, allow_pickle=False) if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter=",", ndmin=1)
+    except Exception as exc:
+        raise UsageError(f"--labels {path} could not be read ({' '.join(str(exc).split())}); give a .npy or "
+                         "one-column .csv/.txt file of integer labels") from None
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.all(np.isfinite(y.astype(np.float64))) or not np.all(y == np.round(y)):
+        raise UsageError(f"--labels {path} must hold one integer label per sample (shape (n,)), got shape {y.shape}"
+                         " or non-integers")
+    if y.shape[0] != n:
+        raise UsageError(f"--labels {path} has {y.shape[0]} labels for {n} scored samples; give one label per sample")
+    return y.astype(np.int64)
+
+
+def _is_anomaly(y: Any, normal: list[int] | None, where: str) -> Any:
+    """Ground truth: 1 for anomalies, 0 for normal samples."""
+    import numpy as np
+
+    classes = sorted(int(c) for c in np.unique(y))
+    if normal is None:
+        if not set(classes) <= {0, 1}:
+            raise UsageError(f"{where} has the classes {classes}; say which are normal with --normal-label K[,K...]")
+        truth = (y == 1).astype(np.int64)
+    else:
+        missing = [k for k in normal if k not in classes]
+        if missing:
+            raise UsageError(f"--normal-label {','.join(map(str, normal))}: {missing[0]} is not a class of {where} "
+                             f"(classes: {classes}); give a class that occurs")
+        truth = (~np.isin(y, normal)).astype(np.int64)
+    if truth.min() == truth.max():
+        raise UsageError(f"{where}: every sample is {'an anomaly' if truth[0] else 'normal'}, so ROC-AUC is undefined; "
+                         "score data with both normal samples and anomalies")
+    return truth
+
+
+def _reference(run: Path, ns: argparse.Namespace) -> Any:
+    """The data the run was trained on, or None when the run does not record it."""
+    from aekit.engine.rundir import CONFIG_FILE, read_json
+
+    saved = read_json(run / CONFIG_FILE).get("data")
+    if not isinstance(saved, dict):
+        return None
+    spec = dict(saved)
+    if ns.data_dir is not None and ns.data is None:
+        spec["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
+    return _load(spec, split=str(spec.get("split") or "train"), download=ns.download)
+
+
+def _cmd_anomaly(ns: argparse.Namespace) -> int:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from aekit.apps.anomaly import AnomalyDetector
+    from aekit.cli.common import _load_eval_data
+    from aekit.engine.rundir import atomic_write_bytes, atomic_write_text
+
+    run = Path(ns.run)
+    out = _check_suffix(ns.out, (".csv",), "scores") if ns.out is not None else None
+    est = _load_run(ns.run)
+    det = AnomalyDetector(est, score_type=ns.score, contamination=ns.contamination)
+    try:
+        det._check_params()
+        det._choose_score(est)
+    except ValueError as exc:
+        raise UsageError(f"--score {ns.score}: {exc}".replace("score_type=", "--score ")) from None
+    spec, split = _run_data(run, ns, "test")
+    ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
+    truth = None
+    if ns.labels is not None:
+        truth = _is_anomaly(_read_labels(ns.labels, len(ds)), ns.normal_label, f"--labels {ns.labels}")
+    elif ns.normal_label is not None:
+        if ds.y is None:
+            raise UsageError(f"--normal-label: {ds.name} has no labels; give them with --labels FILE")
+        truth = _is_anomaly(ds.y, ns.normal_label, f"the labels of {ds.name}")
+    figure = None
+    if truth is not None:
+        figure = out.with_name(out.stem + "-histogram.png") if out is not None else run / FIGURE
+    for path in (out, figure):
+        if path is not None:
+            _check_out_file(path, ns, spec)  # before any scoring: nothing is written on a refusal
+    ref = _reference(run, ns)
+    reference = "the run's training data" if ref is not None else "the scored data (the run does not record its data)"
+    det.fit(ref.X if ref is not None else ds.X)
+    decision = det.decision_function(ds.X)
+    pred = det.predict(ds.X)
+    summary: dict[str, Any] = {
+        "data": ds.name, "split": ds.split, "n_samples": len(ds), "score": det.score_,
+        "contamination": ns.contamination, "threshold": det.threshold_, "threshold_from": reference,
+        "n_predicted_anomalies": int((pred == -1).sum()),
+    }
+    if truth is not None:
+        summary["roc_auc"] = float(roc_auc_score(truth, decision))
+        summary["average_precision"] = float(average_precision_score(truth, decision))
+        summary["n_anomalies"] = int(truth.sum())
+    if out is not None:
+        lines = ["index,score,prediction" + (",anomaly" if truth is not None else "")]
+        for i, (d, p) in enumerate(zip(decision, pred, strict=True)):
+            lines.append(f"{i},{float(d)!r},{int(p)}" + (f",{truth[i]}" if truth is not None else ""))
+        atomic_write_text(out, "\n".join(lines) + "\n")
+        summary["out"] = str(out)
+    if figure is not None and truth is not None:
+        from aekit.report.figures import anomaly_histogram_figure
+
+        groups = [("normal", decision[truth == 0]), ("anomalies", decision[truth == 1])]
+        title = f"Anomaly scores ({det.score_}), {ds.name} {ds.split}"
+        atomic_write_bytes(figure, anomaly_histogram_figure(groups, threshold=0.0, title=title))
+        summary["figure"] = str(figure)
+    if ns.json:
+        _print_json(summary)
+        return 0
+    _out(f"{_described(ds, ns.limit)}: scored by {det.score_}")
+    _out(f"threshold {det.threshold_:.6g} (contamination {ns.contamination}, from {reference}): "
+         f"{summary['n_predicted_anomalies']} of {len(ds)} called anomalies")
+    if truth is not None:
+        _out(f"roc_auc {summary['roc_auc']:.6f}  average_precision {summary['average_precision']:.6f}  "
+             f"({summary['n_anomalies']} anomalies)")
+    for key in ("out", "figure"):
+        if key in summary:
+            _info(f"wrote {summary[key]}")
+    return 0

@@ -1,0 +1,182 @@
+"""Anomaly detection: AnomalyDetector's sign conventions and threshold, its scores, scikit-learn's own outlier
+checks, and the ``aekit anomaly`` command."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import aekit
+from aekit.apps.anomaly import AnomalyDetector, default_model, scoring_families
+
+TINY = {"hidden_dims": (8,), "latent_dim": 2, "max_epochs": 2, "batch_size": 16, "verbose": 0, "random_state": 0}
+
+
+def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Normal data near a 2-D plane in 6-D, and a far cluster of outliers off it."""
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((2, 6))
+    normal = rng.standard_normal((200, 2)) @ B + 0.05 * rng.standard_normal((200, 6))
+    outliers = 4.0 + rng.standard_normal((20, 6))
+    return normal.astype(np.float32), outliers.astype(np.float32)
+
+
+def test_signs_threshold_and_outlier_cluster() -> None:
+    normal, outliers = _blobs()
+    det = AnomalyDetector(aekit.Autoencoder(**{**TINY, "max_epochs": 8}), contamination=0.1).fit(normal)
+    X = np.concatenate([normal, outliers])
+    s, d, p = det.score_samples(X), det.decision_function(X), det.predict(X)
+    # score_samples is minus the reconstruction error; decision_function is its negation shifted by threshold_.
+    np.testing.assert_allclose(s, -det.model_.reconstruction_error(X), rtol=1e-6)
+    np.testing.assert_allclose(d, -s - det.threshold_, rtol=1e-6)
+    assert det.offset_ == -det.threshold_
+    np.testing.assert_array_equal(p, np.where(d > 0, -1, 1))
+    assert set(np.unique(p)) <= {-1, 1} and p.dtype.kind == "i"
+    # The threshold is the (1 - contamination) quantile of the training abnormality.
+    train_abn = det.model_.reconstruction_error(normal)
+    assert det.threshold_ == pytest.approx(np.quantile(train_abn, 0.9), rel=1e-6)
+    np.testing.assert_allclose(det.decision_scores_, det.decision_function(normal), rtol=1e-5)
+    assert np.mean(det.predict(normal) == -1) == pytest.approx(0.1, abs=0.01)
+    # The far cluster scores above every normal sample and is called anomalous.
+    assert d[200:].min() > np.quantile(d[:200], 0.99)
+    assert (p[200:] == -1).all()
+    # fit_predict labels the training data as predict does after fit.
+    np.testing.assert_array_equal(AnomalyDetector(aekit.Autoencoder(**TINY)).fit_predict(normal),
+                                  AnomalyDetector(aekit.Autoencoder(**TINY)).fit(normal).predict(normal))
+
+
+def test_fitted_model_is_used_as_is_and_likelihood_scores() -> None:
+    normal, outliers = _blobs(1)
+    fa = aekit.FactorAnalysisAutoencoder(latent_dim=2).fit(normal)
+    det = AnomalyDetector(fa, contamination=0.05).fit(normal)
+    assert det.model_ is fa and det.score_ == "likelihood"  # "auto" picks the likelihood of a loglik family
+    X = np.concatenate([normal, outliers])
+    np.testing.assert_allclose(det.score_samples(X), fa.score_samples(X), rtol=1e-6)
+    assert det.decision_function(outliers).min() > det.decision_function(normal).max()
+    rec = AnomalyDetector(fa, score_type="reconstruction").fit(normal)
+    np.testing.assert_allclose(rec.score_samples(X), -fa.reconstruction_error(X), rtol=1e-6)
+    # An unfitted model is cloned, never fitted in place.
+    ae = aekit.Autoencoder(**TINY)
+    assert AnomalyDetector(ae).fit(normal).model_ is not ae and not hasattr(ae, "module_")
+    assert "factor-analysis" in scoring_families()["likelihood"]
+    # The default model's code narrows with the data: 30 features -> 3 units, MNIST's 784 -> 16, tiny tables -> 2.
+    assert [default_model(d).latent_dim for d in (30, 784, 6)] == [3, 16, 2]
+
+
+def test_images_of_any_shape() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 3, 5, 7)).astype(np.float32)
+    det = AnomalyDetector(aekit.Autoencoder(**TINY)).fit(X)
+    assert det.decision_function(X).shape == (40,) and det.n_features_in_ == 105
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"contamination": 0.0}, r"contamination=0\.0 must be a fraction in \(0, 0\.5\]"),
+    ({"contamination": 0.7}, r"contamination=0\.7 must be a fraction in \(0, 0\.5\]"),
+    ({"score_type": "magic"}, r"score_type='magic' is not one of auto, reconstruction, likelihood"),
+    ({"score_type": "likelihood"}, r"score_type='likelihood' needs a family with a likelihood, and 'autoencoder' has none; "
+                              r"use score_type='reconstruction', or a family that has one: .*vae"),
+])
+def test_bad_parameters(kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AnomalyDetector(aekit.Autoencoder(**TINY), **kw).fit(_blobs()[0])
+
+
+def test_unfitted_detector() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        AnomalyDetector().decision_function(_blobs()[0])
+
+
+def expected_failed_checks(estimator: Any) -> dict[str, str]:
+    """Checks that cannot apply, with the reason."""
+    return {
+        "check_outliers_train": "decision_function has PyOD's sign (higher is more abnormal, positive for anomalies) "
+                                "where this check wants scikit-learn's (positive for inliers); the rest of what it "
+                                "checks is tested in test_signs_threshold_and_outlier_cluster",
+    }
+
+
+@parametrize_with_checks([AnomalyDetector(aekit.Autoencoder(**TINY))], expected_failed_checks=expected_failed_checks)
+def test_sklearn_outlier_checks(estimator: Any, check: Any) -> None:
+    check(estimator)
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+def call(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from aekit.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def zeros_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model of the digit 0, trained on the zeros of the bundled digits' training split."""
+    d = aekit.load_dataset("digits", split="train")
+    run = tmp_path_factory.mktemp("anomaly") / "zeros"
+    aekit.Autoencoder(**{**TINY, "hidden_dims": (16,), "max_epochs": 3}).fit(d.X[d.y == 0]).save(run)
+    return run
+
+
+def test_anomaly_command_scores_auc_and_figure(zeros_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    out = tmp_path / "scores.csv"
+    code, o, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--normal-label", "0",
+                        "--out", str(out), "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    test = aekit.load_dataset("digits", split="test")
+    assert table.shape == (len(test),) and res["n_samples"] == len(test)
+    np.testing.assert_array_equal(table["anomaly"], (test.y != 0).astype(int))
+    # The printed figures are scikit-learn's on the written scores.
+    assert res["roc_auc"] == pytest.approx(roc_auc_score(table["anomaly"], table["score"]), abs=1e-12)
+    assert res["average_precision"] == pytest.approx(average_precision_score(table["anomaly"], table["score"]),
+                                                     abs=1e-12)
+    assert res["roc_auc"] > 0.8  # a model of zeros tells the other digits apart
+    np.testing.assert_array_equal(table["prediction"], np.where(table["score"] > 0, -1, 1))
+    fig = tmp_path / "scores-histogram.png"
+    assert res["figure"] == str(fig) and fig.read_bytes().startswith(b"\x89PNG")
+    # Never over an existing file without --overwrite.
+    code, _, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--normal-label", "0", "--out", str(out))
+    assert code == 2 and f"--out {out} already exists; pass --overwrite" in err
+    # 0/1 labels from a file, text output; the figure goes into the run without --out.
+    labels = tmp_path / "labels.npy"
+    np.save(labels, (test.y != 0).astype(np.int64))
+    code, o, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--labels", str(labels))
+    assert code == 0, err
+    assert f"roc_auc {res['roc_auc']:.6f}" in o and (zeros_run / "anomaly-histogram.png").is_file()
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples; give one label per sample"),
+    (["--normal-label", "12"], r"--normal-label 12: 12 is not a class of the labels of digits .*; give a class"),
+    (["--contamination", "0.7"], r"expected a fraction in \(0, 0.5\]"),
+    (["--score", "likelihood"], r"--score likelihood: --score 'likelihood' needs a family with a likelihood"),
+    (["--out", "OUT/s.txt"], r"--out .*s.txt: scores are written as .csv files"),
+    (["--data", "digits", "--labels", "LABELS3"], r"has the classes \[0, 1, 2\]; say which are normal with --normal-label"),
+])
+def test_anomaly_command_refusals(zeros_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  args: list[str], match: str) -> None:
+    np.save(tmp_path / "labels.npy", np.zeros(5, dtype=np.int64))
+    np.save(tmp_path / "labels3.npy", np.arange(360) % 3)
+    args = [a.replace("LABELS3", str(tmp_path / "labels3.npy")).replace("LABELS", str(tmp_path / "labels.npy"))
+            .replace("OUT", str(tmp_path)) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = call(capsys, "anomaly", str(zeros_run), "--data", "digits", "--out", str(tmp_path / "s.csv"), *args)
+    assert code == 2 and re.search(match, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
