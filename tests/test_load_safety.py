@@ -176,10 +176,12 @@ def test_header_checked_before_any_tensor(run: Path) -> None:
 
 def test_config_of_another_family_than_the_weights(run: Path) -> None:
     # The denoising family builds exactly the (randomly started) autoencoder's tensors: only the metadata tells
-    # them apart once the parameters are ones the denoising family takes (no init, no "auto" training settings).
+    # them apart once the parameters are ones the denoising family takes (no init, no binary codes, no "auto"
+    # training settings).
     def as_denoising(c: dict[str, Any]) -> None:
         c["family"] = "denoising"
-        c["params"].pop("init"), c["resolved"].pop("init")
+        for only_plain in ("init", "binary_codes"):
+            c["params"].pop(only_plain), c["resolved"].pop(only_plain)
         c["params"].update({k: c["resolved"][k] for k in ("max_epochs", "validation_fraction", "patience")})
 
     edit_config(run, as_denoising)
