@@ -88,17 +88,12 @@ def _image_files(folder: Path, what: str) -> list[Path]:
 
 
 def _read_image(path: Path) -> Any:
-    import numpy as np
-    from PIL import Image
+    from aekit.data.datasets import read_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            gray = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-            arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32) / 255.0
-    except OSError as exc:
-        raise UsageError(f"{path} is not a readable image ({exc}); give PNG or JPEG files") from None
-    return arr[None] if gray else arr.transpose(2, 0, 1)  # (C, H, W)
+        return read_image(path)  # (C, H, W)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; give PNG or JPEG files") from None
 
 
 def _read_folder(folder: Path, what: str) -> list[_Image]:

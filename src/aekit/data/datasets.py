@@ -736,6 +736,27 @@ def _bomb_message(f: Path, size: str) -> str:
     )
 
 
+def read_image(path: Path) -> np.ndarray:
+    """One image file as (C, H, W) float32 in [0, 1]: one channel for a grayscale mode, else RGB.
+
+    Raises ValueError for an unreadable file or one past ``MAX_IMAGE_PIXELS`` (a decompression bomb).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ValueError(_bomb_message(path, f"{w}x{h} = {w * h} pixels"))
+                return _image_to_chw(im, im.mode in _GRAY_MODES)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(_bomb_message(path, str(exc))) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
 def _image_to_chw(im: Any, gray: bool) -> np.ndarray:
     if not gray:
         return np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
