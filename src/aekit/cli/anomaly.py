@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aekit.cli.commands import _check_out_file, _described, _load_run
 from aekit.cli.common import (
+    _MEASURE_SPLIT,
+    AddParser,
     UsageError,
     _add_data_args,
     _check_suffix,
@@ -20,8 +21,6 @@ from aekit.cli.common import (
     _run_data,
 )
 
-AddParser = Callable[..., argparse.ArgumentParser]
-_SPLIT = "test: the test split, or the training data of a source without one"
 #: The figure's name: beside --out (``<stem>-histogram.png``), else in the run directory.
 FIGURE = "anomaly-histogram.png"
 
@@ -58,7 +57,7 @@ def add_parsers(add: AddParser) -> None:
              "class) and draws the histograms of the scores by class. Like every command that measures, it scores the "
              "test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory of a model trained on normal data")
-    _add_data_args(sp, split_default=_SPLIT, split_help="split to score")
+    _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to score")
     sp.add_argument("--labels", metavar="FILE", help="labels of the scored samples, a .npy or one-column .csv/.txt file "
                                                      "(default: the data set's own labels)")
     sp.add_argument("--normal-label", type=_int_list, metavar="K[,K...]",

@@ -10,13 +10,18 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 # NumPy, PyTorch and scikit-learn are imported inside the functions that use them: `aekit --help`,
 # `aekit list` and `aekit --version` then answer in a fraction of a second.
 
+#: The sub-parser factory each command module's ``add_parsers`` receives.
+AddParser = Callable[..., argparse.ArgumentParser]
+# The default data of each kind of command (see cli/main.py's docstring), as the help texts say it.
+_MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
+_TRANSFORM_SPLIT = "all: every sample, train and test"
 COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report",
             "denoise", "inpaint", "colorize", "index", "search", "features", "anomaly")
 

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aekit.cli.commands import _check_out_file, _described, _load_run
 from aekit.cli.common import (
+    _TRANSFORM_SPLIT,
+    AddParser,
     UsageError,
     _add_data_args,
     _check_suffix,
@@ -26,11 +27,9 @@ from aekit.cli.common import (
 
 # The default data of each command, as the help texts say it.
 _GENERATE_SPLIT = "the split the run was trained on; train with --data"
-_TRANSFORM_SPLIT = "all: every sample, train and test"
 _DENSITIES = ("auto", "prior", "normal", "gaussian", "gmm")
 _FITTED = ("gaussian", "gmm")
 
-AddParser = Callable[..., argparse.ArgumentParser]
 
 
 def add_parsers(add: AddParser, with_prior: list[str]) -> None:

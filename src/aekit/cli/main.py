@@ -37,6 +37,8 @@ from aekit.cli.commands import (
     _cmd_report,
 )
 from aekit.cli.common import (
+    _MEASURE_SPLIT,
+    _TRANSFORM_SPLIT,
     COMMANDS,
     DEMO_EPOCHS,
     UsageError,
@@ -56,9 +58,6 @@ from aekit.model.catalog import catalog
 
 __all__ = ["main"]
 
-# The default data of each kind of command (see the module docstring), as the help texts say it.
-_MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
-_TRANSFORM_SPLIT = "all: every sample, train and test"
 
 # ---------------------------------------------------------------------------------------- main
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aekit.cli.common import (
+    _TRANSFORM_SPLIT,
+    AddParser,
     UsageError,
     _add_data_args,
     _info,
@@ -27,10 +28,7 @@ from aekit.cli.common import (
     _write_npy,
 )
 
-AddParser = Callable[..., argparse.ArgumentParser]
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_TRANSFORM_SPLIT = "all: every sample, train and test"
 
 
 def add_parsers(add: AddParser) -> None:

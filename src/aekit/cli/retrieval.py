@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aekit.cli.commands import _check_out_file, _described, _load_run
 from aekit.cli.common import (
+    AddParser,
     UsageError,
     _add_data_args,
     _data_spec,
@@ -23,7 +23,6 @@ from aekit.cli.common import (
     _run_data,
 )
 
-AddParser = Callable[..., argparse.ArgumentParser]
 _INDEX_SPLIT = "train: the training split, the collection searched in"
 _QUERY_SPLIT = "all of a query file, in its order; the test split of a named data set"
 
