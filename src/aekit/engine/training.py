@@ -108,6 +108,16 @@ def _forward(module: nn.Module, x: Tensor, y: Tensor | None) -> Any:
     return module(x, y) if (y is not None and getattr(module, "conditions_on_labels", False)) else module(x)
 
 
+def _batch_loss(
+    module: nn.Module, xb: Tensor, y: Tensor | None, corruption: Callable[[Tensor], Tensor] | None
+) -> LossOutput:
+    """The objective of one batch: the forward pass on the corrupted batch, the loss against the clean one,
+    with the batch's labels when there are any (only a module that sets ``uses_labels`` is given them)."""
+    out = _forward(module, corruption(xb) if corruption is not None else xb, y)
+    # nn.Module types unknown attributes as Tensor | Module; ``loss`` is the model's method.
+    return module.loss(xb, out, y) if y is not None else module.loss(xb, out)  # type: ignore[operator,no-any-return]
+
+
 # ----------------------------------------------------------------------------------------- callbacks
 
 
@@ -531,9 +541,7 @@ def _train(
         xb = Xt[idx]  # (B, *sample_shape), drawn on the device
         if transform is not None:
             xb = transform(xb)
-        out = _forward(module, corruption(xb) if corruption is not None else xb, yt[idx] if yt is not None else None)
-        # nn.Module types unknown attributes as Tensor | Module; ``loss`` is the model's method.
-        return module.loss(xb, out, yt[idx]) if (uses_labels and yt is not None) else module.loss(xb, out)  # type: ignore[operator]
+        return _batch_loss(module, xb, yt[idx] if yt is not None else None, corruption)
 
     # Running sums of the loss and its named terms, weighted by batch size; read once per epoch so the
     # device never waits for the host inside an epoch.
@@ -636,8 +644,7 @@ def evaluate_loss(
     for i in range(0, idx.numel(), batch_size):
         j = idx[i : i + batch_size]
         xb = Xt[j] if transform is None else transform(Xt[j])
-        out = _forward(module, corruption(xb) if corruption is not None else xb, yt[j] if uses_labels and yt is not None else None)
-        lo = module.loss(xb, out, yt[j] if yt is not None else None) if uses_labels else module.loss(xb, out)  # type: ignore[operator]
+        lo = _batch_loss(module, xb, yt[j] if uses_labels and yt is not None else None, corruption)
         total += float(lo.total) * j.numel()
         count += j.numel()
     module.train(was_training)
