@@ -33,6 +33,7 @@ __all__ = [
     "Auto",
     "Explain",
     "Interval",
+    "check_count",
     "check_value",
     "choices",
     "describe",
@@ -270,6 +271,13 @@ def check_value(name: str, value: Any, tp: Any) -> None:
     same_kind = [(b, m) for b, m in members(tp) if get_origin(b) is not Literal and _same_kind(value, b)]
     rule = "; ".join(_describe_one(b, m) for b, m in same_kind) if same_kind else describe(tp)
     raise ValueError(f"{name} must be {rule}{meaning}, got {value!r}{fix}")
+
+
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int when it is an integer >= 1 (a count of samples, draws or steps given to a method
+    rather than declared as a field); else :func:`check_value`'s ValueError."""
+    check_value(name, value, Annotated[int, Interval(1)])
+    return int(value)
 
 
 # ------------------------------------------------------------------------------ the command line

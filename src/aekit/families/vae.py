@@ -51,7 +51,7 @@ from aekit.core.losses import (
 )
 from aekit.core.nets import Activation, apply_output, build_encoder_decoder, check_network
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.core.params import AUTO, Auto, Explain, Interval
+from aekit.core.params import AUTO, Auto, Explain, Interval, check_count
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, check_binarizable
@@ -458,7 +458,7 @@ class VAE(BaseAutoencoder):
             label-free model. An unconditional model takes no label.
         """
         self._check_fitted()
-        n = _check_count("n", n)
+        n = check_count("n", n)
         y = self._label_indices(label, n)
         seed = int(random_state) if random_state is not None else secrets.randbelow(2**63 - 1)
         gen = torch.Generator().manual_seed(seed)
@@ -474,7 +474,7 @@ class VAE(BaseAutoencoder):
         of ``X`` in its own units (the scaling's Jacobian included); under a Bernoulli decoder a sample
         outside [0, 1] has probability 0, so its value is -inf.
         """
-        n_samples = _check_count("n_samples", n_samples)
+        n_samples = check_count("n_samples", n_samples)
         return self._bound(X, y, n_samples, random_state, iwae=False)
 
     def iwae_bound(self, X: Any, k: int, *, y: Any = None, random_state: int = 0) -> np.ndarray:
@@ -483,7 +483,7 @@ class VAE(BaseAutoencoder):
         L_1 is the ELBO (with a sampled KL); L_k rises with k towards log p(x). The draws are made as in
         :meth:`elbo`.
         """
-        k = _check_count("k", k)
+        k = check_count("k", k)
         return self._bound(X, y, k, random_state, iwae=True)
 
     def log_likelihood(self, X: Any, n_samples: int = 5000, *, y: Any = None, batch_size: int | None = None,
@@ -495,9 +495,9 @@ class VAE(BaseAutoencoder):
         time; default: as many as fit). It is L_S, a lower bound that tightens as ``n_samples`` grows;
         Burda et al. use 5,000 samples.
         """
-        n_samples = _check_count("n_samples", n_samples)
+        n_samples = check_count("n_samples", n_samples)
         if batch_size is not None:
-            batch_size = _check_count("batch_size", batch_size)
+            batch_size = check_count("batch_size", batch_size)
         return self._bound(X, y, n_samples, random_state, iwae=True, batch_size=batch_size)
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -568,12 +568,6 @@ def _row_seed(random_state: int, row: np.ndarray) -> int:
     """A 63-bit seed from ``random_state`` and the bytes of one sample."""
     h = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8, key=str(int(random_state)).encode())
     return int.from_bytes(h.digest(), "little") & (2**63 - 1)
-
-
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 __all__: Sequence[str] = ["VAE", "VAEConfig", "VAEModule", "KLWarmup", "KLWarmupBySteps"]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from aekit.core.params import check_count
+
 __all__ = ["METRIC_ORDER", "format_value", "likelihood_metrics", "ordered_metrics", "reconstruction_metrics"]
 
 #: Every metric name in the order :func:`reconstruction_metrics` computes them; tables and JSON use it.
@@ -166,8 +168,7 @@ def likelihood_metrics(est: Any, X: Any, *, nll_samples: int | None = None) -> d
         if not callable(getattr(est, "log_likelihood", None)):
             raise ValueError(f"nll_samples={nll_samples}: family {name!r} has no likelihood to estimate; leave it out "
                              "(--nll-samples applies to families such as vae)")
-        if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
-            raise ValueError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")
+        nll_samples = check_count("nll_samples", nll_samples)
     if callable(getattr(est, "elbo", None)):
         out["elbo_nats"] = float(np.mean(est.elbo(X)))
     if nll_samples is not None:
