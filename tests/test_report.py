@@ -139,3 +139,40 @@ def test_generate_follows_the_declared_capability() -> None:
         generate(WithPrior(), 2)
     with pytest.raises(ValueError, match="declares no prior to sample from; choose density gaussian or gmm"):
         generate(WithPrior(), 2, density="prior")
+
+
+def test_add_report_section_adds_replaces_and_survives_a_new_report(fitted_ae: Any, tmp_path: Path) -> None:
+    from aekit.report.html import add_report_section
+    from aekit.workflow.train import train_run
+
+    params = {"latent_dim": 2, "hidden_dims": (8,), "max_epochs": 1, "random_state": 0, "device": "cpu", "verbose": 0}
+    run = tmp_path / "run"
+    train_run("autoencoder", params, {"name": "digits", "limit": 60}, run, eval_limit=30)
+    png = loss_figure([{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}])
+    assert png is not None
+    assert add_report_section(run, "denoise", "Denoising", png, "noisy / restored / clean",
+                              table=[{"method": "dae", "psnr_db": 21.5}]) == run / "app-denoise.png"
+    page = (run / "report.html").read_text()
+    assert "<h2>Denoising</h2>" in page and "noisy / restored / clean" in page and "<td>21.5</td>" in page
+    # A second section is added, and a new figure under the first key replaces the old one, in place.
+    add_report_section(run, "anomaly", "Anomaly scores", png, "histograms by class")
+    add_report_section(run, "denoise", "Denoising", png, "second caption")
+    page = (run / "report.html").read_text()
+    assert page.count("<h2>Denoising</h2>") == 1 and "second caption" in page and "noisy / restored" not in page
+    assert page.index("<h2>Denoising</h2>") < page.index("<h2>Anomaly scores</h2>") < page.index("</body>")
+    n_figures = page.count("data:image/png;base64,")
+    # A report written again keeps both sections (they are recorded beside the figures).
+    page = write_report(aekit.load(run), _digits(), run).read_text()
+    assert "second caption" in page and "histograms by class" in page
+    assert page.count("data:image/png;base64,") == n_figures
+    # Replacing the run removes the applications' files with the rest of it.
+    train_run("autoencoder", params, {"name": "digits", "limit": 60}, run, overwrite=True, eval_limit=30)
+    assert not list(run.glob("app-*")) and "Denoising" not in (run / "report.html").read_text()
+    # A model saved from Python, or any other folder: nothing written. A bad key: a clear message.
+    saved = tmp_path / "saved"
+    fitted_ae.save(saved)
+    before = sorted(p.name for p in saved.iterdir())
+    assert add_report_section(saved, "denoise", "t", png, "c") is None
+    assert sorted(p.name for p in saved.iterdir()) == before
+    with pytest.raises(ValueError, match="report section key 'De noise' must be lower-case"):
+        add_report_section(run, "De noise", "t", png, "c")

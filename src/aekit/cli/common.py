@@ -39,10 +39,6 @@ _NOT_FLAGS = frozenset({*TRAIN_ALIASES, "verbose"})
 _DATA_KEYS = ("data", "data_dir", "split", "limit", "label_column", "download")
 # What ``--resume`` may change: the rest must match the checkpoint, so it comes from config.json.
 _RESUME_OK = frozenset({"resume", "out", "epochs", "device", "quiet", "json", "debug", "threads", "family"})
-_RUN_FILES = (
-    "model.safetensors", "checkpoint.safetensors", "checkpoint.json", "history.csv", "metrics.json", "report.html",
-    "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png",
-)
 
 # The demo: a 2-D code, so the latent map is the code itself. Early stopping (patience 30) ends it
 # near epoch 150-200, about 10 s of training on one CPU core. GELU units reach a lower test error than

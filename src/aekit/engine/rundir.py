@@ -40,10 +40,12 @@ CHECKPOINT_META = "checkpoint.json"
 HISTORY_FILE = "history.csv"
 LOCK_FILE = ".aekit.lock"
 #: every file a run trained by aekit may hold, besides ``config.json``; ``pretrain-layer-*`` are the
-#: checkpoint folders of layer-wise pretraining
+#: checkpoint folders of layer-wise pretraining, ``app-*.png`` and ``report-sections.json`` the figures and
+#: the record of the report sections that applications (denoising, anomaly scores, ...) add to a run
 RUN_FILES: tuple[str, ...] = (
     CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE, "metrics.json", "report.html",
     "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png", "pretrain-layer-*",
+    "app-*.png", "report-sections.json",
 )
 #: the files a model saved from Python holds
 SAVED_FILES: tuple[str, ...] = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE)

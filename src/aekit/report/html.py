@@ -8,20 +8,34 @@ code gets a manifold figure: the decodings of a regular grid over the code space
 and a ``report.html`` that embeds the same images as base64, so the HTML file can be mailed or moved on
 its own. The report knows no family: it reads the capabilities the family declares in the registry and
 the run's own record (its history, config and metrics).
+
+Applications add their own sections to a run's report with :func:`add_report_section` (a figure, a
+caption and an optional table): each is saved as ``app-KEY.png`` and recorded in
+``report-sections.json``, so a report written again later keeps them.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import html
+import json
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aekit.data.datasets import Dataset
-from aekit.engine.rundir import CONFIG_FILE, atomic_write_bytes, atomic_write_text
+from aekit.engine.rundir import (
+    CONFIG_FILE,
+    atomic_write_bytes,
+    atomic_write_text,
+    owned_files,
+    run_config,
+    write_json,
+)
 from aekit.model.sampling import can_sample, generate
 from aekit.report.figures import (
     LatentMap,
@@ -40,9 +54,13 @@ from aekit.report.metrics import (
     reconstruction_metrics,
 )
 
-__all__ = ["REPORT_FILE", "write_report", "write_sweep_page"]
+__all__ = ["REPORT_FILE", "SECTIONS_FILE", "add_report_section", "write_report", "write_sweep_page"]
 
 REPORT_FILE = "report.html"
+SECTIONS_FILE = "report-sections.json"
+# The applications' sections sit between these markers, so adding one rewrites only that part of the page.
+_APPS_BEGIN, _APPS_END = "<!-- aekit:applications -->", "<!-- /aekit:applications -->"
+_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -314,6 +332,7 @@ def write_report(
         "samples.png"))
 
     sections.append("<h2>Metrics</h2>" + _metrics_table(metrics))
+    sections.append(_applications_html(run))
 
     # ------------------------------------------------------------------ header
     data_spec = cfg.get("data") if isinstance(cfg.get("data"), dict) else None
@@ -387,3 +406,110 @@ def write_sweep_page(
     out = Path(path)
     atomic_write_text(out, page)
     return out
+
+
+# ------------------------------------------------------------------ sections added by applications
+
+
+def _read_sections(run: Path) -> dict[str, dict[str, Any]]:
+    try:
+        obj = json.loads((run / SECTIONS_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or a damaged record: the next section written starts it again
+    if not isinstance(obj, dict):
+        return {}
+    return {k: v for k, v in obj.items() if isinstance(v, dict) and _KEY.match(str(k))}
+
+
+def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_value(r[c]) if c in r else '')}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _applications_html(run: Path) -> str:
+    """The applications' sections recorded for ``run``, in the order they were first added, between markers."""
+    parts = []
+    for entry in _read_sections(run).values():
+        file = str(entry.get("file", ""))
+        try:
+            png = (run / file).read_bytes() if file.startswith("app-") and "/" not in file else None
+        except OSError:
+            png = None  # its figure was removed by hand: leave the section out
+        if png is None:
+            continue
+        table = entry.get("table")
+        rows = [r for r in table if isinstance(r, dict)] if isinstance(table, list) else []
+        parts.append(f"<h2>{html.escape(str(entry.get('title', '')))}</h2>"
+                     + _figure_html(png, str(entry.get("title", "")), str(entry.get("caption", "")), file)
+                     + _table_html(rows))
+    return _APPS_BEGIN + "".join(parts) + _APPS_END
+
+
+def add_report_section(
+    run_dir: str | os.PathLike[str],
+    key: str,
+    title: str,
+    png: bytes,
+    caption: str,
+    *,
+    table: Sequence[Mapping[str, Any]] | None = None,
+) -> Path | None:
+    """Add an application's figure (and optional table) to a run's report, replacing its earlier one.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by training (``aekit train``, :func:`aekit.train_run`). For anything
+        else (a model saved from Python, whose folder holds only what ``save`` wrote; a folder of
+        someone else's) nothing is written and None is returned.
+    key : str
+        The section's name, lower-case letters, digits, ``-`` and ``_`` (e.g. ``"denoise"``): the figure
+        is saved as ``app-KEY.png``, and a later call with the same key replaces the section.
+    title, caption : str
+        The section's heading and the figure's caption.
+    png : bytes
+        The figure (:mod:`aekit.report.figures` draws them).
+    table : sequence of mappings, optional
+        Rows of a small table shown under the figure (e.g. PSNR per method); keys are the columns.
+
+    Returns
+    -------
+    Path or None
+        The path of the figure written, or None when ``run_dir`` is not a run directory.
+    """
+    if not _KEY.match(key):
+        raise ValueError(f"report section key {key!r} must be lower-case letters, digits, '-' or '_' "
+                         "(at most 64), e.g. 'denoise'")
+    run = Path(run_dir)
+    config = run_config(run)
+    file = f"app-{key}.png"
+    # Only into a run whose config lists these files as its own, so replacing the run removes them again.
+    if config is None or not all(any(fnmatch.fnmatchcase(f, p) for p in owned_files(config))
+                                 for f in (file, SECTIONS_FILE)):
+        return None
+    atomic_write_bytes(run / file, png)
+    sections = _read_sections(run)
+    sections[key] = {"title": title, "caption": caption, "file": file,
+                     "table": [dict(r) for r in table] if table else [],
+                     "written": time.strftime("%Y-%m-%d %H:%M")}
+    write_json(run / SECTIONS_FILE, sections, sort_keys=False)
+    report = run / REPORT_FILE
+    try:
+        page = report.read_text("utf-8")
+    except OSError:
+        return run / file  # no report yet: the next one written includes the section
+    block = _applications_html(run)
+    start, end = page.find(_APPS_BEGIN), page.find(_APPS_END)
+    if start >= 0 and end > start:
+        page = page[:start] + block + page[end + len(_APPS_END):]
+    else:
+        page = page.replace("</body>", block + "</body>", 1) if "</body>" in page else page + block
+    atomic_write_text(report, page)
+    return run / file
