@@ -548,8 +548,31 @@ def _path_of(module: nn.Module, cfg: TrainConfig, **kw: Any) -> tuple[list[dict[
 
 
 def test_cpu_runs_record_the_eager_path() -> None:
-    _, path = _path_of(TinyAE(), config(max_epochs=1, cuda_graph=True))
+    history, path = _path_of(TinyAE(), config(max_epochs=1, cuda_graph=True))
     assert path == "eager"
+    assert "cuda_graph" not in history[0]  # the column is written on CUDA only
+
+
+class UnitDecoderAE(TinyAE):
+    """TinyAE whose decoder columns are projected back to unit norm after every step (as sparse coding's atoms)."""
+
+    def after_step(self) -> None:
+        w = self.dec.weight
+        w.copy_(w / w.norm(dim=0, keepdim=True))
+
+
+@cuda
+def test_cuda_graph_captures_after_step() -> None:
+    """A module with an after_step hook trains on the graph path (no silent eager fallback), like the eager one."""
+    cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda"}
+    graph, eager = UnitDecoderAE(), UnitDecoderAE()
+    h_graph, p_graph = _path_of(graph, config(cuda_graph=True, **cfg))
+    h_eager, p_eager = _path_of(eager, config(cuda_graph=False, **cfg))
+    assert (p_graph, p_eager) == ("cuda-graph", "eager")
+    assert [r["cuda_graph"] for r in h_graph] == [1.0] * 3 and [r["cuda_graph"] for r in h_eager] == [0.0] * 3
+    torch.testing.assert_close(graph.dec.weight.norm(dim=0), torch.ones(K, device="cuda"))
+    for k, v in weights(eager).items():
+        torch.testing.assert_close(weights(graph)[k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
 @cuda

@@ -176,3 +176,15 @@ def test_add_report_section_adds_replaces_and_survives_a_new_report(fitted_ae: A
     assert sorted(p.name for p in saved.iterdir()) == before
     with pytest.raises(ValueError, match="report section key 'De noise' must be lower-case"):
         add_report_section(run, "De noise", "t", png, "c")
+
+
+def test_report_says_how_cuda_steps_ran(fitted_ae: Any, tmp_path: Path) -> None:
+    import copy
+
+    est = copy.deepcopy(fitted_ae)
+    est.history_ = [{**r, "cuda_graph": 1.0} for r in fitted_ae.history_]
+    page = write_report(est, _digits(), tmp_path).read_text()
+    assert "on CUDA, every step replayed from one captured CUDA graph" in page
+    n = len(est.history_)
+    est.history_[0]["cuda_graph"] = 0.0
+    assert f"on CUDA, {n - 1} of {n} epochs from a captured CUDA graph" in write_report(est, _digits(), tmp_path).read_text()

@@ -38,7 +38,8 @@ class TrainState:
         The loop's settings.
     history : list of dict
         One row per finished epoch: ``epoch``, ``lr``, ``loss`` and its named terms, ``val_loss``,
-        ``seconds``, ``samples_per_s`` and ``threads``.
+        ``seconds``, ``samples_per_s`` and ``threads``; on CUDA also ``cuda_graph`` (1 when the
+        epoch's steps were replayed from a captured CUDA graph, 0 when they ran eagerly).
     epoch : int
         Epochs finished.
     step : int

@@ -470,7 +470,6 @@ def fit_module(
     device = resolve_device(config.device)
     module.to(device)
     uses_labels = bool(getattr(module, "uses_labels", False))
-    after_step = getattr(module, "after_step", None)
 
     n = X.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -484,7 +483,7 @@ def fit_module(
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device) if (y is not None and uses_labels) else None
     train_idx_d, val_idx_d = train_idx.to(device), val_idx.to(device)
 
-    use_graph = device.type == "cuda" and config.cuda_graph and not after_step
+    use_graph = device.type == "cuda" and config.cuda_graph
     opt = _make_optimizer(_param_groups(module, config), config, device, capturable=use_graph)
     state = TrainState(module=module, optimizer=opt, generator=gen, config=config)
     state.threads = choose_threads(config, module, bs, device)
@@ -567,7 +566,7 @@ def _train(
 
     step_fn: Callable[[Tensor], None] = eager_step
     if use_graph and not state.stop:
-        graph_step = _capture_cuda_graph(module, opt, compute_loss, accumulate, train_idx_d[:bs], acc)
+        graph_step = _capture_cuda_graph(module, opt, compute_loss, accumulate, train_idx_d[:bs], acc, after_step)
         if graph_step is not None:
             step_fn = graph_step
             state.path = "cuda-graph"
@@ -612,6 +611,9 @@ def _train(
             row["seconds"] = dt
             row["samples_per_s"] = seen / dt
             row["threads"] = state.threads
+            if device.type == "cuda":
+                # The run's record of how its steps ran: 1 replayed from a captured CUDA graph, 0 eagerly.
+                row["cuda_graph"] = float(state.path == "cuda-graph")
             state.history.append(row)
             state.epoch = epoch + 1
             state.steps_per_epoch.append(n_batches)
@@ -658,8 +660,12 @@ def _capture_cuda_graph(
     accumulate: Callable[[LossOutput, float], None],
     first_idx: Tensor,
     acc: dict[str, Tensor],
+    after_step: Callable[[], None] | None = None,
 ) -> Callable[[Tensor], None] | None:
     """Capture gather + forward + backward + optimizer step + loss bookkeeping as one CUDA graph.
+
+    A module's ``after_step`` (an in-place projection, such as atoms back to unit norm) is captured
+    with the step, so families that have one train on the graph path too.
 
     Returns a step function taking the batch's indices, or None if capture fails (then the loop runs
     eagerly). The warm-up steps that capture needs are undone: parameters and optimizer state are
@@ -683,6 +689,9 @@ def _capture_cuda_graph(
                 lo = compute_loss(static_idx)
                 lo.total.backward()
                 opt.step()
+                if after_step is not None:
+                    with torch.no_grad():
+                        after_step()
                 accumulate(lo, bs)  # allocates the accumulators outside the graph's private pool
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
@@ -691,6 +700,9 @@ def _capture_cuda_graph(
             lo = compute_loss(static_idx)
             lo.total.backward()
             opt.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step()
             accumulate(lo, bs)
     except Exception as exc:  # capture is an optimization: fall back to eager, loudly
         warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly instead", RuntimeWarning, stacklevel=3)

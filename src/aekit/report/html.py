@@ -348,6 +348,11 @@ def write_report(
             epochs = f"{len(pretrain)} epochs of layer-wise pretraining ({n_layers} layers), then {epochs}"
         if seconds is not None:
             epochs += f" in {float(seconds):.1f} s"
+        graph = [r["cuda_graph"] for r in history if "cuda_graph" in r]
+        if graph:
+            epochs += ("; on CUDA, every step replayed from one captured CUDA graph" if all(graph)
+                       else "; on CUDA, steps run eagerly" if not any(graph)
+                       else f"; on CUDA, {sum(1 for g in graph if g)} of {len(graph)} epochs from a captured CUDA graph")
         vals = [(r["val_loss"], int(r.get("epoch", i + 1))) for i, r in enumerate(history) if "val_loss" in r]
         if vals and min(vals)[1] != len(history):
             epochs += f"; the weights of epoch {min(vals)[1]}, the best on validation, are kept"
