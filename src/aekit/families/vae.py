@@ -409,6 +409,17 @@ class VAE(BaseAutoencoder):
                          conv=r.architecture == "conv", k=r.k, beta=r.beta, free_bits=r.free_bits,
                          label_dropout=r.label_dropout)
 
+    def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
+        module = self.module_
+        if module.learned_variance:
+            # Start the learned variance at each feature's variance in the data, the best variance of a
+            # decoder that outputs the mean: from sigma^2 = 1 Adam's small steps take thousands of updates to
+            # reach the data's scale, and until then the likelihood is too weak to keep the codes in use.
+            var = np.asarray(Xs, dtype=np.float64).reshape(Xs.shape[0], -1).var(axis=0).reshape(module.sample_shape)
+            with torch.no_grad():
+                module.decoder_logvar.copy_(torch.from_numpy(np.log(np.maximum(var, math.exp(MIN_DECODER_LOGVAR)))))
+        return super()._fit_module(Xs, y, seed, **fit_kw)
+
     def _callbacks(self) -> list[Callback]:
         r = self.resolved_
         by_steps = r.kl_warmup_unit == "steps"
