@@ -255,3 +255,14 @@ def test_a_trained_run_records_its_elbo(tmp_path: Path) -> None:
     est = aekit.load(run)
     X = aekit.load_dataset("digits", split="test", limit=60).X
     assert m["test"]["elbo_nats"] == pytest.approx(float(np.mean(est.elbo(X))), rel=1e-6)
+
+
+def test_learned_variance_starts_at_the_data_variance() -> None:
+    rng = np.random.default_rng(0)
+    scale = np.array([0.05, 0.3, 1.0])
+    X = (rng.uniform(size=(200, 3)) * scale).astype(np.float32)  # in [0, 1]: no standardization
+    vae = aekit.VAE(latent_dim=1, hidden_dims=(8,), likelihood="gaussian", max_epochs=1, batch_size=200,
+                    validation_fraction=0.0, random_state=0, verbose=0, device="cpu").fit(X)
+    # One Adam step moves each log-variance by about the learning rate (1e-3) from its start, log var(X).
+    start = np.log(X.astype(np.float64).var(axis=0))
+    np.testing.assert_allclose(vae.module_.decoder_logvar.detach().numpy(), start, atol=5e-3)
