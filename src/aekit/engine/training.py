@@ -680,30 +680,28 @@ def _capture_cuda_graph(
     saved_opt = {
         p: {k: v.detach().clone() for k, v in st.items() if isinstance(v, Tensor)} for p, st in opt.state.items()
     }
+
+    def full_step() -> None:
+        lo = compute_loss(static_idx)
+        lo.total.backward()
+        opt.step()
+        if after_step is not None:
+            with torch.no_grad():
+                after_step()
+        accumulate(lo, bs)
+
     try:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
                 opt.zero_grad(set_to_none=True)
-                lo = compute_loss(static_idx)
-                lo.total.backward()
-                opt.step()
-                if after_step is not None:
-                    with torch.no_grad():
-                        after_step()
-                accumulate(lo, bs)  # allocates the accumulators outside the graph's private pool
+                full_step()  # the first allocates the accumulators outside the graph's private pool
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
-            lo = compute_loss(static_idx)
-            lo.total.backward()
-            opt.step()
-            if after_step is not None:
-                with torch.no_grad():
-                    after_step()
-            accumulate(lo, bs)
+            full_step()
     except Exception as exc:  # capture is an optimization: fall back to eager, loudly
         warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly instead", RuntimeWarning, stacklevel=3)
         module.load_state_dict(saved_params)
