@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,27 @@ def test_cli_adds_figures_and_scores_to_a_trained_runs_report(tmp_path: Path, ca
     np.save(tmp_path / "gray.npy", (np.array([0.299, 0.587, 0.114], np.float32)[:, None, None] * C[:5]).sum(1))
     assert main(["colorize", str(crun), "--data", str(tmp_path / "gray.npy"), "--out", str(tmp_path / "c.npy")]) == 0
     assert "<h2>Colorization</h2>" in (crun / "report.html").read_text() and (crun / "app-colorize.png").is_file()
+    # The bad inputs, through the command line: one clear message each, nothing written.
+    bad = tmp_path / "bad.npy"
+    np.save(tmp_path / "half.npy", np.full((8, 8), 0.5))
+    np.save(tmp_path / "small.npy", np.zeros((5, 5), bool))
+    _png(tmp_path / "gray-mask.png", np.full((8, 8), 128, np.uint8))
+    for args, message in [
+        (["colorize", str(run), "--data", str(tmp_path / "gray.npy")], r"colour images \(3 channels\)"),
+        (["colorize", str(crun), "--data", str(tmp_path / "colour.npy")], "colorize takes gray images"),
+        (["denoise", str(crun), "--data", str(tmp_path / "gray.npy")], r"1 channel\(s\) but the model was trained on 3"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "half.npy")],
+         "mask must be binary"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "gray-mask.png")],
+         "is not binary"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "small.npy")],
+         r"mask has shape \(5, 5\)"),
+    ]:
+        assert main([*args, "--out", str(bad)]) != 0
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, (args, err)
+        assert not bad.exists()
+    assert not (run / "app-colorize.png").exists() and not (crun / "app-denoise.png").exists()
     # The figure keeps the images of the first one's size (a folder may mix sizes).
     png = restoration_figure([("in", [np.zeros((1, 8, 8)), np.zeros((3, 9, 9)), np.ones((1, 8, 8))]),
                               ("out", [np.zeros((1, 8, 8)), np.zeros((3, 9, 9)), np.ones((1, 8, 8))])], title="t")
