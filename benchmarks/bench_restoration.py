@@ -107,6 +107,7 @@ def main() -> None:
                    help="test images BM3D restores (the first ones; default: %(default)s); 0 skips BM3D")
     p.add_argument("--tune", type=int, default=20, help="held-out training images for the parameters (default: 20)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each autoencoder (default: %(default)s)")
+    p.add_argument("--tasks", default="denoise,inpaint", help="comma-separated: denoise, inpaint (default: both)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-path", default=None, help="a folder of benchmark-only packages (bm3d, PyWavelets)")
@@ -140,7 +141,8 @@ def main() -> None:
 
     best_k, _ = pca_sweep(X_fit, X_val, args.seed)
     methods = classical()
-    for i, spec in enumerate(CORRUPTIONS):
+    tasks = set(args.tasks.split(","))
+    for i, spec in enumerate(CORRUPTIONS if "denoise" in tasks else ()):
         Xn = corrupt(X_test, spec, args.seed + 1 + i)
         Xv = corrupt(X_val, spec, args.seed + 201 + i)
         add(spec, "noisy input, clipped to [0, 1]", X_test, np.clip(Xn, 0, 1), "-", "-")
@@ -154,7 +156,7 @@ def main() -> None:
                 rows.append([spec, name, "-", "-", pname if make is None else "skipped: --bm3d-limit 0", "-"])
                 continue
             t0 = time.perf_counter()
-            n_tune = 4 if bm3d else len(X_val)
+            n_tune = 2 if bm3d else len(X_val)
             v = tune(make, grid, X_val[:n_tune], Xv[:n_tune])
             R = per_image(make(v), Xn[:n_sub] if bm3d else Xn)
             if bm3d and n_sub < len(X_test):
@@ -165,7 +167,19 @@ def main() -> None:
         add(spec, "denoising autoencoder, MLP 784-512-128", X_test, np.clip(aekit.denoise(dae, Xn), 0, 1),
             f"{args.epochs} epochs", round(time.perf_counter() - t0, 1))
 
-    # Inpainting a 12x12 block, scored on the masked pixels.
+    if "inpaint" in tasks:
+        inpainting(args, X, X_fit, X_val, X_test, common, add)
+    print(f"\nMNIST restoration: {len(X_test)} test images, {len(X)} training images ({args.tune} held out for the "
+          f"parameters), {args.epochs} epochs per autoencoder ({machine()})\n")
+    print(table(HEADER, rows))
+    if n_sub:
+        print(f"\nThe same methods on the first {n_sub} test images (the subset BM3D restores):\n")
+        print(table(HEADER, sub_rows))
+
+
+def inpainting(args: argparse.Namespace, X: np.ndarray, X_fit: np.ndarray, X_val: np.ndarray, X_test: np.ndarray,
+               common: dict[str, Any], add: Callable[..., None]) -> None:
+    """Inpainting a 12x12 block, scored on the masked pixels."""
     task = "inpaint block:12x12"
     M = aekit.make_mask("block:12x12", X_test.shape, random_state=args.seed)  # (N, H, W)
     Mv = aekit.make_mask("block:12x12", X_val.shape, random_state=args.seed + 7)
@@ -189,13 +203,6 @@ def main() -> None:
     for it in (1, 5):
         add(task, f"denoising autoencoder (block:12), {it} iteration(s)", X_test,
             aekit.inpaint(dae, X_test, M, iterations=it), f"{args.epochs} epochs", secs, M)
-
-    print(f"\nMNIST restoration: {len(X_test)} test images, {len(X)} training images ({args.tune} held out for the "
-          f"parameters), {args.epochs} epochs per autoencoder ({machine()})\n")
-    print(table(HEADER, rows))
-    if n_sub:
-        print(f"\nThe same methods on the first {n_sub} test images (the subset BM3D restores):\n")
-        print(table(HEADER, sub_rows))
 
 
 if __name__ == "__main__":
