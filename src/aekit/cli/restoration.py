@@ -3,7 +3,9 @@
 Two kinds of input. A folder of PNG/JPEG images (any sizes, gray or colour) gives a folder of restored images,
 same names, same sizes, same formats. A data set (digits, mnist, a .npy/.npz file; by default the run's own)
 gives a .npy array. ``--clean`` (a folder with the same names, or a .npy array) adds PSNR and SSIM per image
-and on average. Everything is read and checked before anything is written.
+and on average. Everything is read and checked before anything is written. When RUN is a run directory written
+by training, a figure of the first images (input / restored / reference) and, with ``--clean``, their scores and
+the mean are added to the run's report (:func:`aekit.report.html.add_report_section`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def _common(sp: argparse.ArgumentParser) -> None:
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to restore")
     sp.add_argument("--out", required=True, metavar="DIR_OR_NPY",
                     help="a folder (for a folder of images) or a .npy file (for a data set)")
-    sp.add_argument("--clean", metavar="PATH", help="clean references: a folder with the same names or a .npy array")
+    sp.add_argument("--clean", metavar="PATH", help="clean references: a folder with the same names or a .npy array; PSNR and SSIM are printed "
+                    "and, for a trained run, added to its report with the figure")
     sp.add_argument("--stride", type=_positive_int, metavar="N", help="step of the windows (default: half the window)")
     sp.add_argument("--window", choices=("uniform", "hann"), default="uniform",
                     help="weight of a window's pixels in the average (default: uniform)")
