@@ -22,8 +22,8 @@ BM3D takes about a second per 28x28 image here, so it runs on the first ``--bm3d
 second table scores every method on that same subset.
 
     python benchmarks/bench_restoration.py --data-dir ../shared/data/mnist --extra-path /tmp/bm3d-pkgs
-    python benchmarks/bench_restoration.py --data-dir ../shared/data/mnist --extra-path /tmp/bm3d-pkgs \
-        --limit 60000 --test-limit 10000 --bm3d-limit 100 --epochs 5
+    python benchmarks/bench_restoration.py --data-dir ../shared/data/mnist --test-limit 10000 --bm3d-limit 0 \
+        --tasks denoise
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def pca_inpaint(pca: Any, k: int, X: np.ndarray, M: np.ndarray) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
-    p.add_argument("--limit", type=int, default=10000, help="training images (default: %(default)s; 60000 for all)")
-    p.add_argument("--test-limit", type=int, default=100, help="test images (default: %(default)s; 10000 for all)")
-    p.add_argument("--bm3d-limit", type=int, default=100,
+    p.add_argument("--limit", type=int, default=60000, help="training images (default: all %(default)s)")
+    p.add_argument("--test-limit", type=int, default=2000, help="test images (default: %(default)s; 10000 for all)")
+    p.add_argument("--bm3d-limit", type=int, default=30,
                    help="test images BM3D restores (the first ones; default: %(default)s); 0 skips BM3D")
     p.add_argument("--tune", type=int, default=20, help="held-out training images for the parameters (default: 20)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each autoencoder (default: %(default)s)")

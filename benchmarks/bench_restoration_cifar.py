@@ -106,14 +106,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/cifar10-subset/cifar10_subset.npz",
                    help="the CIFAR-10 subset .npz (x_train, x_test; default: %(default)s)")
-    p.add_argument("--test-limit", type=int, default=1000, help="test images (default: all %(default)s)")
-    p.add_argument("--bm3d-limit", type=int, default=50, help="test images BM3D restores, the first ones (default: "
+    p.add_argument("--test-limit", type=int, default=200, help="test images (default: %(default)s; 1000 for all)")
+    p.add_argument("--bm3d-limit", type=int, default=20, help="test images BM3D restores, the first ones (default: "
                    "%(default)s); 0 skips it")
-    p.add_argument("--tune", type=int, default=100, help="training images held out for the parameters (default: 100)")
+    p.add_argument("--tune", type=int, default=30, help="training images held out for the parameters (default: 30)")
     p.add_argument("--patch", type=int, default=8, help="side of the training patches (default: %(default)s)")
-    p.add_argument("--per-image", type=int, default=32, help="patches cropped per training image (default: %(default)s)")
+    p.add_argument("--per-image", type=int, default=8, help="patches cropped per training image (default: %(default)s)")
     p.add_argument("--stride", type=int, default=2, help="step of the restoring windows (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs of each autoencoder (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of each autoencoder (default: %(default)s)")
     p.add_argument("--tasks", default="denoise,colorize", help="comma-separated: denoise, colorize (default: both)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
