@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,61 @@ def test_cli_folder_round_trip_scores_and_refusals(
     filled = np.asarray(Image.open(out / "a.png"))
     m = aekit.make_mask("block:4x4", (1, 1, 10, 12), random_state=0)[0]
     np.testing.assert_array_equal(filled[~m], pics["a.png"][~m])
+
+
+def test_cli_adds_figures_and_scores_to_a_trained_runs_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aekit.report.figures import restoration_figure
+    from aekit.workflow.train import train_run
+
+    params = {"hidden_dims": (8,), "latent_dim": 4, "max_epochs": 1, "random_state": 0, "device": "cpu", "verbose": 0}
+    run = tmp_path / "run"
+    train_run("denoising", {**params, "corruption": "gaussian:0.2"}, {"name": "digits", "limit": 60}, run, eval_limit=20)
+    X = aekit.load_dataset("digits").X[:12]
+    np.save(tmp_path / "clean.npy", X)
+    np.save(tmp_path / "noisy.npy", np.clip(X + 0.2 * np.random.default_rng(8).standard_normal(X.shape), 0, 1))
+    assert main(["denoise", str(run), "--data", str(tmp_path / "noisy.npy"), "--out", str(tmp_path / "d.npy"),
+                 "--clean", str(tmp_path / "clean.npy"), "--json"]) == 0
+    mean_psnr = json.loads(capsys.readouterr().out)["mean_psnr"]
+    page = (run / "report.html").read_text()
+    assert (run / "app-denoise.png").is_file() and "<h2>Denoising</h2>" in page and "noisy input, restored" in page
+    assert "mean of 12" in page and f"<td>{round(mean_psnr, 2)}</td>" in page
+    # Without references: the figure, no table; another command gets a section of its own.
+    assert main(["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--out", str(tmp_path / "i.npy"),
+                 "--mask", "block:3x3"]) == 0
+    page = (run / "report.html").read_text()
+    assert "<h2>Inpainting</h2>" in page and "<h2>Denoising</h2>" in page and page.count("mean of") == 1
+    # Colorization: a colour run, gray in; the figure shows gray / colorized / original.
+    rng = np.random.default_rng(9)
+    C = np.broadcast_to(rng.random((60, 3, 1, 1)), (60, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "colour.npy", C)
+    crun = tmp_path / "crun"
+    train_run("denoising", {**params, "corruption": "grayscale"}, {"name": str(tmp_path / "colour.npy")}, crun,
+              eval_limit=20)
+    np.save(tmp_path / "gray.npy", (np.array([0.299, 0.587, 0.114], np.float32)[:, None, None] * C[:5]).sum(1))
+    assert main(["colorize", str(crun), "--data", str(tmp_path / "gray.npy"), "--out", str(tmp_path / "c.npy")]) == 0
+    assert "<h2>Colorization</h2>" in (crun / "report.html").read_text() and (crun / "app-colorize.png").is_file()
+    # The bad inputs, through the command line: one clear message each, nothing written.
+    bad = tmp_path / "bad.npy"
+    np.save(tmp_path / "half.npy", np.full((8, 8), 0.5))
+    np.save(tmp_path / "small.npy", np.zeros((5, 5), bool))
+    _png(tmp_path / "gray-mask.png", np.full((8, 8), 128, np.uint8))
+    for args, message in [
+        (["colorize", str(run), "--data", str(tmp_path / "gray.npy")], r"colour images \(3 channels\)"),
+        (["colorize", str(crun), "--data", str(tmp_path / "colour.npy")], "colorize takes gray images"),
+        (["denoise", str(crun), "--data", str(tmp_path / "gray.npy")], r"1 channel\(s\) but the model was trained on 3"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "half.npy")],
+         "mask must be binary"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "gray-mask.png")],
+         "is not binary"),
+        (["inpaint", str(run), "--data", str(tmp_path / "clean.npy"), "--mask", str(tmp_path / "small.npy")],
+         r"mask has shape \(5, 5\)"),
+    ]:
+        assert main([*args, "--out", str(bad)]) != 0
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, (args, err)
+        assert not bad.exists()
+    assert not (run / "app-colorize.png").exists() and not (crun / "app-denoise.png").exists()
+    # The figure keeps the images of the first one's size (a folder may mix sizes).
+    png = restoration_figure([("in", [np.zeros((1, 8, 8)), np.zeros((3, 9, 9)), np.ones((1, 8, 8))]),
+                              ("out", [np.zeros((1, 8, 8)), np.zeros((3, 9, 9)), np.ones((1, 8, 8))])], title="t")
+    assert png.startswith(b"\x89PNG")

@@ -3,7 +3,9 @@
 Two kinds of input. A folder of PNG/JPEG images (any sizes, gray or colour) gives a folder of restored images,
 same names, same sizes, same formats. A data set (digits, mnist, a .npy/.npz file; by default the run's own)
 gives a .npy array. ``--clean`` (a folder with the same names, or a .npy array) adds PSNR and SSIM per image
-and on average. Everything is read and checked before anything is written.
+and on average. Everything is read and checked before anything is written. When RUN is a run directory written
+by training, a figure of the first images (input / restored / reference) and, with ``--clean``, their scores and
+the mean are added to the run's report (:func:`aekit.report.html.add_report_section`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def _common(sp: argparse.ArgumentParser) -> None:
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to restore")
     sp.add_argument("--out", required=True, metavar="DIR_OR_NPY",
                     help="a folder (for a folder of images) or a .npy file (for a data set)")
-    sp.add_argument("--clean", metavar="PATH", help="clean references: a folder with the same names or a .npy array")
+    sp.add_argument("--clean", metavar="PATH", help="clean references: a folder with the same names or a .npy array; PSNR and SSIM are printed "
+                    "and, for a trained run, added to its report with the figure")
     sp.add_argument("--stride", type=_positive_int, metavar="N", help="step of the windows (default: half the window)")
     sp.add_argument("--window", choices=("uniform", "hann"), default="uniform",
                     help="weight of a window's pixels in the average (default: uniform)")
@@ -205,6 +208,7 @@ def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
     for im, r in zip(images, restored, strict=True):
         atomic_write_bytes(out / im.name, _encode_image(r, Path(im.name).suffix))
     _report(ns, f"{len(images)} image(s) from {data}", out, scores)
+    _report_section(ns, [im.pixels for im in images], restored, clean, masks, scores)
     return 0
 
 
@@ -279,7 +283,58 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
         scores = _scores(list(clean), list(R), masks, [str(i) for i in range(len(R))], restoration_scores)
     _write_npy(out, R)
     _report(ns, f"{len(R)} sample(s) of {ds.name}", out, scores)
+    n = FIGURE_IMAGES
+    shown_masks = [None] * len(R[:n]) if mask is None else list(_sample_masks(mask, R.shape)[:n])
+    _report_section(ns, _chw(X[:n]), _chw(R[:n]), None if clean is None else _chw(clean[:n]), shown_masks, scores)
     return 0
+
+
+def _chw(A: Any) -> list[Any]:
+    """Images (n, C, H, W) or (n, H, W) as a list of (C, H, W) arrays."""
+    import numpy as np
+
+    A = np.asarray(A, np.float32)
+    return list(A[:, None] if A.ndim == 3 else A)
+
+
+FIGURE_IMAGES = 8  # images shown in the run's report
+_SECTION = {
+    "denoise": ("Denoising", ["noisy", "restored", "clean"], "noisy input, restored by the model, clean reference"),
+    "inpaint": ("Inpainting", ["masked", "filled", "clean"],
+                "input with the missing pixels drawn mid-gray, filled by the model (known pixels kept), clean reference"),
+    "colorize": ("Colorization", ["gray", "colorized", "original"], "gray input, colorized by the model, original"),
+}
+
+
+def _report_section(ns: argparse.Namespace, inputs: list[Any], restored: list[Any], clean: list[Any] | None,
+                    masks: list[Any], scores: list[dict[str, Any]] | None) -> None:
+    """Add a figure (input / restored / reference) and, with references, the scores to the run's report.
+
+    Nothing is written when RUN is not a run directory written by training (a model saved from Python).
+    """
+    import numpy as np
+
+    from aekit.report.figures import restoration_figure
+    from aekit.report.html import add_report_section
+
+    title, labels, caption = _SECTION[ns.command]
+    n = min(FIGURE_IMAGES, len(inputs))
+    shown = [np.asarray(x, np.float32) for x in inputs[:n]]
+    if ns.command == "inpaint":
+        shown = [np.where(np.broadcast_to(m, x.shape), np.float32(0.5), x) if m is not None else x
+                 for x, m in zip(shown, masks[:n], strict=True)]
+    rows = [(labels[0], shown), (labels[1], restored[:n])] + ([(labels[2], clean[:n])] if clean is not None else [])
+    png = restoration_figure(rows, title=f"{title}: {' / '.join(r[0] for r in rows)}", n=n)
+    table = None
+    if scores is not None:
+        table = [{"image": s["name"], "PSNR (dB)": round(s["psnr"], 2), "SSIM": round(s["ssim"], 4)}
+                 for s in scores[:n]]
+        table.append({"image": f"mean of {len(scores)}", "PSNR (dB)": round(float(np.mean([s["psnr"] for s in scores])), 2),
+                      "SSIM": round(float(np.nanmean([s["ssim"] for s in scores])), 4)})
+        caption += "; PSNR and SSIM " + ("on the masked pixels" if ns.command == "inpaint" else "on all pixels")
+    path = add_report_section(ns.run, ns.command, title, png, caption, table=table)
+    if path is not None:
+        _info(f"aekit: {ns.command}: figure added to the run's report ({path.name})")
 
 
 def _sample_masks(mask: Any, shape: tuple[int, ...]) -> Any:

@@ -32,6 +32,7 @@ __all__ = [
     "manifold_figure",
     "reconstruction_figure",
     "reconstruction_pairs",
+    "restoration_figure",
     "samples_comparison_figure",
     "samples_figure",
     "sweep_figure",
@@ -493,3 +494,17 @@ def anomaly_histogram_figure(groups: Sequence[tuple[str, np.ndarray]], *, thresh
     ax.legend(fontsize="small")
     fig.suptitle(title)
     return _png(fig)
+
+
+def restoration_figure(rows: Sequence[tuple[str, Sequence[np.ndarray]]], *, title: str, n: int = 8) -> bytes:
+    """PNG of restored images beside their inputs (and references): one labelled row per ``(label, images)``.
+
+    Each row holds the same images in the same order, one (C, H, W) array each (e.g. noisy / restored /
+    clean); their sizes may differ from image to image (a folder of photographs), so the figure shows the
+    first ``n`` whose height and width are those of the first one, in every row.
+    """
+    first = [np.asarray(im) for im in rows[0][1]]
+    size = first[0].shape[-2:]
+    keep = [i for i, im in enumerate(first) if im.shape[-2:] == size][:n]
+    return image_rows_figure(
+        [(label, np.stack([np.asarray(images[i], np.float32) for i in keep])) for label, images in rows], title=title)
