@@ -102,6 +102,24 @@ def model_fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
+_FINGERPRINTS: dict[int, tuple[tuple[Any, ...], str]] = {}
+
+
+def _fingerprint(model: Any) -> str:
+    """:func:`model_fingerprint`, computed again only when the model's tensors were replaced or changed in place."""
+    tensors = tuple(model.module_.state_dict().values())
+    key = (id(model.module_), json.dumps(getattr(model, "params_", None), sort_keys=True, default=str),
+           *((t.data_ptr(), t._version) for t in tensors))
+    hit = _FINGERPRINTS.get(id(model))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    fp = model_fingerprint(model)
+    if len(_FINGERPRINTS) > 16:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(model)] = (key, fp)
+    return fp
+
+
 @dataclass(frozen=True)
 class CodeModel:
     """The probability model of a codec: per-unit Laplace densities of the codes and context densities of the residuals.
@@ -149,7 +167,9 @@ class CodeModel:
             obj = json.loads(text)
             if obj.pop("format", None) != "aekit-codec/1":
                 raise ValueError("not an aekit-codec/1 document")
-            return cls(**{k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in obj.items()})
+            fields: dict[str, Any] = {k: tuple(float(x) for x in v) if isinstance(v, list) else v
+                                      for k, v in obj.items()}
+            return cls(**fields)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not a valid code model ({exc}); fit it again with aekit.fit_code_model") from None
 
@@ -249,7 +269,7 @@ def fit_code_model(model: Any, X: Any, *, n_contexts: int = 16, max_samples: int
         res_loc.append(m)
         res_scale.append(max(float(np.mean(np.abs(r - m))) if r.size else floor, floor))
     tup = lambda a: tuple(float(x) for x in a)  # noqa: E731
-    return CodeModel(model_fingerprint(model), tup(loc), tup(scale), tup(bound), tup(gain), tup(edges),
+    return CodeModel(_fingerprint(model), tup(loc), tup(scale), tup(bound), tup(gain), tup(edges),
                      tup(res_loc), tup(res_scale), low, high)
 
 
@@ -328,7 +348,7 @@ def _laplace_bits(r: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
 def _check_code_model(model: Any, code_model: Any) -> CodeModel:
     if not isinstance(code_model, CodeModel):
         raise TypeError(f"code_model must be a CodeModel (from aekit.fit_code_model), got {type(code_model).__name__}")
-    if model_fingerprint(model) != code_model.model_sha256:
+    if _fingerprint(model) != code_model.model_sha256:
         raise ValueError(f"the code model was fitted for another model (fingerprint {code_model.model_sha256[:12]}), "
                          "not this one; fit it again with aekit.fit_code_model(model, X_train)")
     return code_model

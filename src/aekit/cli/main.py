@@ -29,8 +29,6 @@ from typing import Any
 from aekit import __version__
 from aekit.cli.anomaly import _cmd_anomaly
 from aekit.cli.anomaly import add_parsers as _add_anomaly_parsers
-from aekit.cli.compression import _cmd_compress, _cmd_decompress
-from aekit.cli.compression import add_parsers as _add_compression_parsers
 from aekit.cli.commands import (
     _cmd_encode,
     _cmd_evaluate,
@@ -49,6 +47,8 @@ from aekit.cli.common import (
     _parser,
     _positive_int,
 )
+from aekit.cli.compression import _cmd_compress, _cmd_decompress
+from aekit.cli.compression import add_parsers as _add_compression_parsers
 from aekit.cli.generation import _cmd_generate, _cmd_interpolate, _cmd_sweep
 from aekit.cli.generation import add_parsers as _add_generation_parsers
 from aekit.cli.restoration import _cmd_restore
