@@ -135,7 +135,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--latent-dim", type=int, default=32)
     p.add_argument("--architecture", default="mlp", choices=("mlp", "conv"))
-    p.add_argument("--plot", default="benchmarks/figures/compression.png")
+    p.add_argument("--plot", default="benchmarks/figures/compression-mnist.png")
     a = p.parse_args()
     single = a.single
     print(machine())
