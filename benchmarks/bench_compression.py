@@ -32,8 +32,9 @@ from _common import add_data_args, machine, table
 
 QUALITIES = (1, 5, 10, 20, 30, 50, 70, 90)
 STEPS = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
-REFINE = ((2.0, 0.5), (1.0, 0.5), (2.0, 0.4), (1.0, 0.4), (2.0, 0.3), (1.0, 0.3), (1.0, 0.25), (1.0, 0.2), (1.0, 0.15), (1.0, 0.1), (0.5, 0.1), (1.0, 0.07), (0.5, 0.07), (1.0, 0.05),
-          (0.5, 0.05), (0.5, 0.035), (0.5, 0.025))
+REFINE = ((2.0, 0.5), (1.0, 0.5), (1.0, 0.45), (2.0, 0.4), (1.0, 0.4), (1.0, 0.35), (2.0, 0.3), (1.0, 0.3),
+          (0.7, 0.3), (1.0, 0.25), (1.0, 0.2), (0.7, 0.2), (0.7, 0.15), (1.0, 0.15), (1.0, 0.1), (0.5, 0.1),
+          (1.0, 0.07), (0.5, 0.07), (1.0, 0.05), (0.5, 0.05), (0.5, 0.035), (0.5, 0.025))
 
 
 def psnr(X: np.ndarray, R: np.ndarray) -> float:
@@ -175,6 +176,7 @@ def main() -> None:
     if a.plot:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import NullFormatter
 
         fig = Figure(figsize=(10, 4), layout="constrained")
         for ax, (way, ri, pi) in zip(fig.subplots(1, 2), (("single image per file", 2, 3), ("mosaics of 100", 4, 5))):
@@ -183,6 +185,7 @@ def main() -> None:
                 pts = envelope(pts) if codec == "aekit" else sorted(pts)
                 ax.plot(*zip(*pts), style, label=codec)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("bits per image (file size)")
             ax.set_ylabel("PSNR (dB)")
             ax.set_title(f"{a.data.split('/')[-1]}: {way}")
