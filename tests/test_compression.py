@@ -33,6 +33,13 @@ def test_coded_length_is_the_laplace_entropy_and_decoding_is_the_quantized_code(
     model: aekit.LinearAutoencoder, cm: CodeModel, data: np.ndarray
 ) -> None:
     X = data[400:]
+    # The steps follow the decoder's sensitivity: for a linear decoder w_k = ||g(e_k) - g(0)||^2 exactly,
+    # and gain_k * sqrt(w_k) is the same for every unit (equal distortion per unit, high-rate theory).
+    K = len(cm.gain)
+    G = model.inverse_transform(np.vstack([np.zeros(K), np.eye(K)]).astype(np.float32)).reshape(K + 1, -1)
+    w = ((G[1:] - G[0]) ** 2).sum(axis=1)
+    ratio = np.asarray(cm.gain) * np.sqrt(w)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-3)
     step = 0.5
     blob = aekit.compress(model, X, code_model=cm, step=step)
     assert blob == aekit.compress(model, X, code_model=cm, step=step)  # deterministic
