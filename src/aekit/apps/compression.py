@@ -35,7 +35,8 @@ A file of one (1, 1, 28, 28) image spends 28 bytes on its header, length and che
 layer, 23 without (a JPEG's header is about 3,000 bits); the payload is whole 32-bit words. The decoder recomputes ``x_hat`` as the encoder did and the refinement layer's densities depend on it, so a file
 with that layer must be decoded where float arithmetic gives the same decodings (the same kind of device and
 library): a decoder that rounds differently picks other densities and decodes noise (integer networks, J. Ballé et
-al., "Integer networks for data compression", ICLR 2019, would lift this). The codes alone decode anywhere.
+al., "Integer networks for data compression", ICLR 2019, would lift this). The codes alone use no network
+arithmetic to decode: their densities come from the code model only.
 
 Example::
 
