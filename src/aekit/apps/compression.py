@@ -31,12 +31,13 @@ The file format (version 1), everything little-endian::
     ndim:varint  shape:varint * ndim  step:f32  [residual_step:f32  scale-index:u8]  (when flags bit 0)
     words:varint  payload:u32 * words  crc32:u32 (of all the bytes before it)
 
-A file of one (1, 1, 28, 28) image spends 28 bytes on its header, length and checksum with the refinement
-layer, 23 without (a JPEG's header is about 3,000 bits); the payload is whole 32-bit words. The decoder recomputes ``x_hat`` as the encoder did and the refinement layer's densities depend on it, so a file
-with that layer must be decoded where float arithmetic gives the same decodings (the same kind of device and
-library): a decoder that rounds differently picks other densities and decodes noise (integer networks, J. Ballé et
-al., "Integer networks for data compression", ICLR 2019, would lift this). The codes alone use no network
-arithmetic to decode: their densities come from the code model only.
+A file of one (1, 1, 28, 28) image spends 28 bytes on its header, length and checksum with the refinement layer, 23
+without (a JPEG's header is about 3,000 bits); the payload is whole 32-bit words. The decoder recomputes ``x_hat``
+as the encoder did and the refinement layer's densities depend on it, so a file with that layer must be decoded
+where float arithmetic gives the same decodings (the same kind of device and library): a decoder that rounds
+differently picks other densities and decodes noise (integer networks, J. Ballé et al., "Integer networks for data
+compression", ICLR 2019, would lift this). The codes alone use no network arithmetic to decode: their densities
+come from the code model only.
 
 Example::
 
