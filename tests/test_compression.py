@@ -128,6 +128,7 @@ def test_cli_compress_decompress_report_and_refusals(tmp_path: Path, capsys: pyt
     fitted = aekit.LinearAutoencoder(latent_dim=6, random_state=0).fit(X)
     fitted.save(other)
     aekit.fit_code_model(fitted, X).save(other / "codec.json")
+    bare = fitted.save(tmp_path / "bare")  # saved from Python: no codec.json, no record of its data
     capsys.readouterr()
     f = tmp_path / "test.aec"
     assert main(["compress", str(run), "--split", "test", "--limit", "40", "--out", str(f), "--step", "0.5",
@@ -155,6 +156,7 @@ def test_cli_compress_decompress_report_and_refusals(tmp_path: Path, capsys: pyt
         (["decompress", str(run), str(tmp_path / "cut.aec"), "--out", str(bad)], "cut.aec is truncated"),
         (["decompress", str(other), str(f), "--out", str(bad)], "compressed with another model"),
         (["decompress", str(run), str(tmp_path / "none.aec"), "--out", str(bad)], "does not exist"),
+        (["decompress", str(bare), str(f), "--out", str(bad)], "keeps no codec.json and does not record its training"),
         (["decompress", str(run), str(f), "--out", str(out)], "already exists; pass --overwrite"),
         (["decompress", str(run), str(f), "--out", str(pngs)], "already holds 00000.png"),
         (["compress", str(run), "--out", str(f)], "already exists; pass --overwrite"),
