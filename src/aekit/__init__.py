@@ -26,6 +26,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "make_mask": ("aekit.apps.restoration", "make_mask"),
     "restoration_scores": ("aekit.apps.restoration", "restoration_scores"),
     "CodeIndex": ("aekit.apps.retrieval", "CodeIndex"),
+    "CodeModel": ("aekit.apps.compression", "CodeModel"),
+    "compress": ("aekit.apps.compression", "compress"),
+    "decompress": ("aekit.apps.compression", "decompress"),
+    "fit_code_model": ("aekit.apps.compression", "fit_code_model"),
     "code_features": ("aekit.apps.features", "code_features"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
@@ -65,6 +69,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
     from aekit.apps.anomaly import AnomalyDetector
+    from aekit.apps.compression import CodeModel, compress, decompress, fit_code_model
     from aekit.apps.generation import (
         LatentDensity,
         bottleneck_sweep,
@@ -107,6 +112,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
 
 __all__ = [
     "AnomalyDetector",
+    "CodeModel",
+    "compress",
+    "decompress",
+    "fit_code_model",
     "LatentDensity",
     "SampleQuality",
     "bottleneck_sweep",

@@ -23,7 +23,8 @@ AddParser = Callable[..., argparse.ArgumentParser]
 _MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
 _TRANSFORM_SPLIT = "all: every sample, train and test"
 COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report",
-            "denoise", "inpaint", "colorize", "index", "search", "features", "anomaly")
+            "denoise", "inpaint", "colorize", "index", "search", "features", "anomaly",
+            "compress", "decompress")
 
 # Training-loop settings with a short, family-independent flag; the family's own flag is not generated.
 TRAIN_ALIASES: dict[str, str] = {

@@ -47,6 +47,8 @@ from aekit.cli.common import (
     _parser,
     _positive_int,
 )
+from aekit.cli.compression import _cmd_compress, _cmd_decompress
+from aekit.cli.compression import add_parsers as _add_compression_parsers
 from aekit.cli.generation import _cmd_generate, _cmd_interpolate, _cmd_sweep
 from aekit.cli.generation import add_parsers as _add_generation_parsers
 from aekit.cli.restoration import _cmd_restore
@@ -131,6 +133,7 @@ def _main_parser() -> _Parser:
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
     _add_generation_parsers(add, with_prior)
     _add_restoration_parsers(add)
+    _add_compression_parsers(add)
     _add_retrieval_parsers(add)
     _add_anomaly_parsers(add)
 
@@ -149,7 +152,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reconstruct": _cmd_reconstruct, "generate": _cmd_generate, "interpolate": _cmd_interpolate, "sweep": _cmd_sweep,
     "report": _cmd_report, "denoise": _cmd_restore, "inpaint": _cmd_restore, "colorize": _cmd_restore,
     "index": _cmd_index, "search": _cmd_search, "features": _cmd_features,
-    "anomaly": _cmd_anomaly,
+    "anomaly": _cmd_anomaly, "compress": _cmd_compress, "decompress": _cmd_decompress,
 }
 
 

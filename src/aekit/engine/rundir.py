@@ -46,6 +46,7 @@ RUN_FILES: tuple[str, ...] = (
     CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE, "metrics.json", "report.html",
     "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png", "pretrain-layer-*",
     "app-*.png", "report-sections.json",
+    "codec.json",  # the probability model of learned compression (aekit compress)
 )
 #: the files a model saved from Python holds
 SAVED_FILES: tuple[str, ...] = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE)
