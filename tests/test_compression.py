@@ -76,7 +76,7 @@ def test_refinement_layer_bounds_every_error_and_one_image_costs_little(
         rates.append(len(blob))
     assert rates[0] < rates[1]
     one = aekit.compress(model, X[:1], code_model=cm, step=1.0, residual_step=0.1)
-    assert len(one) < 8 * 28  # header, length and checksum: 28 bytes; the rest is the image
+    assert len(one) < 8 * 30  # header, length and checksum: 30 bytes; the rest is the image
     # The code model's JSON round trip keeps it and its digest exactly.
     again = CodeModel.from_json(cm.to_json())
     assert again == cm and again.digest == cm.digest
@@ -168,3 +168,28 @@ def test_cli_compress_decompress_report_and_refusals(tmp_path: Path, capsys: pyt
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
     assert not bad.exists() and not (tmp_path / "x.aec").exists()
+
+
+def test_refinement_layer_refuses_a_decoder_that_rounds_differently(
+    model: aekit.LinearAutoencoder, cm: CodeModel, data: np.ndarray
+) -> None:
+    import copy
+
+    X = data[400:440]
+    blob = aekit.compress(model, X, code_model=cm, step=1.0, residual_step=0.05)
+    # Another device's arithmetic, simulated: decodings off by a little, enough to move some values across the
+    # edges of the residual contexts. Decoding must stop with a message, not return noise.
+    other = copy.deepcopy(model)
+    exact = other.inverse_transform
+    other.inverse_transform = lambda Z: exact(Z) + np.float32(2e-3)  # type: ignore[method-assign]
+    Xh = np.clip(model.inverse_transform(model.transform(X)).reshape(len(X), -1), cm.low, cm.high)
+    edges = np.asarray(cm.edges)
+    moved = np.searchsorted(edges, Xh.ravel(), side="right") != np.searchsorted(edges, Xh.ravel() + 2e-3, side="right")
+    assert moved.any()  # the perturbation does change some contexts (of the unquantized decodings, a proxy)
+    with pytest.raises(CompressedFileError, match="x.aec cannot be decoded here: its refinement layer was written "
+                                                  "where the model's decodings round differently"):
+        aekit.decompress(other, blob, code_model=cm, name="x.aec")
+    # The codes alone decode with the same perturbation: only the refinement layer depends on it.
+    plain = aekit.compress(model, X, code_model=cm, step=1.0)
+    np.testing.assert_allclose(aekit.decompress(other, plain, code_model=cm),
+                               aekit.decompress(model, plain, code_model=cm), atol=3e-3)

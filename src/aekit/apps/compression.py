@@ -28,16 +28,17 @@ model's config and weights, so a file from another model is refused instead of d
 The file format (version 1), everything little-endian::
 
     b"AEc"  version:u8  flags:u8  codec-tag:4 bytes
-    ndim:varint  shape:varint * ndim  step:f32  [residual_step:f32  scale-index:u8]  (when flags bit 0)
+    ndim:varint  shape:varint * ndim  step:f32  [residual_step:f32  scale-index:u8  context-check:u16]  (flags bit 0)
     words:varint  payload:u32 * words  crc32:u32 (of all the bytes before it)
 
-A file of one (1, 1, 28, 28) image spends 28 bytes on its header, length and checksum with the refinement layer, 23
+A file of one (1, 1, 28, 28) image spends 30 bytes on its header, length and checksum with the refinement layer, 23
 without (a JPEG's header is about 3,000 bits); the payload is whole 32-bit words. The decoder recomputes ``x_hat``
 as the encoder did and the refinement layer's densities depend on it, so a file with that layer must be decoded
 where float arithmetic gives the same decodings (the same kind of device and library): a decoder that rounds
-differently picks other densities and decodes noise (integer networks, J. Ballé et al., "Integer networks for data
-compression", ICLR 2019, would lift this). The codes alone use no network arithmetic to decode: their densities
-come from the code model only.
+differently would pick other densities and decode noise (integer networks, J. Ballé et al., "Integer networks for
+data compression", ICLR 2019, would lift this). The context check (16 bits of a CRC-32 of the context each value's
+density was chosen by) catches that: such a file is refused with a message, not decoded into noise. The codes alone
+use no network arithmetic to decode: their densities come from the code model only.
 
 Example::
 
@@ -337,10 +338,12 @@ def _code_params(cm: CodeModel, step: float) -> tuple[np.ndarray, np.ndarray, np
     return steps, np.asarray(cm.scale) / steps, qmax, int(qmax.max())
 
 
-def _residual_params(cm: CodeModel, Xh: np.ndarray, rstep: float) -> tuple[np.ndarray, np.ndarray, int]:
+def _residual_params(cm: CodeModel, Xh: np.ndarray, rstep: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Per-value Laplace locations and scales in steps, the symbol bound, and the 16-bit check of the contexts."""
     ctx = np.searchsorted(np.asarray(cm.edges), Xh.ravel(), side="right")
     rmax = int(math.ceil((cm.high - cm.low) / rstep)) + 1
-    return np.asarray(cm.res_loc)[ctx] / rstep, np.asarray(cm.res_scale)[ctx] / rstep, rmax
+    check = zlib.crc32(ctx.astype("<u2").tobytes()) & 0xFFFF
+    return np.asarray(cm.res_loc)[ctx] / rstep, np.asarray(cm.res_scale)[ctx] / rstep, rmax, check
 
 
 def _laplace_bits(r: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
@@ -405,7 +408,7 @@ def compress(
     if rstep is not None:
         Xh = _decode(model, np.asarray(cm.loc) + q * steps, cm.low, cm.high)  # (N, D), what the decoder will see
         r = np.rint((A.reshape(A.shape[0], -1) - Xh) / rstep)
-        mean, rscale, rmax = _residual_params(cm, Xh, rstep)
+        mean, rscale, rmax, check = _residual_params(cm, Xh, rstep)
         r = np.clip(r.ravel(), -rmax, rmax)
         # One scale multiplier per file, the one with the shortest code (coarse codes leave larger residuals).
         sub = np.linspace(0, r.size - 1, min(r.size, 200_000)).astype(np.int64)
@@ -413,7 +416,7 @@ def compress(
             r[sub], mean[sub], rscale[sub] * 2.0 ** ((i - _SCALE_BASE) / _SCALE_PER_OCTAVE)))
         mult = 2.0 ** ((best - _SCALE_BASE) / _SCALE_PER_OCTAVE)
         enc.encode(r.astype(np.int32), laplace(-rmax, rmax), mean, rscale * mult)
-        header += struct.pack("<fB", rstep, best)
+        header += struct.pack("<fBH", rstep, best, check)
     words = np.asarray(enc.get_compressed(), dtype="<u4")
     body = bytes(header) + _varint(words.size) + words.tobytes()
     return body + struct.pack("<I", zlib.crc32(body))
@@ -459,9 +462,9 @@ def decompress(model: Any, data: bytes, *, code_model: CodeModel, name: str = "t
     tag = rd.take(4).hex()
     shape = tuple(rd.varint() for _ in range(rd.varint()))
     (step,) = struct.unpack("<f", rd.take(4))
-    rstep, mult_index = None, 0
+    rstep, mult_index, check = None, 0, 0
     if flags & _FLAG_RESIDUAL:
-        rstep, mult_index = struct.unpack("<fB", rd.take(5))
+        rstep, mult_index, check = struct.unpack("<fBH", rd.take(7))
     n_words = rd.varint()
     need = rd.pos + 4 * n_words + 4
     if len(data) < need:
@@ -492,7 +495,13 @@ def decompress(model: Any, data: bytes, *, code_model: CodeModel, name: str = "t
     q = np.asarray(dec.decode(laplace(-Q, Q), np.zeros(N * K), np.tile(scales, N)), np.float64).reshape(N, K)
     Xh = _decode(model, np.asarray(cm.loc) + q * steps, cm.low, cm.high)
     if rstep is not None:
-        mean, rscale, rmax = _residual_params(cm, Xh, rstep)
+        mean, rscale, rmax, ours = _residual_params(cm, Xh, rstep)
+        if ours != check:
+            raise CompressedFileError(
+                f"{name} cannot be decoded here: its refinement layer was written where the model's decodings round "
+                f"differently (context check {check:04x}, here {ours:04x}; another kind of device or library). "
+                "Decompress it on the device and aekit/PyTorch version that compressed it, or compress without "
+                "the refinement layer (no residual_step / --residual-step), whose files decode anywhere")
         mult = 2.0 ** ((mult_index - _SCALE_BASE) / _SCALE_PER_OCTAVE)
         r = np.asarray(dec.decode(laplace(-rmax, rmax), mean, rscale * mult), np.float64)
         Xh = np.clip(Xh + rstep * r.reshape(Xh.shape), cm.low, cm.high)
