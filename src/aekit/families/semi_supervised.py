@@ -50,17 +50,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aekit.core.losses import categorical_entropy, categorical_kl, reconstruction, virtual_adversarial_kl
-from aekit.core.nets import apply_output, mlp
+from aekit.core.nets import ConvEncoder, apply_output, mlp
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.data.preprocessing import UNLABELLED, check_labels
-from aekit.engine.training import TrainConfig
+from aekit.engine.state import TrainState
+from aekit.engine.training import Callback, TrainConfig
 from aekit.families.autoencoder import Autoencoder, AutoencoderConfig, HiddenDims
 from aekit.model.base import DataInfo, declare_params
 from aekit.model.classifier import ClassifierMixin
 from aekit.model.registry import register
 
-CONSISTENCIES = ("vat", "noise", "none")
+CONSISTENCIES = ("pseudo-label", "vat", "noise", "none")
 
 
 @dataclass
@@ -74,6 +75,10 @@ class SemiSupervisedConfig:
         Auto("the distinct labels of the labelled samples", from_data=True),
         Explain("the class labels the classifier predicts", "give every class that has a labelled sample"),
     ] = "auto"
+    # Batch normalization after every hidden layer of the encoder: the networks of the consistency methods
+    # (Laine and Aila, Miyato et al., Sohn et al.) all use it; it keeps the classifier's inputs on a scale that
+    # the pseudo-labels cannot drift.
+    batch_norm: bool = True
     # Hidden widths of the classifier head on the code; none: a softmax layer on the code.
     classifier_dims: HiddenDims = ()
     # Labelled samples drawn (with replacement) at every step; Miyato et al. use 32 beside 128 unlabelled.
@@ -89,12 +94,38 @@ class SemiSupervisedConfig:
         Auto("1 / n_features: the reconstruction per feature", from_data=True),
         Explain("the weight of the reconstruction term", "use 0 to train the classifier alone"),
     ] = "auto"
-    # How the classifier is made smooth around the unlabelled samples: virtual adversarial training is
-    # the strongest on permutation-invariant MNIST (1.36 % error with 100 labels, Miyato et al.).
-    consistency: Literal["vat", "noise", "none"] = "vat"
-    consistency_weight: Annotated[float, Interval(0), Explain("the weight of the consistency term")] = 1.0  # Miyato et al.'s 1
+    # How the classifier is made consistent on the unlabelled samples (see the module docstring).
+    consistency: Literal["pseudo-label", "vat", "noise", "none"] = "pseudo-label"
+    consistency_weight: Annotated[float, Interval(0), Explain("the weight of the consistency term")] = 1.0  # Miyato et al.'s and Sohn et al.'s 1
+    # The consistency weight rises as exp(-5 (1 - t)^2), t = epoch / (consistency_rampup * max_epochs), then
+    # stays at consistency_weight (Laine and Aila ramp over 80 of 300 epochs): a classifier that has not yet
+    # fitted the labels gives targets that are mostly noise.
+    consistency_rampup: Annotated[
+        float, Interval(0, 1, closed="left"),
+        Explain("the fraction of max_epochs over which the consistency weight ramps up", "use 0 for no ramp-up"),
+    ] = 0.2
+    # Pseudo-labels: an unlabelled sample counts only where the classifier's confidence on it reaches this
+    # (FixMatch's 0.95): wrong confident labels are what a collapse feeds on.
+    confidence_threshold: Annotated[
+        float, Interval(0, 1, closed="right"),
+        Explain("the confidence an unlabelled sample needs to get a pseudo-label"),
+    ] = 0.95
+    # Random shifts of up to this many pixels of every labelled sample and of the consistency term's second
+    # view (images only): digits stay digits under a shift of 2 pixels, and a classifier trained to agree
+    # with itself across shifts learns what 100 labels cannot show it. "auto": 2 for images (C, H, W) whose
+    # sides are 16 pixels or more, 1 for smaller ones, 0 for other data.
+    translation: Annotated[
+        int | Literal["auto"], Interval(0),
+        Auto("2 pixels for images of side 16 or more, 1 for smaller images, 0 for other data", from_data=True),
+        Explain("the largest random shift in pixels", "use 0 for no shifts"),
+    ] = "auto"
+    # The collapse guard: KL(mean_batch p(y|x) || class frequencies of the labels) keeps the predictions of a
+    # batch spread over the classes as the labels are (distribution alignment, Berthelot et al. 2020).
+    balance_weight: Annotated[
+        float, Interval(0), Explain("the weight of the class-balance term", "use 0 to turn it off")
+    ] = 1.0
     # The perturbation's size in the units of the scaled data: the L2 norm of the VAT perturbation of a
-    # sample, or the noise's standard deviation per feature. 1.0 is a small change of a 784-pixel digit in
+    # sample, or the noise's standard deviation per feature (vat and noise only). 1.0 is a small change of a 784-pixel digit in
     # [0, 1] (norms near 9); set it to a fraction of the distance between classes for other data.
     epsilon: Annotated[
         float, Interval(0, closed="neither"),
@@ -106,38 +137,101 @@ class SemiSupervisedConfig:
     entropy_weight: Annotated[float, Interval(0), Explain("the weight of the entropy term", "use 0 to turn it off")] = 0.0
 
 
+def random_translate(x: Tensor, max_shift: int) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) shifted by its own random offsets in [-max_shift, max_shift] along
+    H and W, the uncovered border filled with the image's edge values; ``max_shift = 0`` returns ``x``.
+
+    Drawn from torch's default generator of ``x``'s device.
+    """
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape
+    s = int(max_shift)
+    padded = F.pad(x, (s, s, s, s), mode="replicate")  # (B, C, H + 2s, W + 2s)
+    dy = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
+    dx = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """torch's batch normalization, except that a training batch of one sample (the last of an epoch) is
+    normalized with the running statistics instead of failing for want of a batch variance."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
+def with_batch_norm(net: nn.Sequential) -> nn.Sequential:
+    """``net`` with a batch normalization after every linear or convolutional layer that an activation follows."""
+    layers = list(net)
+    out: list[nn.Module] = []
+    for i, layer in enumerate(layers):
+        out.append(layer)
+        followed = i + 1 < len(layers) and not isinstance(layers[i + 1], (nn.Linear, nn.Conv1d, nn.Conv2d))
+        if followed and isinstance(layer, nn.Linear):
+            out.append(BatchNorm1d(layer.out_features))
+        elif followed and isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            out.append((nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else BatchNorm1d)(layer.out_channels))
+    return nn.Sequential(*out)
+
+
+def rampup(t: float) -> float:
+    """The ramp of Laine and Aila: exp(-5 (1 - t)^2) for t in [0, 1), 1 from t = 1 on."""
+    return 1.0 if t >= 1.0 else math.exp(-5.0 * (1.0 - max(t, 0.0)) ** 2)
+
+
 class SemiSupervisedModule(nn.Module):
     """Encoder f, decoder g, classifier head c, and the labelled pool that every training step draws from.
 
     Shapes: x (B, *sample_shape), z = encode(x) (B, K), class_logits(z) (B, n_classes). The pool
-    (``set_labelled``) is held in buffers that are not saved: it is training data, not a weight.
+    (``set_labelled``) is held in buffers that are not saved: it is training data, not a weight. The
+    ramp of the consistency weight is a buffer, changed in place by :class:`ConsistencyRampup`.
     """
 
     pool_x: Tensor  # (n_labelled, *sample_shape)
     pool_y: Tensor  # (n_labelled,) int64 class indices
+    prior: Tensor  # (n_classes,) class frequencies of the pool
+    ramp: Tensor  # () the factor of the consistency weight
 
     def __init__(
         self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, output: str, loss: str,
         weights: Mapping[str, float], consistency: str, epsilon: float, labelled_batch_size: int,
+        translation: int = 0, threshold: float = 0.95,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.output, self.loss_kind = output, loss
         self.weights = {k: float(v) for k, v in weights.items()}
         self.consistency, self.epsilon, self.labelled_batch_size = consistency, float(epsilon), int(labelled_batch_size)
+        self.translation, self.threshold = int(translation), float(threshold)
         # fit_module passes the batch's labels to ``loss`` when this is set.
         self.uses_labels = True
         self.register_buffer("pool_x", torch.empty(0), persistent=False)
         self.register_buffer("pool_y", torch.empty(0, dtype=torch.int64), persistent=False)
+        self.register_buffer("prior", torch.empty(0), persistent=False)
+        self.register_buffer("ramp", torch.tensor(1.0))
 
-    def set_labelled(self, X: np.ndarray | None, y: np.ndarray | None) -> None:
-        """Hold the labelled samples X (n_l, *sample_shape) with class indices y (n_l,); None empties the pool."""
+    def set_labelled(self, X: np.ndarray | None, y: np.ndarray | None, n_classes: int = 0) -> None:
+        """Hold the labelled samples X (n_l, *sample_shape) with class indices y (n_l,) in [0, n_classes);
+        None empties the pool."""
         dev = self.pool_x.device
         if X is None or y is None:
             self.pool_x, self.pool_y = torch.empty(0, device=dev), torch.empty(0, dtype=torch.int64, device=dev)
+            self.prior = torch.empty(0, device=dev)
             return
         self.pool_x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
         self.pool_y = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float32)
+        self.prior = torch.from_numpy(counts / counts.sum()).to(dev)
+
+    def shift(self, x: Tensor) -> Tensor:
+        """``x`` randomly translated (images only, and only with ``translation`` > 0)."""
+        return random_translate(x, self.translation) if self.translation and x.dim() == 4 else x
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, *sample_shape) -> (B, K)."""
@@ -163,36 +257,95 @@ class SemiSupervisedModule(nn.Module):
             extras={"class_logits": self.head(z)},
         )
 
-    def _classification(self, out: AEOutput, y: Tensor | None) -> Tensor:
-        """Mean cross-entropy: on a labelled batch drawn from the pool while training, else on the
-        labelled samples of this batch (0 when it has none)."""
+    def _classification(self, out: AEOutput, y: Tensor | None, student: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Mean cross-entropy: on a labelled batch drawn from the pool (and shifted) while training (its
+        logits and labels given as ``student`` when already computed), else on the labelled samples of
+        this batch (0 when it has none)."""
         if self.training and self.pool_y.numel():
+            if student is not None:
+                return F.cross_entropy(*student)
             idx = torch.randint(self.pool_y.numel(), (self.labelled_batch_size,), device=self.pool_y.device)
-            return F.cross_entropy(self.classify(self.pool_x[idx]), self.pool_y[idx])
+            return F.cross_entropy(self.classify(self.shift(self.pool_x[idx])), self.pool_y[idx])
         logits = out.extras["class_logits"]
         if y is None:
             return logits.new_zeros(())
         n_labelled = (y != UNLABELLED).sum().clamp(min=1)
         return F.cross_entropy(logits, y, ignore_index=UNLABELLED, reduction="sum") / n_labelled
 
-    def _consistency(self, x: Tensor, logits: Tensor) -> Tensor:
+    def _consistency(self, x: Tensor, logits: Tensor, student: Tensor | None = None) -> Tensor:
         if self.consistency == "vat":
             return virtual_adversarial_kl(self.classify, x, logits, self.epsilon).mean()
         if self.consistency == "noise":
-            return categorical_kl(logits.detach(), self.classify(x + self.epsilon * torch.randn_like(x))).mean()
+            return categorical_kl(logits.detach(), self.classify(self.shift(x) + self.epsilon * torch.randn_like(x))).mean()
+        if self.consistency == "pseudo-label":
+            target = logits.detach()
+            confidence, label = F.softmax(target, dim=1).max(dim=1)
+            kept = (confidence >= self.threshold).to(target.dtype)  # (B,)
+            pred = student if student is not None else self.classify(self.shift(x))
+            return (F.cross_entropy(pred, label, reduction="none") * kept).mean()
         return logits.new_zeros(())
+
+    def _balance(self, logits: Tensor) -> Tensor:
+        """KL(mean_b p(.|x_b) || prior): 0 when the batch's mean prediction has the labels' class frequencies."""
+        prior = self.prior if self.prior.numel() else torch.full_like(logits[0], 1.0 / logits.shape[1])
+        mean = F.softmax(logits, dim=1).mean(dim=0).clamp_min(1e-12)  # (C,)
+        return (mean * (mean.log() - prior.clamp_min(1e-12).log())).sum()
 
     def loss(self, x: Tensor, out: AEOutput, y: Tensor | None = None) -> LossOutput:
         w = self.weights
         logits = out.extras["class_logits"]
-        terms = {"classification": w["classification"] * self._classification(out, y)}
+        x_in = out.x_in if out.x_in is not None else x
+        labelled_student: tuple[Tensor, Tensor] | None = None
+        unlabelled_student: Tensor | None = None
+        if self.training and self.pool_y.numel() and self.consistency == "pseudo-label" and w["consistency"]:
+            # One pass over the shifted labelled and unlabelled samples together, so that a normalized layer
+            # sees the same batch statistics for both (as FixMatch does).
+            idx = torch.randint(self.pool_y.numel(), (self.labelled_batch_size,), device=self.pool_y.device)
+            both = self.classify(self.shift(torch.cat([self.pool_x[idx], x_in])))  # (B_l + B, n_classes)
+            labelled_student, unlabelled_student = (both[: idx.numel()], self.pool_y[idx]), both[idx.numel():]
+        terms = {"classification": w["classification"] * self._classification(out, y, labelled_student)}
         if w["reconstruction"]:
             terms["reconstruction"] = w["reconstruction"] * reconstruction(self.loss_kind, x, out.x_hat, out.logits).mean()
         if w["consistency"] and self.consistency != "none":
-            terms["consistency"] = w["consistency"] * self._consistency(out.x_in if out.x_in is not None else x, logits)
+            terms["consistency"] = w["consistency"] * self.ramp * self._consistency(x_in, logits, unlabelled_student)
         if w["entropy"]:
             terms["entropy"] = w["entropy"] * categorical_entropy(logits).mean()
+        if w["balance"]:
+            terms["balance"] = w["balance"] * self._balance(logits)
         return LossOutput(sum(terms.values()), terms)  # type: ignore[arg-type]
+
+
+class ConsistencyRampup(Callback):
+    """Sets the module's ``ramp`` to :func:`rampup` (epoch / ramp epochs) at each epoch's start and logs it
+    as the history column ``consistency_ramp``. While it rises the losses of successive epochs weigh the
+    consistency differently and do not compare, so early stopping starts counting after the ramp-up."""
+
+    def __init__(self, epochs: float) -> None:
+        self.epochs = float(epochs)
+
+    def factor(self, epoch: int) -> float:
+        return 1.0 if self.epochs <= 0 else rampup(epoch / self.epochs)
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        module: Any = state.module
+        module.ramp.fill_(self.factor(state.epoch))
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        module: Any = state.module
+        f = float(module.ramp)
+        state.history[-1]["consistency_ramp"] = f
+        if f < 1.0:
+            state.best_val, state.best_epoch, state.bad_epochs, state.best_state = math.inf, -1, 0, None
+
+
+def _normalized(encoder: nn.Module) -> nn.Module:
+    """The encoder of :func:`aekit.core.nets.build_encoder_decoder` with batch normalization in its hidden
+    layers (mlp: the linear stack; conv: the convolution stack); any other encoder is returned as it is."""
+    if isinstance(encoder, ConvEncoder):
+        encoder.convs = with_batch_norm(encoder.convs)
+    elif isinstance(encoder, nn.Sequential) and len(encoder) == 2 and isinstance(encoder[1], nn.Sequential):
+        encoder[1] = with_batch_norm(encoder[1])
+    return encoder
 
 
 @register(
@@ -273,6 +426,9 @@ class SemiSupervisedAutoencoder(ClassifierMixin, Autoencoder):
             r["classes"] = tuple(int(c) for c in data.classes)
         if r["reconstruction_weight"] == AUTO:
             r["reconstruction_weight"] = 1.0 / math.prod(data.sample_shape)
+        if r["translation"] == AUTO:
+            shape = data.sample_shape
+            r["translation"] = 0 if len(shape) != 3 else (2 if min(shape[1:]) >= 16 else 1)
         return r
 
     # ------------------------------------------------------------------ labels
@@ -326,22 +482,29 @@ class SemiSupervisedAutoencoder(ClassifierMixin, Autoencoder):
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
         r = self.resolved_
         encoder, decoder = self._networks(sample_shape)
+        if r.batch_norm:
+            encoder = _normalized(encoder)
         classes = self.data_info_.classes
         head = mlp([int(r.latent_dim), *(int(d) for d in r.classifier_dims), len(classes)], str(r.activation))
         weights = {
             "classification": r.classification_weight, "reconstruction": r.reconstruction_weight,
-            "consistency": r.consistency_weight, "entropy": r.entropy_weight,
+            "consistency": r.consistency_weight, "entropy": r.entropy_weight, "balance": r.balance_weight,
         }
         return SemiSupervisedModule(
-            encoder, decoder, head, r.output, r.loss, weights, r.consistency, r.epsilon, r.labelled_batch_size
+            encoder, decoder, head, r.output, r.loss, weights, r.consistency, r.epsilon, r.labelled_batch_size,
+            translation=r.translation, threshold=r.confidence_threshold,
         )
+
+    def _callbacks(self) -> list[Callback]:
+        r = self.resolved_
+        return [ConsistencyRampup(r.consistency_rampup * r.max_epochs)]
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         labels = self._fit_labels(y, Xs.shape[0])
         assert labels is not None  # _classes_of refuses a fit without labels
         labelled = labels != UNLABELLED
         module: SemiSupervisedModule = self.module_
-        module.set_labelled(Xs[labelled], labels[labelled])
+        module.set_labelled(Xs[labelled], labels[labelled], len(self.data_info_.classes))
         try:
             return super()._fit_module(Xs, y, seed, **fit_kw)
         finally:
