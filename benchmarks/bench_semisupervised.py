@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.8, help="confidence needed for a pseudo-label")
     p.add_argument("--rampup", type=float, default=0.2, help="fraction of the epochs the consistency ramps up over")
     p.add_argument("--balance-weight", type=float, default=1.0, help="weight of the class-balance term")
+    p.add_argument("--no-batch-norm", action="store_true", help="leave batch normalization out of the encoder")
     p.add_argument("--entropy-weight", type=float, default=0.0)
     p.add_argument("--reconstruction-weight", default="auto")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -127,7 +128,7 @@ def main() -> None:
     rec_w: Any = args.reconstruction_weight if args.reconstruction_weight == "auto" else float(args.reconstruction_weight)
     common: dict[str, Any] = {
         "architecture": args.architecture, "hidden_dims": tuple(int(h) for h in args.hidden.split(",")),
-        "latent_dim": args.latent_dim, "translation": args.translation if args.translation == "auto" else int(args.translation),
+        "latent_dim": args.latent_dim, "batch_norm": not args.no_batch_norm, "translation": args.translation if args.translation == "auto" else int(args.translation),
         "learning_rate": args.lr, "lr_schedule": "cosine", "batch_size": args.batch_size,
         "labelled_batch_size": args.labelled_batch_size, "validation_fraction": 0.0, "patience": None,
         "device": args.device, "random_state": args.seed, "threads": args.threads, "verbose": 1,
