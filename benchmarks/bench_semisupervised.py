@@ -97,7 +97,7 @@ def main() -> None:
                    help="epochs of the labels-only fit (an epoch is a pass over the labelled images)")
     p.add_argument("--labels-per-class", type=int, default=10)
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke runs)")
-    p.add_argument("--hidden", default="16,32", help="hidden widths (mlp) or channels (conv) of the encoder (default: %(default)s)")
+    p.add_argument("--hidden", default="32,64", help="hidden widths (mlp) or channels (conv) of the encoder (default: %(default)s)")
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--architecture", default="conv", choices=["mlp", "conv"])
     p.add_argument("--consistency", default="pseudo-label", choices=["pseudo-label", "vat", "noise", "none"])
