@@ -14,8 +14,9 @@ from sklearn.metrics import accuracy_score
 
 import aekit
 from aekit.core.losses import categorical_entropy, categorical_kl, virtual_adversarial_kl
+from aekit.families.semi_supervised import SemiSupervisedModule, rampup, random_translate
 
-TERMS = ("classification", "reconstruction", "consistency", "entropy")
+TERMS = ("classification", "reconstruction", "consistency", "entropy", "balance")
 
 
 @cache
@@ -73,17 +74,65 @@ def test_virtual_adversarial_kl_reaches_the_top_eigenvalue() -> None:
         assert float(categorical_kl((W @ x[i])[None], (W @ (x[i] + eps * r / r.norm()))[None])) < float(kl[i])
 
 
+def test_random_translate_shifts_each_image_within_the_bound() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(16, 2, 6, 7)
+    torch.testing.assert_close(random_translate(x, 0), x)
+    out = random_translate(x, 2)
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    offsets = set()
+    for i in range(len(x)):
+        # Each image is the edge-padded original cropped at one offset in [-2, 2]^2, both channels alike.
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 7])]
+        assert len(found) == 1, i
+        offsets.add(found[0])
+    assert len(offsets) > 4  # drawn per image
+
+
+def _module(threshold: float) -> SemiSupervisedModule:
+    torch.manual_seed(0)
+    enc, head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), torch.nn.Identity()
+    weights = {"classification": 1.0, "reconstruction": 0.0, "consistency": 1.0, "entropy": 0.0, "balance": 1.0}
+    return SemiSupervisedModule(enc, torch.nn.Linear(3, 4), head, "linear", "mse", weights, "pseudo-label", 1.0, 4,
+                                threshold=threshold)
+
+
+@torch.no_grad()
+def test_pseudo_labels_and_the_balance_term_against_closed_forms() -> None:
+    x = torch.randn(6, 4)
+    # Pseudo-labels: cross-entropy to the argmax of a second pass, counted where the confidence reaches the threshold.
+    low, high = _module(1e-6), _module(1.0)
+    logits = low.classify(x)
+    expected = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
+    torch.testing.assert_close(low._consistency(x, logits), expected)
+    assert float(high._consistency(x, logits)) == 0.0  # no sample is certain: none gets a label
+    # The class-balance term is KL(mean prediction || prior): log 3 for a collapse onto one class
+    # under a uniform prior, 0 for a batch that predicts the prior on average.
+    low.set_labelled(np.zeros((3, 4), np.float32), np.array([0, 1, 2]), 3)
+    collapsed = torch.tensor([[30.0, 0.0, 0.0]] * 4)
+    assert float(low._balance(collapsed)) == pytest.approx(np.log(3), rel=1e-4)
+    assert float(low._balance(torch.eye(3) * 30)) == pytest.approx(0.0, abs=1e-6)
+    low.set_labelled(np.zeros((4, 4), np.float32), np.array([0, 0, 1, 2]), 3)
+    torch.testing.assert_close(low.prior, torch.tensor([0.5, 0.25, 0.25]))
+    mean = torch.softmax(collapsed, 1).mean(0)
+    torch.testing.assert_close(low._balance(collapsed), (mean * (mean / low.prior).log()).sum(), rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------------- unlabelled data helps
 
 
 def test_unlabelled_data_beat_the_labels_alone() -> None:
-    """Two labels per digit: the same network does better with the unlabelled digits beside them."""
+    """Two labels per digit: the same network does better with the unlabelled digits beside them (virtual
+    adversarial consistency: with 20 labels of 8x8 digits and an MLP, pseudo-labels do not help in 5 epochs)."""
     X, y, X_test, y_test = digits()
     y_few = few_labels(y, 2)
     labelled = y_few != -1
-    alone = small(max_epochs=100, consistency="none", entropy_weight=0.0, reconstruction_weight=0.0)
+    alone = small(max_epochs=100, consistency="none", entropy_weight=0.0, reconstruction_weight=0.0,
+                  balance_weight=0.0)
     alone.fit(X[labelled], y_few[labelled])
-    semi = small(max_epochs=5, epsilon=0.5, entropy_weight=0.0).fit(X, y_few)
+    semi = small(max_epochs=5, consistency="vat", epsilon=0.5, entropy_weight=0.0).fit(X, y_few)
     acc_alone, acc_semi = alone.score(X_test, y_test), semi.score(X_test, y_test)
     assert acc_semi > acc_alone + 0.03, (acc_semi, acc_alone)
 
@@ -95,7 +144,8 @@ def test_predict_proba_score_terms_and_round_trip(tmp_path: Path) -> None:
     X, y, X_test, y_test = digits()
     y_half = y.copy()
     y_half[1::2] = -1
-    est = small(max_epochs=2, hidden_dims=(16,), latent_dim=4, entropy_weight=1.0).fit(X, y_half)
+    est = small(max_epochs=4, hidden_dims=(16,), latent_dim=4, entropy_weight=1.0, consistency="vat",
+                consistency_rampup=0.5).fit(X, y_half)
     assert list(est.classes_) == list(range(10))
 
     proba = est.predict_proba(X_test)
@@ -116,6 +166,13 @@ def test_predict_proba_score_terms_and_round_trip(tmp_path: Path) -> None:
         assert set(TERMS) <= set(row)
         assert row["loss"] == pytest.approx(sum(row[t] for t in TERMS), rel=1e-5)
     assert est.resolved_.reconstruction_weight == pytest.approx(1 / 64)
+    # The consistency weight ramps up over half of the 4 epochs, then stays at its value.
+    ramp = [row["consistency_ramp"] for row in est.history_]
+    assert ramp == pytest.approx([rampup(0.0), rampup(0.5), 1.0, 1.0])
+    assert ramp[0] < 0.01 < ramp[1] < 0.5
+    # Digits are 8x8 images: shifts of 1 pixel; the hidden layer is batch-normalized.
+    assert est.resolved_.translation == 1
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in est.module_.encoder.modules())
     # The labelled pool is training data, not part of the fitted model.
     assert est.module_.pool_x.numel() == 0
 
@@ -127,9 +184,10 @@ def test_predict_proba_score_terms_and_round_trip(tmp_path: Path) -> None:
 def test_weights_of_zero_leave_their_terms_out() -> None:
     X, y, _, _ = digits()
     est = small(max_epochs=1, hidden_dims=(8,), latent_dim=4, consistency="none", entropy_weight=0.0,
-                reconstruction_weight=0.0).fit(X[:200], y[:200])
+                reconstruction_weight=0.0, balance_weight=0.0, batch_norm=False).fit(X[:200], y[:200])
     assert "classification" in est.history_[0]
-    assert not {"reconstruction", "consistency", "entropy"} & set(est.history_[0])
+    assert not {"reconstruction", "consistency", "entropy", "balance"} & set(est.history_[0])
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in est.module_.encoder.modules())
 
 
 # -------------------------------------------------------------------------------------- bad input
