@@ -111,3 +111,24 @@ def test_finetuned_classifier_trains_the_encoder_and_leaves_the_model_alone(spli
         FineTunedClassifier(ae).fit(tr.X, tr.y[:-1])
     with pytest.raises(ValueError, match=r"y holds a single class"):
         FineTunedClassifier(ae).fit(tr.X, np.zeros(200, np.int64))
+
+
+def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             split: tuple[Any, Any]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--family", "autoencoder", "--data", "digits", "--latent-dim", "8", "--hidden-dims", "16",
+                 "--epochs", "1", "--limit", "150", "--seed", "0", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-epochs", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["finetune_epochs"] == 2 and 0.0 <= res["finetune_accuracy"] <= 1.0
+    assert (run / "app-features.png").read_bytes()[:4] == b"\x89PNG"
+    html = (run / "report.html").read_text()
+    assert "Codes as features for a classifier" in html and f"{round(res['finetune_accuracy'], 4)}" in html
+    # A family with no encoder trained by gradient: refused before any work, one line, nothing written.
+    lin = aekit.LinearAutoencoder(latent_dim=4, verbose=0).fit(split[0].X).save(tmp_path / "lin")
+    files = sorted(p.name for p in lin.iterdir())
+    assert main(["features", str(lin), "--data", "digits", "--limit", "50", "--finetune"]) == 2
+    err = capsys.readouterr().err
+    assert "'linear' has no encoder trained by gradient to fine-tune" in err and err.count("\n") == 1
+    assert sorted(p.name for p in lin.iterdir()) == files

@@ -163,6 +163,9 @@ def test_cli_index_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0, err
     summary = json.loads(out)
     assert summary["metric"] == "hamming" and summary["n_codes"] == 120 and summary["code_size"] == 8
+    # The run's report gains the nearest-neighbour figure.
+    assert (run / "app-index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Retrieval by codes" in (run / "report.html").read_text()
     queries = aekit.load_dataset("digits", split="test", limit=6).X
     np.save(tmp_path / "q.npy", queries)
     code, out, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "q.npy"), "-k", "3", "--json")

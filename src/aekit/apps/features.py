@@ -22,6 +22,7 @@ from is copied, never changed.
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any
 
 import numpy as np
@@ -251,7 +252,8 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
             validation_fraction=self.validation_fraction, patience=self.patience, device=self.device,
             random_state=self.random_state, verbose=self.verbose,
         )
-        seed = int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
+        # Fresh entropy for random_state=None, without drawing from NumPy's global random state.
+        seed = int(self.random_state) if self.random_state is not None else secrets.randbelow(2**31 - 1)
         self.classes_ = classes
         self.history_ = fit_module(module, Xs, class_indices(labels, tuple(int(c) for c in classes)), config, seed=seed)
         module.eval()
@@ -314,3 +316,26 @@ def finetune_features(
         "classifier": "finetune", "accuracy": float(clf.score(X_test, y_test)),
         "n_features": int(clf.module_.head.in_features), "epochs": len(clf.history_), "seconds": round(secs, 2),
     }
+
+
+def accuracy_figure(labels: list[str], accuracies: list[float], *, title: str = "Test accuracy") -> bytes:
+    """PNG of a horizontal bar chart of test accuracies, one bar per row of features, its value written on it."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 0.5 * len(labels) + 1.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    pos = np.arange(len(labels))[::-1]
+    ax.barh(pos, accuracies, color="#4c72b0")
+    for p, a in zip(pos, accuracies, strict=True):
+        ax.text(a, p, f" {a:.4f}", va="center", fontsize="small")
+    ax.set_yticks(pos, labels, fontsize="small")
+    ax.set_xlim(0.0, 1.12)
+    ax.set_xlabel("test accuracy")
+    ax.set_title(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
