@@ -395,8 +395,8 @@ class ITQCodes:
     bits, so ``transform``, ``inverse_transform`` and ``reconstruct`` all go through the bits an index stores.
     """
 
-    encoder: nn.Module
-    decoder: nn.Module
+    encoder: Any  # the module's own (an nn.Module of (B, *sample_shape) -> (B, K))
+    decoder: Any
     output: str
     code_layer: ITQCodeLayer
 
@@ -628,9 +628,8 @@ class Autoencoder(BaseAutoencoder):
         history = super()._fit_module(Xs, y, seed, **fit_kw)
         if isinstance(self.module_, ITQCodes):
             # The code layer of bits, fitted to the trained network's codes of the training data.
-            module = self.module_
-            module.eval()
-            self.module_.code_layer.fit(torch.from_numpy(self._batched(module.encoder, Xs)), seed=seed)
+            layer = self.module_.code_layer
+            layer.fit(torch.from_numpy(self._batched(self.module_.encoder, Xs)), seed=seed)
         return history
 
     def _networks(self, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
