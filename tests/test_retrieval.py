@@ -212,6 +212,10 @@ def test_cli_index_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     np.save(tmp_path / "bad.npy", np.zeros((4, 10), np.float32))
     code, _, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "bad.npy"))
     assert code == 1 and "Q has samples of shape (10,)" in err and err.count("\n") == 1
+    other = aekit.LinearAutoencoder(latent_dim=4, verbose=0).fit(aekit.load_dataset("digits", limit=50).X).save(
+        tmp_path / "other")
+    code, _, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "q.npy"), "--run", str(other))
+    assert code == 1 and "this index was built from another model" in err and err.count("\n") == 1
     (tmp_path / "junk.npz").write_bytes(b"junk")
     code, _, err = call(capsys, "search", str(tmp_path / "junk.npz"), "--query", str(tmp_path / "q.npy"))
     assert code == 1 and "is not a readable aekit index file" in err and "Traceback" not in err
