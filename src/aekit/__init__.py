@@ -27,6 +27,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "restoration_scores": ("aekit.apps.restoration", "restoration_scores"),
     "CodeIndex": ("aekit.apps.retrieval", "CodeIndex"),
     "code_features": ("aekit.apps.features", "code_features"),
+    "FineTunedClassifier": ("aekit.apps.features", "FineTunedClassifier"),
+    "finetune_features": ("aekit.apps.features", "finetune_features"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),
