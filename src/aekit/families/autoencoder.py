@@ -175,7 +175,7 @@ class AdaptiveNetConfig(AutoencoderConfig):
     # network's; measured above PCA-ITQ and the straight-through estimator (benchmarks/RESULTS.md).
     # "straight-through": the bits 1[a > 0] are the code while training, with a sigmoid's gradient backward.
     binarization: Annotated[
-        Literal["auto", "itq", "straight-through"], Auto("itq (used only with binary_codes=True)")
+        Literal["auto", "itq", "straight-through"], Auto("itq; used only with binary_codes=True")
     ] = "auto"
 
 
