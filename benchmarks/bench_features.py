@@ -76,6 +76,10 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=1000, help="units per layer (default: %(default)s)")
     p.add_argument("--code", type=int, default=32, help="code size of the pca and aekit rows (default: %(default)s)")
     p.add_argument("--ae-epochs", type=int, default=10, help="epochs of the aekit autoencoder (default: %(default)s)")
+    p.add_argument("--ft-validation", type=float, default=0.1,
+                   help="held out for early stopping of aekit-finetune; 0: none (default: %(default)s)")
+    p.add_argument("--ft-schedule", default="constant", choices=("constant", "cosine"),
+                   help="learning-rate schedule of aekit-finetune (default: %(default)s)")
     p.add_argument("--sda-layers", type=int, default=3)
     p.add_argument("--cae-layers", type=int, default=1)
     p.add_argument("--corruption", default="masking:0.25", help="q(h'|h) of the denoising layers")
@@ -175,8 +179,11 @@ def main() -> None:
                                                                                      args.lr_max_iter)
         elif name == "aekit-finetune":
             clf = FineTunedClassifier(aekit_ae(), max_epochs=args.epochs, learning_rate=args.lr,
-                                      batch_size=args.batch_size, device=args.device, random_state=args.seed,
-                                      verbose=1).fit(train.X, train.y)
+                                      batch_size=args.batch_size, lr_schedule=args.ft_schedule,
+                                      validation_fraction=args.ft_validation, device=args.device,
+                                      random_state=args.seed, verbose=1).fit(train.X, train.y)
+            print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
+                  [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
             err = 100.0 * (1.0 - clf.score(test.X, test.y))
         elif name in codes:
             est = shallow(codes[name]).fit(train.X)
