@@ -2,7 +2,13 @@
 
 Rows, each scored by its test error % on the 10,000 MNIST test images:
 
-- ``pixels``: logistic regression on the raw pixels;
+- ``pixels``, ``pixels-knn``: logistic regression, 5-NN on the raw pixels;
+- ``pca``, ``pca-knn``: the same on PCA codes of ``--code`` values;
+- ``aekit-codes``, ``aekit-codes-knn``: the same on the codes of the default ``Autoencoder(latent_dim=--code)``
+  (PCA plus a correction, ``--ae-epochs`` epochs);
+- ``aekit-finetune``: that autoencoder's encoder fine-tuned with a softmax head on its code
+  (``aekit.apps.features.FineTunedClassifier``, ``--epochs`` epochs, early stopping on a tenth of the training
+  images), what ``aekit features RUN --finetune`` runs;
 - ``ae-codes``, ``dae-codes``, ``cae-codes``: logistic regression on the frozen codes of a one-layer
   autoencoder of ``--hidden`` sigmoid units, plain, denoising (masking noise) or contractive, trained
   greedily and never fine-tuned (``StackedAutoencoder`` with one layer and ``objective="none"``, the
@@ -32,17 +38,19 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import aekit
+from aekit.apps.features import FineTunedClassifier, make_classifier
 from aekit.families.stacked import StackedAutoencoder
 
 from _common import add_data_args, machine, table
 
-ROWS = ("pixels", "ae-codes", "dae-codes", "cae-codes", "sda", "sda-no-pretraining", "cae")
+ROWS = ("pixels", "pixels-knn", "pca", "pca-knn", "aekit-codes", "aekit-codes-knn", "aekit-finetune", "ae-codes", "dae-codes", "cae-codes", "sda", "sda-no-pretraining", "cae")
 ANCHORS = {"sda": 1.28, "cae": 1.14}
 HEADER = ["model", "test error %", "anchor %", "train s", "train images"]
 
@@ -66,6 +74,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default: %(default)s)")
     p.add_argument("--pretrain-epochs", type=int, default=15, help="greedy epochs per layer (default: %(default)s)")
     p.add_argument("--hidden", type=int, default=1000, help="units per layer (default: %(default)s)")
+    p.add_argument("--code", type=int, default=32, help="code size of the pca and aekit rows (default: %(default)s)")
+    p.add_argument("--ae-epochs", type=int, default=10, help="epochs of the aekit autoencoder (default: %(default)s)")
+    p.add_argument("--ft-validation", type=float, default=0.1,
+                   help="held out for early stopping of aekit-finetune; 0: none (default: %(default)s)")
+    p.add_argument("--ft-schedule", default="constant", choices=("constant", "cosine"),
+                   help="learning-rate schedule of aekit-finetune (default: %(default)s)")
     p.add_argument("--sda-layers", type=int, default=3)
     p.add_argument("--cae-layers", type=int, default=1)
     p.add_argument("--corruption", default="masking:0.25", help="q(h'|h) of the denoising layers")
@@ -122,11 +136,55 @@ def main() -> None:
         "sda-no-pretraining": "same network as sda, fine-tuned from random initialization",
         "cae": f"contractive autoencoder {args.cae_layers}x{args.hidden}, fine-tuned",
     }
+    descr.update({
+        "pixels-knn": "5-NN, raw pixels", "pca": f"logistic regression, PCA codes ({args.code})",
+        "pca-knn": f"5-NN, PCA codes ({args.code})",
+        "aekit-codes": f"logistic regression, codes of the default Autoencoder ({args.code}, {args.ae_epochs} epochs)",
+        "aekit-codes-knn": f"5-NN, codes of the default Autoencoder ({args.code})",
+        "aekit-finetune": f"default Autoencoder ({args.code}) fine-tuned with a softmax head (FineTunedClassifier)",
+    })
+    cache: dict[str, Any] = {}
+
+    def aekit_ae() -> Any:
+        if "ae" not in cache:
+            cache["ae"] = aekit.Autoencoder(latent_dim=args.code, max_epochs=args.ae_epochs, device=args.device,
+                                            random_state=args.seed, verbose=0).fit(train.X)
+        return cache["ae"]
+
+    def pca_codes() -> tuple[np.ndarray, np.ndarray]:
+        if "pca" not in cache:
+            pca = PCA(args.code, random_state=args.seed).fit(Xtr)
+            cache["pca"] = (pca.transform(Xtr), pca.transform(Xte))
+        return cache["pca"]  # type: ignore[no-any-return]
+
+    def knn_error(F_train: np.ndarray, F_test: np.ndarray) -> float:
+        clf = make_classifier("knn").fit(F_train, train.y)
+        return 100.0 * float(np.mean(clf.predict(F_test) != test.y))
+
     rows = []
     for name in rows_wanted:
         t0 = time.perf_counter()
         if name == "pixels":
             err = logistic_error(Xtr, train.y, Xte, test.y, args.lr_max_iter)
+        elif name == "pixels-knn":
+            err = knn_error(Xtr, Xte)
+        elif name in ("pca", "pca-knn"):
+            F_tr, F_te = pca_codes()
+            err = knn_error(F_tr, F_te) if name == "pca-knn" else logistic_error(F_tr, train.y, F_te, test.y,
+                                                                                  args.lr_max_iter)
+        elif name in ("aekit-codes", "aekit-codes-knn"):
+            ae = aekit_ae()
+            F_tr, F_te = ae.transform(train.X), ae.transform(test.X)
+            err = knn_error(F_tr, F_te) if name.endswith("knn") else logistic_error(F_tr, train.y, F_te, test.y,
+                                                                                     args.lr_max_iter)
+        elif name == "aekit-finetune":
+            clf = FineTunedClassifier(aekit_ae(), max_epochs=args.epochs, learning_rate=args.lr,
+                                      batch_size=args.batch_size, lr_schedule=args.ft_schedule,
+                                      validation_fraction=args.ft_validation, device=args.device,
+                                      random_state=args.seed, verbose=1).fit(train.X, train.y)
+            print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
+                  [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
+            err = 100.0 * (1.0 - clf.score(test.X, test.y))
         elif name in codes:
             est = shallow(codes[name]).fit(train.X)
             err = logistic_error(est.transform(train.X), train.y, est.transform(test.X), test.y, args.lr_max_iter)

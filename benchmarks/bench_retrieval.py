@@ -8,7 +8,8 @@ index), and the query time per 1,000 queries (encoding the queries plus the k=10
 
 Rows at each bit count b (``--bits``):
 
-- ``aekit-binary``: ``Autoencoder(binary_codes=True, latent_dim=b)``, Hamming distance;
+- ``aekit-binary``: ``Autoencoder(binary_codes=True, latent_dim=b)``, Hamming distance (``--binarization``: the
+  default "itq", bits of the trained codes by iterative quantization, or "straight-through");
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
 
@@ -101,6 +102,8 @@ def main() -> None:
     p.add_argument("--index-limit", type=int, default=None, help="index only the first N training images")
     p.add_argument("--epochs", type=int, default=20, help="epochs of each aekit autoencoder")
     p.add_argument("--features-train", type=int, default=10_000, help="training images of the classifiers")
+    p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
+    p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -126,8 +129,8 @@ def main() -> None:
 
     for b in a.bits:
         t = time.perf_counter()
-        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, max_epochs=a.epochs, random_state=a.seed,
-                               verbose=0).fit(tr.X)
+        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization, max_epochs=a.epochs,
+                               random_state=a.seed, verbose=0).fit(tr.X)
         add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)
@@ -138,6 +141,9 @@ def main() -> None:
         add("pca-itq", b, "hamming", True, lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32),
             time.perf_counter() - t)
 
+    if a.no_float:
+        print("\n" + table(HEADER, rows), flush=True)
+        return
     k = a.float_dim
     t = time.perf_counter()
     fae = aekit.Autoencoder(latent_dim=k, max_epochs=a.epochs, random_state=a.seed, verbose=0).fit(tr.X)

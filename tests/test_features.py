@@ -81,3 +81,54 @@ def test_autoencoder_in_a_pipeline_with_grid_search(split: tuple[Any, Any]) -> N
     scores = search.cv_results_["mean_test_score"]
     assert search.best_params_ == {"ae__latent_dim": 12} and scores[1] > scores[0] + 0.1  # more of the digit kept
     assert search.best_estimator_.named_steps["ae"].transform(tr.X[:3].reshape(3, -1)).shape == (3, 12)
+
+
+def test_finetuned_classifier_trains_the_encoder_and_leaves_the_model_alone(split: tuple[Any, Any]) -> None:
+    from aekit.apps.features import FineTunedClassifier, finetune_features
+
+    tr, te = split
+    ae = aekit.Autoencoder(latent_dim=8, hidden_dims=(16,), max_epochs=1, batch_size=32, random_state=0,
+                           verbose=0).fit(tr.X)
+    before = ae.transform(te.X)
+    clf = FineTunedClassifier(ae, max_epochs=4, batch_size=32, learning_rate=1e-2, validation_fraction=0.0,
+                              patience=None).fit(tr.X, tr.y)
+    losses = [row["loss"] for row in clf.history_]
+    assert len(losses) == 4 and np.isclose(losses[0], np.log(10), atol=0.1) and losses[-1] < 0.8 * losses[0]
+    np.testing.assert_array_equal(ae.transform(te.X), before)  # the model given is copied, not changed
+    assert not np.allclose(clf.model_.transform(te.X), before)  # the copy's encoder was trained
+    proba = clf.predict_proba(te.X)
+    assert proba.shape == (100, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert np.array_equal(clf.predict(te.X), clf.classes_[proba.argmax(1)])
+    assert clf.score(te.X, te.y) == np.mean(clf.predict(te.X) == te.y) > 0.5
+    res = finetune_features(ae, tr.X, tr.y, te.X, te.y, max_epochs=1, batch_size=64, validation_fraction=0.0,
+                            patience=None)
+    assert res["classifier"] == "finetune" and res["n_features"] == 8 and res["epochs"] == 1
+    # A family with no encoder trained by gradient, labels of the wrong length, a single class.
+    lin = aekit.LinearAutoencoder(latent_dim=4, verbose=0).fit(tr.X)
+    with pytest.raises(ValueError, match=r"'linear' has no encoder trained by gradient to fine-tune.*autoencoder"):
+        finetune_features(lin, tr.X, tr.y, te.X, te.y)
+    with pytest.raises(ValueError, match=r"y has shape \(199,\), but X has 200 samples"):
+        FineTunedClassifier(ae).fit(tr.X, tr.y[:-1])
+    with pytest.raises(ValueError, match=r"y holds a single class"):
+        FineTunedClassifier(ae).fit(tr.X, np.zeros(200, np.int64))
+
+
+def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             split: tuple[Any, Any]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--family", "autoencoder", "--data", "digits", "--latent-dim", "8", "--hidden-dims", "16",
+                 "--epochs", "1", "--limit", "150", "--seed", "0", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-epochs", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["finetune_epochs"] == 2 and 0.0 <= res["finetune_accuracy"] <= 1.0
+    assert (run / "app-features.png").read_bytes()[:4] == b"\x89PNG"
+    html = (run / "report.html").read_text()
+    assert "Codes as features for a classifier" in html and f"{round(res['finetune_accuracy'], 4)}" in html
+    # A family with no encoder trained by gradient: refused before any work, one line, nothing written.
+    lin = aekit.LinearAutoencoder(latent_dim=4, verbose=0).fit(split[0].X).save(tmp_path / "lin")
+    files = sorted(p.name for p in lin.iterdir())
+    assert main(["features", str(lin), "--data", "digits", "--limit", "50", "--finetune"]) == 2
+    err = capsys.readouterr().err
+    assert "'linear' has no encoder trained by gradient to fine-tune" in err and err.count("\n") == 1
+    assert sorted(p.name for p in lin.iterdir()) == files

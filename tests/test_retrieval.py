@@ -16,7 +16,7 @@ from scipy.spatial.distance import cdist
 import aekit
 from aekit.apps.retrieval import CodeIndex
 from aekit.cli.main import main
-from aekit.families.autoencoder import straight_through_bits
+from aekit.families.autoencoder import itq_rotation, straight_through_bits
 
 torch.set_num_threads(1)
 
@@ -63,7 +63,7 @@ def test_binary_codes_are_bits_and_the_hamming_search_equals_brute_force(binary_
     Z = binary_ae.transform(digits.X)
     assert Z.shape == (300, 12) and set(np.unique(Z).tolist()) == {0.0, 1.0}
     assert 0.1 < Z.mean() < 0.9 and (Z.std(axis=0) > 0).all()  # every bit splits the data, none is constant
-    assert binary_ae.resolved_.init == "random"
+    assert binary_ae.resolved_.init == "pca" and binary_ae.resolved_.binarization == "itq"
     index = CodeIndex.build(binary_ae, digits.X[:250])
     assert index.metric == "hamming" and index.binary
     ind, dist = index.search(digits.X[250:], k=7)
@@ -78,9 +78,36 @@ def test_binary_codes_are_bits_and_the_hamming_search_equals_brute_force(binary_
     torch.testing.assert_close(a.grad, s * (1 - s))
 
 
+def test_itq_rotation_against_numpy_and_the_bits_start_at_pca_itq(digits: Any) -> None:
+    from sklearn.decomposition import PCA
+
+    X = digits.X.reshape(300, -1).astype(np.float64)
+    V = PCA(8, svd_solver="full").fit_transform(X)  # centred PCA codes (300, 8)
+    # One step from the same start, by NumPy: B = sign(V R0), then orthogonal Procrustes R = U W^T.
+    gen = torch.Generator().manual_seed(3)
+    R0 = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))[0].numpy()
+    U, _, Wt = np.linalg.svd(V.T @ np.where(V @ R0 >= 0, 1.0, -1.0))
+    np.testing.assert_allclose(itq_rotation(torch.from_numpy(V), n_iter=1, seed=3).numpy(), U @ Wt, atol=1e-10)
+    R = itq_rotation(torch.from_numpy(V), seed=3).numpy()
+    np.testing.assert_allclose(R.T @ R, np.eye(8), atol=1e-10)
+
+    def quantization_loss(R: np.ndarray) -> float:
+        return float(((np.sign(V @ R) - V @ R) ** 2).sum())
+
+    assert quantization_loss(R) < min(quantization_loss(R0), quantization_loss(np.eye(8)))
+    # The autoencoder starts at PCA (a negligible learning rate keeps it there): its bits are PCA-ITQ's.
+    ae = aekit.Autoencoder(latent_dim=8, binary_codes=True, hidden_dims=(16,), max_epochs=1, learning_rate=1e-12,
+                           random_state=3, verbose=0).fit(digits.X)
+    Vc = V - V.mean(0)
+    itq_bits = (Vc @ itq_rotation(torch.from_numpy(Vc), seed=3).numpy() > 0).astype(np.float32)
+    np.testing.assert_array_equal(ae.transform(digits.X), itq_bits)
+    # Bits decode through the centre of their cell: inverse_transform(transform(X)) is reconstruct(X).
+    np.testing.assert_allclose(ae.inverse_transform(ae.transform(digits.X[:5])), ae.reconstruct(digits.X[:5]), atol=1e-6)
+
+
 def test_binary_codes_refuse_a_pca_start_and_hamming_needs_bits(float_ae: Any, digits: Any) -> None:
-    with pytest.raises(ValueError, match=r"binary_codes=True needs a random start, but got init='pca'.*init='random'"):
-        aekit.Autoencoder(binary_codes=True, init="pca").fit(digits.X)
+    with pytest.raises(ValueError, match=r"binarization='straight-through' needs a random start, but got init='pca'"):
+        aekit.Autoencoder(binary_codes=True, binarization="straight-through", init="pca").fit(digits.X)
     with pytest.raises(ValueError, match=r"metric='hamming' needs binary codes.*binary_codes=True.*'euclidean'"):
         CodeIndex.build(float_ae, digits.X, metric="hamming")
     with pytest.raises(ValueError, match=r"metric='manhattan' is not one of auto, hamming, euclidean, cosine"):
@@ -163,6 +190,9 @@ def test_cli_index_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0, err
     summary = json.loads(out)
     assert summary["metric"] == "hamming" and summary["n_codes"] == 120 and summary["code_size"] == 8
+    # The run's report gains the nearest-neighbour figure.
+    assert (run / "app-index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Retrieval by codes" in (run / "report.html").read_text()
     queries = aekit.load_dataset("digits", split="test", limit=6).X
     np.save(tmp_path / "q.npy", queries)
     code, out, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "q.npy"), "-k", "3", "--json")
@@ -182,6 +212,10 @@ def test_cli_index_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     np.save(tmp_path / "bad.npy", np.zeros((4, 10), np.float32))
     code, _, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "bad.npy"))
     assert code == 1 and "Q has samples of shape (10,)" in err and err.count("\n") == 1
+    other = aekit.LinearAutoencoder(latent_dim=4, verbose=0).fit(aekit.load_dataset("digits", limit=50).X).save(
+        tmp_path / "other")
+    code, _, err = call(capsys, "search", str(idx), "--query", str(tmp_path / "q.npy"), "--run", str(other))
+    assert code == 1 and "this index was built from another model" in err and err.count("\n") == 1
     (tmp_path / "junk.npz").write_bytes(b"junk")
     code, _, err = call(capsys, "search", str(tmp_path / "junk.npz"), "--query", str(tmp_path / "q.npy"))
     assert code == 1 and "is not a readable aekit index file" in err and "Traceback" not in err

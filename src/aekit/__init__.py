@@ -31,6 +31,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "decompress": ("aekit.apps.compression", "decompress"),
     "fit_code_model": ("aekit.apps.compression", "fit_code_model"),
     "code_features": ("aekit.apps.features", "code_features"),
+    "FineTunedClassifier": ("aekit.apps.features", "FineTunedClassifier"),
+    "finetune_features": ("aekit.apps.features", "finetune_features"),
     "SampleQuality": ("aekit.report.quality", "SampleQuality"),
     "frechet_distance": ("aekit.report.quality", "frechet_distance"),
     "sparse_coding_objective": ("aekit.core.lasso", "sparse_coding_objective"),

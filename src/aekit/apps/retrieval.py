@@ -1,8 +1,9 @@
 """Retrieval by codes: an index of the codes of a collection, searched by the codes of queries.
 
 Semantic hashing (R. Salakhutdinov and G. Hinton, "Semantic hashing", Int. J. Approx. Reasoning 50 (2009)): an
-autoencoder with binary codes (``Autoencoder(binary_codes=True)``) maps each sample to K bits, and similar samples
-are those whose bits differ in few places (the Hamming distance). Real-valued codes of any family are searched by
+autoencoder with binary codes (``Autoencoder(binary_codes=True)``; by default the bits of its trained codes by
+iterative quantization, Gong and Lazebnik 2011) maps each sample to K bits, and similar samples are those whose
+bits differ in few places (the Hamming distance). Real-valued codes of any family are searched by
 the Euclidean or the cosine distance.
 
 The search is scikit-learn's exact :class:`~sklearn.neighbors.NearestNeighbors` (brute force). For 0/1 codes the

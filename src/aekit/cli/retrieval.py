@@ -23,6 +23,17 @@ from aekit.cli.common import (
     _run_data,
 )
 
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 _INDEX_SPLIT = "train: the training split, the collection searched in"
 _QUERY_SPLIT = "all of a query file, in its order; the test split of a named data set"
 
@@ -68,6 +79,13 @@ def add_parsers(add: AddParser) -> None:
                     help="logistic regression or k-nearest neighbours (default: logistic)")
     sp.add_argument("--neighbors", type=_positive_int, default=5, metavar="K", help="k of knn (default: 5)")
     sp.add_argument("--no-raw", action="store_true", help="skip the classifier on the raw inputs")
+    sp.add_argument("--finetune", action="store_true",
+                    help="also fine-tune the encoder with a softmax head on its code (cross-entropy, early stopping "
+                         "on a tenth of the training split) and report its test accuracy")
+    sp.add_argument("--finetune-epochs", type=_positive_int, default=20, metavar="N",
+                    help="epochs of fine-tuning (default: 20)")
+    sp.add_argument("--finetune-lr", type=_positive_float, default=1e-3, metavar="LR",
+                    help="Adam's learning rate of the fine-tuning (default: 0.001)")
     g = sp.add_argument_group("data (default: the data set the run was trained on)")
     g.add_argument("--data", metavar="NAME_OR_PATH", help="digits, mnist, fashion-mnist, or a .npz file with a test split")
     g.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST/Fashion-MNIST IDX files")
@@ -98,6 +116,7 @@ def _cmd_index(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     index.save(out, overwrite=ns.overwrite)
+    _index_section(ns.run, index, ds.X)
     if ns.json:
         _print_json({"out": str(out), "n_codes": index.n_codes, "code_size": index.code_size, "metric": index.metric,
                      "binary": index.binary, "data": ds.name, "split": ds.split})
@@ -106,6 +125,31 @@ def _cmd_index(ns: argparse.Namespace) -> int:
         _out(f"wrote an index of {index.n_codes} {kind} codes ({_described(ds, ns.limit)}, metric {index.metric}) "
              f"to {out}")
     return 0
+
+
+def _index_section(run: str, index: Any, X: Any, n_queries: int = 6, k: int = 8) -> None:
+    """The first indexed images and their nearest other indexed images, as a section of the run's report."""
+    import numpy as np
+
+    from aekit.report.figures import image_rows_figure
+    from aekit.report.html import add_report_section
+
+    if X.ndim != 4 or index.n_codes < 2:
+        return  # only images are shown
+    q = min(n_queries, index.n_codes)
+    k = min(k, index.n_codes - 1)
+    ind, dist = index.search_codes(index.codes[:q], k + 1)
+    rows = []
+    for i in range(q):
+        others = [j for j in ind[i] if j != i][:k]  # the query itself is its own nearest neighbour
+        d = [_dist(v, index.metric) for j, v in zip(ind[i], dist[i], strict=True) if j != i][:k]
+        rows.append((f"sample {i} | neighbours at {index.metric} distance {', '.join(d)}", np.concatenate(
+            [X[i:i + 1], X[np.asarray(others)]])))
+    kind = f"{index.code_size}-bit" if index.binary else f"{index.code_size}-value"
+    png = image_rows_figure(rows, title=f"Nearest neighbours by {kind} codes")
+    add_report_section(run, "index", "Retrieval by codes", png,
+                       f"Each row: an indexed image, then the {k} other indexed images nearest to it by the "
+                       f"{index.metric} distance of their {kind} codes ({index.n_codes} indexed).")
 
 
 # -------------------------------------------------------------------------------------- search
@@ -149,9 +193,14 @@ def _dist(v: float, metric: str) -> str:
 
 
 def _cmd_features(ns: argparse.Namespace) -> int:
-    from aekit.apps.features import code_features
+    from aekit.apps.features import check_finetunable, code_features, finetune_features
 
     est = _load_run(ns.run)
+    if ns.finetune:
+        try:
+            check_finetunable(est)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if ns.data is None:
         ns.split = None  # the command reads both splits of the run's data set
         spec, _ = _run_data(Path(ns.run), ns, "train")
@@ -168,14 +217,41 @@ def _cmd_features(ns: argparse.Namespace) -> int:
     result: dict[str, Any] = code_features(est, train.X, y_train, test.X, y_test, classifier=ns.classifier,
                                            n_neighbors=ns.neighbors, raw=not ns.no_raw)
     result.update({"data": train.name, "n_train": int(len(y_train)), "n_test": int(len(y_test))})
+    if ns.finetune:
+        tuned = finetune_features(est, train.X, y_train, test.X, y_test, max_epochs=ns.finetune_epochs,
+                                  learning_rate=ns.finetune_lr, random_state=0)
+        result.update(finetune_accuracy=tuned["accuracy"], finetune_epochs=tuned["epochs"])
+    rows = _accuracy_rows(result, ns.classifier)
+    _features_section(ns.run, rows, train.name)
     if ns.json:
         _print_json(result)
         return 0
     _out(f"{ns.classifier} on {train.name}: {len(y_train)} training and {len(y_test)} test samples")
-    _out(f"codes ({result['n_features']} features): test accuracy {result['accuracy']:.4f}")
-    if "raw_accuracy" in result:
-        _out(f"raw inputs ({result['raw_n_features']} features): test accuracy {result['raw_accuracy']:.4f}")
+    for row in rows:
+        _out(f"{row['features']}: test accuracy {row['accuracy']:.4f}")
     return 0
+
+
+def _accuracy_rows(result: dict[str, Any], classifier: str) -> list[dict[str, Any]]:
+    rows = [{"features": f"codes ({result['n_features']} features), {classifier}", "accuracy": result["accuracy"]}]
+    if "raw_accuracy" in result:
+        rows.append({"features": f"raw inputs ({result['raw_n_features']} features), {classifier}",
+                     "accuracy": result["raw_accuracy"]})
+    if "finetune_accuracy" in result:
+        rows.append({"features": f"fine-tuned encoder, softmax head ({result['finetune_epochs']} epochs)",
+                     "accuracy": result["finetune_accuracy"]})
+    return rows
+
+
+def _features_section(run: str, rows: list[dict[str, Any]], data: str) -> None:
+    """The accuracy table and its bar chart, as a section of the run's report (a trained run only)."""
+    from aekit.apps.features import accuracy_figure
+    from aekit.report.html import add_report_section
+
+    png = accuracy_figure([r["features"] for r in rows], [r["accuracy"] for r in rows], title=f"Test accuracy, {data}")
+    add_report_section(run, "features", "Codes as features for a classifier", png,
+                       f"Test accuracy of a classifier on the run's codes, on the raw inputs and after fine-tuning ({data}).",
+                       table=[{"features": r["features"], "test accuracy": round(r["accuracy"], 4)} for r in rows])
 
 
 def _labels(source: str | None, train: Any, test: Any) -> tuple[Any, Any]:

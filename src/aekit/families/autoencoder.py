@@ -166,10 +166,17 @@ class AdaptiveNetConfig(AutoencoderConfig):
         Auto("pca for an undercomplete MLP with untied weights, a linear output, the squared error and real-valued "
              "codes, else random", from_data=True),
     ] = "auto"
-    # Codes of 0s and 1s for semantic hashing (Salakhutdinov & Hinton): the code layer's pre-activation a goes
-    # through the step 1[a > 0] forward and a sigmoid's gradient backward (a straight-through estimator), so
-    # the decoder learns from the very bits an index stores; transform returns them. Off: real-valued codes.
+    # Codes of 0s and 1s for semantic hashing (Salakhutdinov & Hinton); transform returns them, inverse_transform
+    # decodes them. Off: real-valued codes.
     binary_codes: bool = False
+    # How binary codes are made. "itq": the autoencoder is trained as with real-valued codes (by default PCA plus
+    # a correction), then a code layer of bits sign(R^T (z - mean)) is fitted to its codes by iterative
+    # quantization (Gong & Lazebnik), so the bits start from PCA-ITQ's and the codes under them are the trained
+    # network's; measured above PCA-ITQ and the straight-through estimator (benchmarks/RESULTS.md).
+    # "straight-through": the bits 1[a > 0] are the code while training, with a sigmoid's gradient backward.
+    binarization: Annotated[
+        Literal["auto", "itq", "straight-through"], Auto("itq; used only with binary_codes=True")
+    ] = "auto"
 
 
 @dataclass
@@ -311,6 +318,104 @@ class BinaryCodeAutoencoderModule(AutoencoderModule):
         return straight_through_bits(self.standardized(x))
 
 
+def itq_rotation(V: Tensor, n_iter: int = 50, seed: int = 0) -> Tensor:
+    """The rotation of iterative quantization (Y. Gong and S. Lazebnik, "Iterative quantization: a Procrustean
+    approach to learning binary codes", CVPR 2011).
+
+    Solves, by alternating the two minimizations ``n_iter`` times from a random rotation::
+
+        min_{B, R}  ||B - V R||_F^2,   B in {-1, 1}^{N x K},  R^T R = I
+
+    (B = sign(V R) for a fixed R; R = U W^T from the SVD V^T B = U S W^T for a fixed B, orthogonal Procrustes).
+
+    Parameters
+    ----------
+    V : Tensor (N, K)
+        Centred codes.
+    n_iter : int
+    seed : int
+        Seeds the starting rotation (a QR of a Gaussian matrix), from a generator of its own.
+
+    Returns
+    -------
+    Tensor (K, K), float64, orthogonal.
+    """
+    Vd = V.double()
+    k = Vd.shape[1]
+    gen = torch.Generator().manual_seed(int(seed))
+    R, _ = torch.linalg.qr(torch.randn(k, k, generator=gen, dtype=torch.float64))
+    for _ in range(n_iter):
+        B = torch.where(Vd @ R >= 0, 1.0, -1.0).double()
+        U, _, Wt = torch.linalg.svd(Vd.t() @ B)
+        R = U @ Wt
+    return R
+
+
+class ITQCodeLayer(nn.Module):
+    """Bits of real-valued codes z (B, K): h = 1[(z - m) R > 0] in {0, 1}^K, and back: z ~ m + ((2h - 1) * s) R^T.
+
+    m is the codes' mean, R the rotation of :func:`itq_rotation` and s (K,) the mean absolute rotated code per
+    bit, the least-squares scale of the bits' signs. Identity-like (m = 0, R = I, s = 1) until :meth:`fit`.
+    """
+
+    mean: Tensor
+    rotation: Tensor
+    scale: Tensor
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        k = int(latent_dim)
+        self.register_buffer("mean", torch.zeros(k))
+        self.register_buffer("rotation", torch.eye(k))
+        self.register_buffer("scale", torch.ones(k))
+
+    @torch.no_grad()
+    def fit(self, Z: Tensor, seed: int = 0) -> None:
+        """Fit m, R and s to the codes ``Z`` (N, K) of the training data."""
+        mean = Z.double().mean(dim=0)
+        R = itq_rotation(Z.double() - mean, seed=seed)
+        self.mean.copy_(mean.float())
+        self.rotation.copy_(R.float())
+        self.scale.copy_(((Z.double() - mean) @ R).abs().mean(dim=0).clamp_min(1e-12).float())
+
+    def forward(self, z: Tensor) -> Tensor:
+        """(B, K) real codes -> (B, K) of 0.0 and 1.0."""
+        return ((z - self.mean) @ self.rotation > 0).to(z.dtype)
+
+    def inverse(self, h: Tensor) -> Tensor:
+        """(B, K) bits -> (B, K) real codes, the centre of the bits' cell."""
+        return ((2.0 * h - 1.0) * self.scale) @ self.rotation.t() + self.mean
+
+
+class ITQCodes:
+    """Binary codes by a fitted :class:`ITQCodeLayer` on the codes of an autoencoder module.
+
+    Mixed in before an :class:`AutoencoderModule` (or its PCA variant): ``forward``, the training objective, is
+    the autoencoder's on its real-valued codes; ``encode`` gives the bits of those codes and ``decode`` decodes
+    bits, so ``transform``, ``inverse_transform`` and ``reconstruct`` all go through the bits an index stores.
+    """
+
+    encoder: Any  # the module's own (an nn.Module of (B, *sample_shape) -> (B, K))
+    decoder: Any
+    output: str
+    code_layer: ITQCodeLayer
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, *sample_shape) -> (B, K) of 0.0 and 1.0."""
+        return self.code_layer(self.encoder(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, K) bits -> (B, *sample_shape), in data space."""
+        return apply_output(self.output, self.decoder(self.code_layer.inverse(z)))
+
+    def forward(self, x: Tensor) -> AEOutput:
+        z = self.encoder(x)
+        raw = self.decoder(z)
+        return AEOutput(
+            z=z, x_hat=apply_output(self.output, raw), logits=raw if self.output == "sigmoid" else None, x_in=x
+        )
+
+
 class PCAAutoencoderModule(AutoencoderModule):
     """PCA plus a learned correction: a :class:`~aekit.core.nets.ResidualPCAEncoder` and decoder, exactly PCA
     at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective)."""
@@ -348,6 +453,22 @@ class PCAAutoencoderModule(AutoencoderModule):
         self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
 
 
+class ITQAutoencoderModule(ITQCodes, AutoencoderModule):
+    """An autoencoder with binary codes by iterative quantization of its codes (see :class:`ITQCodes`)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, output: str, loss: str, latent_dim: int) -> None:
+        super().__init__(encoder, decoder, output, loss)
+        self.code_layer = ITQCodeLayer(latent_dim)
+
+
+class ITQPCAAutoencoderModule(ITQCodes, PCAAutoencoderModule):
+    """PCA plus a learned correction, with binary codes by iterative quantization: PCA-ITQ's bits at the start."""
+
+    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float) -> None:
+        super().__init__(encoder, decoder, learning_rate)
+        self.code_layer = ITQCodeLayer(int(decoder.W.shape[1]))
+
+
 @register(
     "autoencoder",
     "deep nonlinear autoencoder, MLP or convolutional; sigmoid+BCE for [0,1] data, linear+MSE otherwise",
@@ -359,9 +480,11 @@ class Autoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init, binary_codes
+    architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init, binary_codes, binarization
         See :class:`AdaptiveNetConfig`: by default an MLP starts as PCA, with a correction learned on top;
-        ``binary_codes=True`` gives 0/1 codes for semantic hashing (:class:`BinaryCodeAutoencoderModule`).
+        ``binary_codes=True`` gives 0/1 codes for semantic hashing, by default bits of the trained codes by
+        iterative quantization (:class:`ITQCodes`), else by a straight-through estimator
+        (:class:`BinaryCodeAutoencoderModule`).
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
@@ -393,6 +516,7 @@ class Autoencoder(BaseAutoencoder):
     }
     _test_variants: ClassVar[tuple[dict[str, Any], ...]] = (
         {"tied": True}, {"architecture": "conv", "hidden_dims": (4,)}, {"binary_codes": True},
+        {"binary_codes": True, "binarization": "straight-through"},
     )
 
     @classmethod
@@ -418,10 +542,11 @@ class Autoencoder(BaseAutoencoder):
             )
         if self.loss == "bce" and self.output not in ("auto", "sigmoid"):
             raise ValueError(f"loss='bce' needs output='sigmoid', got output={self.output!r}; use loss='mse' instead")
-        if getattr(self, "binary_codes", False) and getattr(self, "init", None) == "pca":
+        if (getattr(self, "binary_codes", False) and getattr(self, "binarization", None) == "straight-through"
+                and getattr(self, "init", None) == "pca"):
             raise ValueError(
-                "binary_codes=True needs a random start, but got init='pca': PCA's codes are real-valued; "
-                "use init='random' or init='auto' (which chooses random for binary codes)"
+                "binarization='straight-through' needs a random start, but got init='pca': PCA's codes are "
+                "real-valued; use init='random' or init='auto', or binarization='itq' (bits of PCA plus a correction)"
             )
         if getattr(self, "init", None) == "pca":
             clash = [f"{k}={v!r}" for k, v, ok in (
@@ -440,11 +565,14 @@ class Autoencoder(BaseAutoencoder):
         the data cannot support."""
         r = dict(params)
         check_network(data.sample_shape, r["architecture"])
+        if r.get("binarization") == AUTO:
+            r["binarization"] = "itq"
+        straight_through = bool(r.get("binary_codes")) and r.get("binarization") == "straight-through"
         if r.get("init") == AUTO:
             # An overcomplete code (more units than PCA has axes) starts at random, as do the networks PCA
             # plus a correction cannot be.
             pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear")
-                      and r["loss"] in (AUTO, "mse") and not r.get("binary_codes")
+                      and r["loss"] in (AUTO, "mse") and not straight_through
                       and r["latent_dim"] <= min(data.n_samples, math.prod(data.sample_shape)))
             r["init"] = "pca" if pca_ok else "random"
         if r.get("init") == "pca":
@@ -478,14 +606,18 @@ class Autoencoder(BaseAutoencoder):
 
     def _build_module(self, sample_shape: tuple[int, ...]) -> nn.Module:
         r = self.resolved_
+        itq = bool(r.get("binary_codes")) and r.get("binarization") == "itq"
         if r.get("init") == "pca":
             d, dims = math.prod(sample_shape), tuple(r.hidden_dims)
-            return PCAAutoencoderModule(
+            pca_module = ITQPCAAutoencoderModule if itq else PCAAutoencoderModule
+            return pca_module(
                 ResidualPCAEncoder(d, dims, int(r.latent_dim), r.activation),
                 ResidualPCADecoder(sample_shape, dims, int(r.latent_dim), r.activation),
                 float(r.learning_rate),
             )
         encoder, decoder = self._networks(sample_shape)
+        if itq:
+            return ITQAutoencoderModule(encoder, decoder, r.output, r.loss, int(r.latent_dim))
         if r.get("binary_codes"):
             return BinaryCodeAutoencoderModule(encoder, decoder, r.output, r.loss, int(r.latent_dim))
         return AutoencoderModule(encoder, decoder, r.output, r.loss)
@@ -493,7 +625,12 @@ class Autoencoder(BaseAutoencoder):
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         if isinstance(self.module_, PCAAutoencoderModule):
             self.module_.set_pca(Xs)
-        return super()._fit_module(Xs, y, seed, **fit_kw)
+        history = super()._fit_module(Xs, y, seed, **fit_kw)
+        if isinstance(self.module_, ITQCodes):
+            # The code layer of bits, fitted to the trained network's codes of the training data.
+            layer = self.module_.code_layer
+            layer.fit(torch.from_numpy(self._batched(self.module_.encoder, Xs)), seed=seed)
+        return history
 
     def _networks(self, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
         """The encoder and decoder of ``resolved_`` for samples of ``sample_shape``."""
