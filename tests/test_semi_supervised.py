@@ -233,3 +233,14 @@ def test_bad_labels_are_refused_and_nothing_is_written(kind: str, params: dict[s
         est.fit(X, labels, checkpoint_dir=tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
     assert not hasattr(est, "module_")
+
+
+def test_few_labels_preset_is_the_benchmark_recipe() -> None:
+    X, y, _, _ = digits()
+    est = aekit.SemiSupervisedAutoencoder.from_preset("few-labels", max_epochs=1, batch_size=64, verbose=0,
+                                                      random_state=0, device="cpu")
+    assert (est.architecture, est.hidden_dims, est.latent_dim, est.consistency) == ("conv", (32, 64), 64, "pseudo-label")
+    est.fit(X[:200], few_labels(y[:200], 2))
+    assert est.transform(X[:5]).shape == (5, 64) and set(est.predict(X[:20])) <= set(range(10))
+    with pytest.raises(ValueError, match="hinton"):
+        aekit.SemiSupervisedAutoencoder.from_preset("hinton")  # the plain autoencoder's presets are not inherited
