@@ -156,12 +156,35 @@ def main() -> None:
         auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
         secs: dict[str, float] = dict.fromkeys(methods, 0.0)
         runs: dict[str, int] = dict.fromkeys(methods, 0)
-        for d in digits:
-            train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
-            for seed in range(args.seeds):
+        anchor = args.data == "mnist"
+
+        def report(done: int) -> None:
+            header = ["digit", *methods] + (["Deep SVDD"] if anchor else [])
+            rows: list[list[object]] = []
+            for d in digits:
+                rows.append([d, *[f"{np.mean(auc[m][d]):.1f}" + (f" ± {np.std(auc[m][d]):.1f}" if len(auc[m][d]) > 1
+                                                                 else "") for m in methods]]
+                            + ([ANCHOR[d]] if anchor else []))
+            means = {m: float(np.mean([np.mean(auc[m][d]) for d in digits])) for m in methods}
+            rows.append(["mean", *[f"{means[m]:.1f}" for m in methods]]
+                        + ([f"{np.mean([ANCHOR[d] for d in digits]):.1f}"] if anchor else []))
+            rows.append(["seeds", *[str(len(auc[m][digits[0]])) for m in methods]] + ([""] if anchor else []))
+            rows.append(["seconds per digit and seed", *[f"{secs[m] / max(runs[m], 1):.0f}" for m in methods]]
+                        + ([""] if anchor else []))
+            print(f"\nOne-class {args.data} after {done} of {args.seeds} seed(s): ROC-AUC % on the test set, "
+                  "mean ± std over seeds")
+            print(table(header, rows))
+            if "aekit" in methods:
+                worst = min(np.mean(auc["aekit"][d]) for d in digits)
+                print(f"aekit: mean {means['aekit']:.1f} (goal >= {GOAL_MEAN}), lowest digit {worst:.1f} "
+                      f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}", flush=True)
+
+        # Seeds outermost, a table after each: every digit is measured once before any is measured twice.
+        for seed in range(args.seeds):
+            for d in digits:
+                train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
                 for m in methods:
                     if m == "ocsvm" and seed > 0:  # deterministic: the same figure for every seed
-                        auc[m][d].append(auc[m][d][0])
                         continue
                     if m in PYOD and args.pyod_seeds is not None and seed >= args.pyod_seeds:
                         continue
@@ -172,23 +195,7 @@ def main() -> None:
                     auc[m][d].append(100 * roc_auc_score(truth, s))
                     print(f"digit {d} seed {seed} {m}: AUC {auc[m][d][-1]:.2f} ({time.perf_counter() - t:.0f} s)",
                           flush=True)
-        header = ["digit", *methods] + (["Deep SVDD"] if args.data == "mnist" else [])
-        rows: list[list[object]] = []
-        for d in digits:
-            rows.append([d, *[f"{np.mean(auc[m][d]):.1f}" + (f" ± {np.std(auc[m][d]):.1f}" if len(auc[m][d]) > 1 else "")
-                              for m in methods]] + ([ANCHOR[d]] if args.data == "mnist" else []))
-        means = {m: float(np.mean([np.mean(auc[m][d]) for d in digits])) for m in methods}
-        rows.append(["mean", *[f"{means[m]:.1f}" for m in methods]]
-                    + ([f"{np.mean([ANCHOR[d] for d in digits]):.1f}"] if args.data == "mnist" else []))
-        rows.append(["seeds", *[str(len(auc[m][digits[0]])) for m in methods]] + ([""] if args.data == "mnist" else []))
-        rows.append(["seconds per digit and seed", *[f"{secs[m] / max(runs[m], 1):.0f}" for m in methods]]
-                    + ([""] if args.data == "mnist" else []))
-        print(f"\nOne-class {args.data}: ROC-AUC % on the test set, mean ± std over seeds")
-        print(table(header, rows))
-        if "aekit" in methods:
-            worst = min(np.mean(auc["aekit"][d]) for d in digits)
-            print(f"aekit: mean {means['aekit']:.1f} (goal >= {GOAL_MEAN}), lowest digit {worst:.1f} "
-                  f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}")
+            report(seed + 1)
 
     if args.tabular_seeds > 0:
         from sklearn.datasets import load_breast_cancer

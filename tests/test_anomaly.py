@@ -211,7 +211,30 @@ def test_anomaly_command_scores_auc_and_figure(zeros_run: Path, tmp_path: Path,
     assert f"roc_auc {res['roc_auc']:.6f}" in o and (zeros_run / "anomaly-histogram.png").is_file()
 
 
+def test_anomaly_command_adds_histograms_to_a_trained_runs_report(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from aekit.workflow.train import train_run
+
+    run = tmp_path / "run"
+    params = {**TINY, "hidden_dims": (16,), "device": "cpu"}
+    train_run("autoencoder", params, {"name": "digits", "limit": 120}, run, eval_limit=30)
+    code, o, err = call(capsys, "anomaly", str(run), "--data", "digits", "--normal-label", "0", "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    assert res["report_figure"] == str(run / "app-anomaly.png") and "figure" not in res
+    assert (run / "app-anomaly.png").read_bytes().startswith(b"\x89PNG") and not (run / "anomaly-histogram.png").exists()
+    page = (run / "report.html").read_text()
+    assert "<h2>Anomaly detection</h2>" in page and "distance to 5 nearest codes" in page
+    assert f"<td>{round(res['roc_auc'], 4)}</td>" in page
+    # Scored again without the code term: the section is replaced, not added twice.
+    code, o, err = call(capsys, "anomaly", str(run), "--data", "digits", "--normal-label", "0", "--neighbors", "0")
+    assert code == 0, err
+    page = (run / "report.html").read_text()
+    assert page.count("<h2>Anomaly detection</h2>") == 1 and "nearest codes" not in page
+
+
 @pytest.mark.parametrize(("args", "match"), [
+    (["--neighbors", "-1"], r"expected an integer >= 0 \(0 leaves the code distance out\), e.g. 5; got '-1'"),
     (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples; give one label per sample"),
     (["--normal-label", "12"], r"--normal-label 12: 12 is not a class of the labels of digits .*; give a class"),
     (["--contamination", "0.7"], r"expected a fraction in \(0, 0.5\]"),

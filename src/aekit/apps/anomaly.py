@@ -60,7 +60,7 @@ def default_model(n_features: int, random_state: Any = None) -> Any:
     data, so it takes tables and images of any shape) with a narrow code of ``clip(n_features // 8, 2, 16)``
     units, trained for 30 epochs: the narrower the code, the worse the samples unlike the training data are
     reconstructed. On one-class MNIST a code of 16 scored a higher AUC than 8, 4 or 32 (digits 2 and 8, one
-    seed; ``benchmarks/bench_anomaly.py``).
+    seed, scored by the reconstruction error of raw pixels; ``benchmarks/bench_anomaly.py``).
     """
     from aekit.families.autoencoder import Autoencoder
 
