@@ -31,7 +31,10 @@ import numpy as np
 ANCHOR = {0: 98.0, 1: 99.7, 2: 91.7, 3: 91.9, 4: 94.9, 5: 88.5, 6: 98.3, 7: 94.6, 8: 93.9, 9: 96.5}  # Deep SVDD
 GOAL_MEAN, GOAL_MIN = 98.5, 96.0
 PYOD = ("pyod-ae", "pyod-vae")
-METHODS = ("aekit", "iforest", "ocsvm", *PYOD)
+#: aekit's detector with one of its two additions left out, or both (the detector's default before them).
+VARIANTS = {"aekit-error": {"n_neighbors": 0, "normalize": "none"}, "aekit-unit": {"n_neighbors": 0},
+            "aekit-codes": {"normalize": "none"}}
+METHODS = ("aekit", "iforest", "ocsvm", *PYOD, *VARIANTS)
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
 
@@ -39,7 +42,7 @@ Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, se
 # ----------------------------------------------------------------------------------- the detectors
 
 
-def aekit_scores(epochs: int | None) -> Scorer:
+def aekit_scores(epochs: int | None, **params: object) -> Scorer:
     def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
         import aekit
         from aekit.apps.anomaly import default_model
@@ -47,7 +50,7 @@ def aekit_scores(epochs: int | None) -> Scorer:
         model = None
         if epochs is not None:
             model = default_model(int(np.prod(train.shape[1:])), seed).set_params(max_epochs=epochs)
-        det = aekit.AnomalyDetector(model, random_state=seed).fit(train)
+        det = aekit.AnomalyDetector(model, random_state=seed, **params).fit(train)
         return np.asarray(det.decision_function(test))
 
     return run
@@ -121,7 +124,9 @@ def main() -> None:
     p.add_argument("--pyod-epochs", type=int, default=None, help="epochs of PyOD's detectors (default: PyOD's)")
     p.add_argument("--pyod-seeds", type=int, default=None, help="seeds of PyOD's detectors on images, the first of "
                                                                 "--seeds (default: all of them)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(METHODS[:5]),
+                   help=f"comma-separated, from {','.join(METHODS)} (default: the first five; the aekit-* variants "
+                        "leave out the code distance, the unit norm, or both)")
     p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
                                                        "skipped")
     p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the breast-cancer split (0: skip it)")
@@ -138,6 +143,7 @@ def main() -> None:
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
     scorers: dict[str, Scorer] = {"aekit": aekit_scores(args.epochs), "iforest": iforest, "ocsvm": ocsvm}
+    scorers.update({k: aekit_scores(args.epochs, **v) for k, v in VARIANTS.items()})
     for kind in PYOD:
         if kind in methods:
             if args.pyod_python is None:
