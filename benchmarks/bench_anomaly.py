@@ -18,6 +18,7 @@ all malignant ones are scored; features standardized with the training part's st
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -129,6 +130,11 @@ def main() -> None:
                         "leave out the code distance, the unit norm, or both)")
     p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
                                                        "skipped")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (seeds run from it on), so that seeds can "
+                                                              "run in separate processes and be merged")
+    p.add_argument("--save", metavar="FILE.json", help="write the image AUCs per method, digit and seed")
+    p.add_argument("--merge", metavar="A.json,B.json", help="print the table of AUCs saved by earlier runs together "
+                                                            "(nothing is trained)")
     p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the breast-cancer split (0: skip it)")
     p.add_argument("--skip-images", action="store_true", help="only the breast-cancer table")
     args = p.parse_args()
@@ -159,9 +165,18 @@ def main() -> None:
         tr = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir)
         te = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
         assert tr.y is not None and te.y is not None
-        auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
         secs: dict[str, float] = dict.fromkeys(methods, 0.0)
         runs: dict[str, int] = dict.fromkeys(methods, 0)
+        auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
+        if args.merge:
+            for f in args.merge.split(","):
+                saved = json.loads(Path(f).read_text())
+                for m in methods:
+                    secs[m] += saved["secs"].get(m, 0.0)
+                    runs[m] += saved["runs"].get(m, 0)
+                    for d in digits:
+                        auc[m][d] += saved["auc"].get(m, {}).get(str(d), [])
+            args.seeds = max(len(auc[m][digits[0]]) for m in methods)
         anchor = args.data == "mnist"
 
         def report(done: int) -> None:
@@ -186,13 +201,13 @@ def main() -> None:
                       f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}", flush=True)
 
         # Seeds outermost, a table after each: every digit is measured once before any is measured twice.
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds) if not args.merge else []:
             for d in digits:
                 train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
                 for m in methods:
-                    if m == "ocsvm" and seed > 0:  # deterministic: the same figure for every seed
+                    if m == "ocsvm" and seed > args.first_seed:  # deterministic: the same figure for every seed
                         continue
-                    if m in PYOD and args.pyod_seeds is not None and seed >= args.pyod_seeds:
+                    if m in PYOD and args.pyod_seeds is not None and seed >= args.first_seed + args.pyod_seeds:
                         continue
                     t = time.perf_counter()
                     s = scorers[m](train, te.X, seed)
@@ -201,7 +216,12 @@ def main() -> None:
                     auc[m][d].append(100 * roc_auc_score(truth, s))
                     print(f"digit {d} seed {seed} {m}: AUC {auc[m][d][-1]:.2f} ({time.perf_counter() - t:.0f} s)",
                           flush=True)
-            report(seed + 1)
+            report(seed + 1 - args.first_seed)
+            if args.save:
+                Path(args.save).write_text(json.dumps({"auc": {m: {str(d): v for d, v in a.items()} for m, a in auc.items()},
+                                                       "secs": secs, "runs": runs}))
+        if args.merge:
+            report(args.seeds)
 
     if args.tabular_seeds > 0:
         from sklearn.datasets import load_breast_cancer
