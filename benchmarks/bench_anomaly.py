@@ -18,6 +18,7 @@ all malignant ones are scored; features standardized with the training part's st
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,10 @@ import numpy as np
 ANCHOR = {0: 98.0, 1: 99.7, 2: 91.7, 3: 91.9, 4: 94.9, 5: 88.5, 6: 98.3, 7: 94.6, 8: 93.9, 9: 96.5}  # Deep SVDD
 GOAL_MEAN, GOAL_MIN = 98.5, 96.0
 PYOD = ("pyod-ae", "pyod-vae")
-METHODS = ("aekit", "iforest", "ocsvm", *PYOD)
+#: aekit's detector with one of its two additions left out, or both (the detector's default before them).
+VARIANTS = {"aekit-error": {"n_neighbors": 0, "normalize": "none"}, "aekit-unit": {"n_neighbors": 0},
+            "aekit-codes": {"normalize": "none"}}
+METHODS = ("aekit", "iforest", "ocsvm", *PYOD, *VARIANTS)
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
 
@@ -39,7 +43,7 @@ Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, se
 # ----------------------------------------------------------------------------------- the detectors
 
 
-def aekit_scores(epochs: int | None) -> Scorer:
+def aekit_scores(epochs: int | None, **params: object) -> Scorer:
     def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
         import aekit
         from aekit.apps.anomaly import default_model
@@ -47,7 +51,7 @@ def aekit_scores(epochs: int | None) -> Scorer:
         model = None
         if epochs is not None:
             model = default_model(int(np.prod(train.shape[1:])), seed).set_params(max_epochs=epochs)
-        det = aekit.AnomalyDetector(model, random_state=seed).fit(train)
+        det = aekit.AnomalyDetector(model, random_state=seed, **params).fit(train)
         return np.asarray(det.decision_function(test))
 
     return run
@@ -119,9 +123,18 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds per digit (default: 1; the protocol: 3)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of aekit's default model (default: its own)")
     p.add_argument("--pyod-epochs", type=int, default=None, help="epochs of PyOD's detectors (default: PyOD's)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
+    p.add_argument("--pyod-seeds", type=int, default=None, help="seeds of PyOD's detectors on images, the first of "
+                                                                "--seeds (default: all of them)")
+    p.add_argument("--methods", default=",".join(METHODS[:5]),
+                   help=f"comma-separated, from {','.join(METHODS)} (default: the first five; the aekit-* variants "
+                        "leave out the code distance, the unit norm, or both)")
     p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
                                                        "skipped")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (seeds run from it on), so that seeds can "
+                                                              "run in separate processes and be merged")
+    p.add_argument("--save", metavar="FILE.json", help="write the image AUCs per method, digit and seed")
+    p.add_argument("--merge", metavar="A.json,B.json", help="print the table of AUCs saved by earlier runs together "
+                                                            "(nothing is trained)")
     p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the breast-cancer split (0: skip it)")
     p.add_argument("--skip-images", action="store_true", help="only the breast-cancer table")
     args = p.parse_args()
@@ -136,6 +149,7 @@ def main() -> None:
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
     scorers: dict[str, Scorer] = {"aekit": aekit_scores(args.epochs), "iforest": iforest, "ocsvm": ocsvm}
+    scorers.update({k: aekit_scores(args.epochs, **v) for k, v in VARIANTS.items()})
     for kind in PYOD:
         if kind in methods:
             if args.pyod_python is None:
@@ -151,37 +165,63 @@ def main() -> None:
         tr = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir)
         te = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
         assert tr.y is not None and te.y is not None
-        auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
         secs: dict[str, float] = dict.fromkeys(methods, 0.0)
-        for d in digits:
-            train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
-            for seed in range(args.seeds):
+        runs: dict[str, int] = dict.fromkeys(methods, 0)
+        auc: dict[str, dict[int, list[float]]] = {m: {d: [] for d in digits} for m in methods}
+        if args.merge:
+            for f in args.merge.split(","):
+                saved = json.loads(Path(f).read_text())
                 for m in methods:
-                    if m == "ocsvm" and seed > 0:  # deterministic: the same figure for every seed
-                        auc[m][d].append(auc[m][d][0])
+                    secs[m] += saved["secs"].get(m, 0.0)
+                    runs[m] += saved["runs"].get(m, 0)
+                    for d in digits:
+                        auc[m][d] += saved["auc"].get(m, {}).get(str(d), [])
+            args.seeds = max(len(auc[m][digits[0]]) for m in methods)
+        anchor = args.data == "mnist"
+
+        def report(done: int) -> None:
+            header = ["digit", *methods] + (["Deep SVDD"] if anchor else [])
+            rows: list[list[object]] = []
+            for d in digits:
+                rows.append([d, *[f"{np.mean(auc[m][d]):.1f}" + (f" ± {np.std(auc[m][d]):.1f}" if len(auc[m][d]) > 1
+                                                                 else "") for m in methods]]
+                            + ([ANCHOR[d]] if anchor else []))
+            means = {m: float(np.mean([np.mean(auc[m][d]) for d in digits])) for m in methods}
+            rows.append(["mean", *[f"{means[m]:.1f}" for m in methods]]
+                        + ([f"{np.mean([ANCHOR[d] for d in digits]):.1f}"] if anchor else []))
+            rows.append(["seeds", *[str(len(auc[m][digits[0]])) for m in methods]] + ([""] if anchor else []))
+            rows.append(["seconds per digit and seed", *[f"{secs[m] / max(runs[m], 1):.0f}" for m in methods]]
+                        + ([""] if anchor else []))
+            print(f"\nOne-class {args.data} after {done} of {args.seeds} seed(s): ROC-AUC % on the test set, "
+                  "mean ± std over seeds")
+            print(table(header, rows))
+            if "aekit" in methods:
+                worst = min(np.mean(auc["aekit"][d]) for d in digits)
+                print(f"aekit: mean {means['aekit']:.1f} (goal >= {GOAL_MEAN}), lowest digit {worst:.1f} "
+                      f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}", flush=True)
+
+        # Seeds outermost, a table after each: every digit is measured once before any is measured twice.
+        for seed in range(args.first_seed, args.first_seed + args.seeds) if not args.merge else []:
+            for d in digits:
+                train, truth = tr.X[tr.y == d], (te.y != d).astype(int)
+                for m in methods:
+                    if m == "ocsvm" and seed > args.first_seed:  # deterministic: the same figure for every seed
+                        continue
+                    if m in PYOD and args.pyod_seeds is not None and seed >= args.first_seed + args.pyod_seeds:
                         continue
                     t = time.perf_counter()
                     s = scorers[m](train, te.X, seed)
                     secs[m] += time.perf_counter() - t
+                    runs[m] += 1
                     auc[m][d].append(100 * roc_auc_score(truth, s))
                     print(f"digit {d} seed {seed} {m}: AUC {auc[m][d][-1]:.2f} ({time.perf_counter() - t:.0f} s)",
                           flush=True)
-        header = ["digit", *methods] + (["Deep SVDD"] if args.data == "mnist" else [])
-        rows: list[list[object]] = []
-        for d in digits:
-            rows.append([d, *[f"{np.mean(auc[m][d]):.1f}" + (f" ± {np.std(auc[m][d]):.1f}" if args.seeds > 1 else "")
-                              for m in methods]] + ([ANCHOR[d]] if args.data == "mnist" else []))
-        means = {m: float(np.mean([np.mean(auc[m][d]) for d in digits])) for m in methods}
-        rows.append(["mean", *[f"{means[m]:.1f}" for m in methods]]
-                    + ([f"{np.mean([ANCHOR[d] for d in digits]):.1f}"] if args.data == "mnist" else []))
-        rows.append(["seconds per digit and seed", *[f"{secs[m] / (len(digits) * args.seeds):.0f}" for m in methods]]
-                    + ([""] if args.data == "mnist" else []))
-        print(f"\nOne-class {args.data}: ROC-AUC % on the test set, mean over {args.seeds} seed(s)")
-        print(table(header, rows))
-        if "aekit" in methods:
-            worst = min(np.mean(auc["aekit"][d]) for d in digits)
-            print(f"aekit: mean {means['aekit']:.1f} (goal >= {GOAL_MEAN}), lowest digit {worst:.1f} "
-                  f"(goal >= {GOAL_MIN}) over digits {','.join(map(str, digits))}")
+            report(seed + 1 - args.first_seed)
+            if args.save:
+                Path(args.save).write_text(json.dumps({"auc": {m: {str(d): v for d, v in a.items()} for m, a in auc.items()},
+                                                       "secs": secs, "runs": runs}))
+        if args.merge:
+            report(args.seeds)
 
     if args.tabular_seeds > 0:
         from sklearn.datasets import load_breast_cancer

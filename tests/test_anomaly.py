@@ -29,13 +29,14 @@ def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_signs_threshold_and_outlier_cluster() -> None:
     normal, outliers = _blobs()
-    det = AnomalyDetector(aekit.Autoencoder(**{**TINY, "max_epochs": 8}), contamination=0.1).fit(normal)
+    det = AnomalyDetector(aekit.Autoencoder(**{**TINY, "max_epochs": 8}), n_neighbors=0, contamination=0.1).fit(normal)
     X = np.concatenate([normal, outliers])
     s, d, p = det.score_samples(X), det.decision_function(X), det.predict(X)
-    # score_samples is minus the reconstruction error; decision_function is its negation shifted by threshold_.
+    # Without the code term, score_samples is minus the reconstruction error; decision_function is its negation
+    # shifted by threshold_.
     np.testing.assert_allclose(s, -det.model_.reconstruction_error(X), rtol=1e-6)
     np.testing.assert_allclose(d, -s - det.threshold_, rtol=1e-6)
-    assert det.offset_ == -det.threshold_
+    assert det.offset_ == -det.threshold_ and det.normalize_ == "none" and det.n_neighbors_ == 0
     np.testing.assert_array_equal(p, np.where(d > 0, -1, 1))
     assert set(np.unique(p)) <= {-1, 1} and p.dtype.kind == "i"
     # The threshold is the (1 - contamination) quantile of the training abnormality.
@@ -46,20 +47,49 @@ def test_signs_threshold_and_outlier_cluster() -> None:
     # The far cluster scores above every normal sample and is called anomalous.
     assert d[200:].min() > np.quantile(d[:200], 0.99)
     assert (p[200:] == -1).all()
-    # fit_predict labels the training data as predict does after fit.
-    np.testing.assert_array_equal(AnomalyDetector(aekit.Autoencoder(**TINY)).fit_predict(normal),
-                                  AnomalyDetector(aekit.Autoencoder(**TINY)).fit(normal).predict(normal))
+    # fit_predict labels the training data as predict does after fit, without the code term; with it, from the
+    # leave-one-out training scores.
+    np.testing.assert_array_equal(AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0).fit_predict(normal),
+                                  AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0).fit(normal).predict(normal))
+    knn = AnomalyDetector(aekit.Autoencoder(**TINY))
+    np.testing.assert_array_equal(knn.fit_predict(normal), np.where(knn.decision_scores_ > 0, -1, 1))
+
+
+def test_code_distance_term_against_a_direct_computation() -> None:
+    """a(x) = standardized error + standardized mean distance to the k nearest training codes, the training
+    samples' distances leaving the sample itself out; computed here by brute force with numpy."""
+    normal, outliers = _blobs(2)
+    k = 4
+    det = AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=k, contamination=0.2).fit(normal)
+    m = det.model_
+    X = np.concatenate([normal[:7], outliers])
+
+    def distances(A: np.ndarray, B: np.ndarray, skip_self: bool) -> np.ndarray:
+        D = np.sqrt(((B[:, None, :].astype(np.float64) - A[None, :, :]) ** 2).sum(-1))
+        D = np.sort(D, axis=1)
+        return D[:, 1:k + 1].mean(1) if skip_self else D[:, :k].mean(1)
+
+    Ztr, Zx = m.transform(normal), m.transform(X)
+    e_tr, e_x = m.reconstruction_error(normal).astype(np.float64), m.reconstruction_error(X).astype(np.float64)
+    d_tr, d_x = distances(Ztr, Ztr, True), distances(Ztr, Zx, False)
+    want = (e_x - e_tr.mean()) / e_tr.std() + (d_x - d_tr.mean()) / d_tr.std()
+    np.testing.assert_allclose(-det.score_samples(X), want, rtol=1e-4, atol=1e-4)
+    train_a = (e_tr - e_tr.mean()) / e_tr.std() + (d_tr - d_tr.mean()) / d_tr.std()
+    assert det.threshold_ == pytest.approx(np.quantile(train_a, 0.8), rel=1e-4, abs=1e-4)
+    np.testing.assert_allclose(det.decision_scores_, train_a - det.threshold_, rtol=1e-4, atol=1e-4)
+    assert np.mean(det.fit_predict(normal) == -1) == pytest.approx(0.2, abs=0.01)
+    assert det.n_neighbors_ == k and det.normalize_ == "none"  # a table is never scaled per sample
 
 
 def test_fitted_model_is_used_as_is_and_likelihood_scores() -> None:
     normal, outliers = _blobs(1)
     fa = aekit.FactorAnalysisAutoencoder(latent_dim=2).fit(normal)
-    det = AnomalyDetector(fa, contamination=0.05).fit(normal)
+    det = AnomalyDetector(fa, n_neighbors=0, contamination=0.05).fit(normal)
     assert det.model_ is fa and det.score_ == "likelihood"  # "auto" picks the likelihood of a loglik family
     X = np.concatenate([normal, outliers])
     np.testing.assert_allclose(det.score_samples(X), fa.score_samples(X), rtol=1e-6)
     assert det.decision_function(outliers).min() > det.decision_function(normal).max()
-    rec = AnomalyDetector(fa, score_type="reconstruction").fit(normal)
+    rec = AnomalyDetector(fa, score_type="reconstruction", n_neighbors=0).fit(normal)
     np.testing.assert_allclose(rec.score_samples(X), -fa.reconstruction_error(X), rtol=1e-6)
     # An unfitted model is cloned, never fitted in place.
     ae = aekit.Autoencoder(**TINY)
@@ -69,17 +99,32 @@ def test_fitted_model_is_used_as_is_and_likelihood_scores() -> None:
     assert [default_model(d).latent_dim for d in (30, 784, 6)] == [3, 16, 2]
 
 
-def test_images_of_any_shape() -> None:
+def test_images_of_any_shape_scaled_to_unit_norm() -> None:
+    from aekit.apps.anomaly import _unit
+
     rng = np.random.default_rng(0)
     X = rng.random((40, 3, 5, 7)).astype(np.float32)
-    det = AnomalyDetector(aekit.Autoencoder(**TINY)).fit(X)
+    det = AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0).fit(X)
     assert det.decision_function(X).shape == (40,) and det.n_features_in_ == 105
+    # Images are scaled to unit norm when the detector trains the model: the model saw X / ||X||.
+    U = _unit(X)
+    np.testing.assert_allclose(np.linalg.norm(U.reshape(40, -1), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(U * np.linalg.norm(X.reshape(40, -1), axis=1)[:, None, None, None], X, rtol=1e-5)
+    assert det.normalize_ == "unit"
+    np.testing.assert_allclose(det.score_samples(X), -det.model_.reconstruction_error(U), rtol=1e-6)
+    np.testing.assert_allclose(det.score_samples(3 * X), det.score_samples(X), rtol=1e-5)  # blind to the scale
+    # A model given fitted keeps the data as it was trained on, unless told otherwise.
+    assert AnomalyDetector(det.model_, n_neighbors=0).fit(X).normalize_ == "none"
+    assert AnomalyDetector(det.model_, n_neighbors=0, normalize="unit").fit(X).normalize_ == "unit"
 
 
 @pytest.mark.parametrize(("kw", "match"), [
     ({"contamination": 0.0}, r"contamination=0\.0 must be a fraction in \(0, 0\.5\]"),
     ({"contamination": 0.7}, r"contamination=0\.7 must be a fraction in \(0, 0\.5\]"),
     ({"score_type": "magic"}, r"score_type='magic' is not one of auto, reconstruction, likelihood"),
+    ({"normalize": "l1"}, r"normalize='l1' is not one of auto, unit, none; e.g. normalize='auto'"),
+    ({"n_neighbors": -1}, r"n_neighbors=-1 must be an integer >= 0, .*; e.g. n_neighbors=5"),
+    ({"n_neighbors": 2.5}, r"n_neighbors=2.5 must be an integer >= 0"),
     ({"score_type": "likelihood"}, r"score_type='likelihood' needs a family with a likelihood, and 'autoencoder' has none; "
                               r"use score_type='reconstruction', or a family that has one: .*vae"),
 ])
@@ -101,6 +146,11 @@ def expected_failed_checks(estimator: Any) -> dict[str, str]:
         "check_outliers_train": "decision_function has PyOD's sign (higher is more abnormal, positive for anomalies) "
                                 "where this check wants scikit-learn's (positive for inliers); the rest of what it "
                                 "checks is tested in test_signs_threshold_and_outlier_cluster",
+        "check_outliers_fit_predict": "with the code-distance term, fit_predict labels the training data by each "
+                                      "code's distance to the other training codes (as LocalOutlierFactor does), "
+                                      "predict by the distance to all of them, itself included; the rest of what "
+                                      "it checks is tested in test_signs_threshold_and_outlier_cluster and "
+                                      "test_code_distance_term_against_a_direct_computation",
     }
 
 
@@ -161,7 +211,30 @@ def test_anomaly_command_scores_auc_and_figure(zeros_run: Path, tmp_path: Path,
     assert f"roc_auc {res['roc_auc']:.6f}" in o and (zeros_run / "anomaly-histogram.png").is_file()
 
 
+def test_anomaly_command_adds_histograms_to_a_trained_runs_report(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from aekit.workflow.train import train_run
+
+    run = tmp_path / "run"
+    params = {**TINY, "hidden_dims": (16,), "device": "cpu"}
+    train_run("autoencoder", params, {"name": "digits", "limit": 120}, run, eval_limit=30)
+    code, o, err = call(capsys, "anomaly", str(run), "--data", "digits", "--normal-label", "0", "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    assert res["report_figure"] == str(run / "app-anomaly.png") and "figure" not in res
+    assert (run / "app-anomaly.png").read_bytes().startswith(b"\x89PNG") and not (run / "anomaly-histogram.png").exists()
+    page = (run / "report.html").read_text()
+    assert "<h2>Anomaly detection</h2>" in page and "distance to 5 nearest codes" in page
+    assert f"<td>{round(res['roc_auc'], 4)}</td>" in page
+    # Scored again without the code term: the section is replaced, not added twice.
+    code, o, err = call(capsys, "anomaly", str(run), "--data", "digits", "--normal-label", "0", "--neighbors", "0")
+    assert code == 0, err
+    page = (run / "report.html").read_text()
+    assert page.count("<h2>Anomaly detection</h2>") == 1 and "nearest codes" not in page
+
+
 @pytest.mark.parametrize(("args", "match"), [
+    (["--neighbors", "-1"], r"expected an integer >= 0 \(0 leaves the code distance out\), e.g. 5; got '-1'"),
     (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples; give one label per sample"),
     (["--normal-label", "12"], r"--normal-label 12: 12 is not a class of the labels of digits .*; give a class"),
     (["--contamination", "0.7"], r"expected a fraction in \(0, 0.5\]"),

@@ -21,8 +21,11 @@ from aekit.cli.common import (
     _run_data,
 )
 
-#: The figure's name: beside --out (``<stem>-histogram.png``), else in the run directory.
+#: The figure's name in a model directory that has no report (beside --out it is ``<stem>-histogram.png``; in a
+#: trained run's report it is the section ``anomaly``, file ``app-anomaly.png``).
 FIGURE = "anomaly-histogram.png"
+#: The key of the report section.
+SECTION = "anomaly"
 
 
 def _fraction(text: str) -> float:
@@ -34,6 +37,27 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 0.5], the expected share of anomalies, e.g. 0.1; "
                                          f"got {text!r}")
     return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 leaves the code distance out), e.g. 5; "
+                                         f"got {text!r}")
+    return v
+
+
+def _has_report(run: Path) -> bool:
+    """Whether ``run`` is a trained run whose report takes application sections (not a model saved from Python)."""
+    import fnmatch
+
+    from aekit.engine.rundir import owned_files, run_config
+
+    config = run_config(run)
+    return config is not None and any(fnmatch.fnmatchcase(f"app-{SECTION}.png", p) for p in owned_files(config))
 
 
 def _int_list(text: str) -> list[int]:
@@ -52,10 +76,11 @@ def add_parsers(add: AddParser) -> None:
              "Score each sample of a data set with a trained run taken as a model of normal data: the reconstruction "
              "error, or the log-likelihood for families that have one (higher scores are more abnormal). The "
              "threshold that --contamination sets is the quantile of the scores of the data the run was trained on "
-             "(of the scored data when the run does not record its data). With labels (the data set's own, or "
-             "--labels) and --normal-label, it reports ROC-AUC and average precision (anomalies as the positive "
-             "class) and draws the histograms of the scores by class. Like every command that measures, it scores the "
-             "test split by default.")
+             "(of the scored data when the run does not record its data). The score adds the code's distance to its "
+             "--neighbors nearest training codes, each part standardized on the training data. With labels (the data "
+             "set's own, or --labels) and --normal-label, it reports ROC-AUC and average precision (anomalies as the "
+             "positive class) and draws the histograms of the scores by class into the run's report (and beside "
+             "--out). Like every command that measures, it scores the test split by default.")
     sp.add_argument("run", metavar="RUN", help="run directory of a model trained on normal data")
     _add_data_args(sp, split_default=_MEASURE_SPLIT, split_help="split to score")
     sp.add_argument("--labels", metavar="FILE", help="labels of the scored samples, a .npy or one-column .csv/.txt file "
@@ -65,6 +90,9 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--score", choices=("auto", "reconstruction", "likelihood"), default="auto",
                     help="reconstruction error or log-likelihood (default: auto: the likelihood where the family has "
                          "one)")
+    sp.add_argument("--neighbors", type=_count, default=5, metavar="K",
+                    help="add the code's mean distance to its K nearest training codes to the score, each standardized "
+                         "on the training data; 0 scores the reconstruction error (or likelihood) alone (default: 5)")
     sp.add_argument("--contamination", type=_fraction, default=0.1, metavar="F",
                     help="expected share of anomalies in the training data, sets the threshold (default: 0.1)")
     sp.add_argument("--out", metavar="FILE.csv", help="write per-sample scores (index, score, prediction, label); the "
@@ -138,7 +166,7 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
     run = Path(ns.run)
     out = _check_suffix(ns.out, (".csv",), "scores") if ns.out is not None else None
     est = _load_run(ns.run)
-    det = AnomalyDetector(est, score_type=ns.score, contamination=ns.contamination)
+    det = AnomalyDetector(est, score_type=ns.score, n_neighbors=ns.neighbors, contamination=ns.contamination)
     try:
         det._check_params()
         det._choose_score(est)
@@ -154,7 +182,8 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
             raise UsageError(f"--normal-label: {ds.name} has no labels; give them with --labels FILE")
         truth = _is_anomaly(ds.y, ns.normal_label, f"the labels of {ds.name}")
     figure = None
-    if truth is not None:
+    in_report = truth is not None and _has_report(run)
+    if truth is not None and (out is not None or not in_report):
         figure = out.with_name(out.stem + "-histogram.png") if out is not None else run / FIGURE
     for path in (out, figure):
         if path is not None:
@@ -179,13 +208,28 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
             lines.append(f"{i},{float(d)!r},{int(p)}" + (f",{truth[i]}" if truth is not None else ""))
         atomic_write_text(out, "\n".join(lines) + "\n")
         summary["out"] = str(out)
-    if figure is not None and truth is not None:
+    if truth is not None:
         from aekit.report.figures import anomaly_histogram_figure
+        from aekit.report.html import add_report_section
 
         groups = [("normal", decision[truth == 0]), ("anomalies", decision[truth == 1])]
-        title = f"Anomaly scores ({det.score_}), {ds.name} {ds.split}"
-        atomic_write_bytes(figure, anomaly_histogram_figure(groups, threshold=0.0, title=title))
-        summary["figure"] = str(figure)
+        how = det.score_ + (f" + distance to {det.n_neighbors_} nearest codes" if det.n_neighbors_ else "")
+        title = f"Anomaly scores ({how}), {ds.name} {ds.split}"
+        png = anomaly_histogram_figure(groups, threshold=0.0, title=title)
+        if figure is not None:
+            atomic_write_bytes(figure, png)
+            summary["figure"] = str(figure)
+        if in_report:
+            row = {"data": ds.name, "split": ds.split, "score": how, "roc_auc": round(summary["roc_auc"], 4),
+                   "average_precision": round(summary["average_precision"], 4), "anomalies": summary["n_anomalies"],
+                   "scored": len(ds), "contamination": ns.contamination,
+                   "called_anomalies": summary["n_predicted_anomalies"]}
+            caption = (f"Histograms of the anomaly scores (decision_function: higher is more abnormal, 0 is the "
+                       f"threshold set by contamination {ns.contamination} from {reference}) of the normal samples "
+                       f"and of the anomalies of {ds.name} ({ds.split}).")
+            added = add_report_section(run, SECTION, "Anomaly detection", png, caption, table=[row])
+            if added is not None:
+                summary["report_figure"] = str(added)
     if ns.json:
         _print_json(summary)
         return 0
@@ -195,7 +239,7 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
     if truth is not None:
         _out(f"roc_auc {summary['roc_auc']:.6f}  average_precision {summary['average_precision']:.6f}  "
              f"({summary['n_anomalies']} anomalies)")
-    for key in ("out", "figure"):
+    for key in ("out", "figure", "report_figure"):
         if key in summary:
             _info(f"wrote {summary[key]}")
     return 0
