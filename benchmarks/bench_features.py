@@ -9,6 +9,9 @@ Rows, each scored by its test error % on the 10,000 MNIST test images:
 - ``aekit-finetune``: that autoencoder's encoder fine-tuned with a softmax head on its code
   (``aekit.apps.features.FineTunedClassifier``, ``--epochs`` epochs, early stopping on a tenth of the training
   images), what ``aekit features RUN --finetune`` runs;
+- ``aekit-finetune-conv``: the same with a convolutional ``Autoencoder(architecture="conv",
+  hidden_dims=--conv-channels, latent_dim=--conv-code)`` trained ``--conv-ae-epochs`` epochs, its encoder fine-tuned
+  ``--conv-epochs`` epochs (same learning rate, schedule and validation split as ``aekit-finetune``);
 - ``ae-codes``, ``dae-codes``, ``cae-codes``: logistic regression on the frozen codes of a one-layer
   autoencoder of ``--hidden`` sigmoid units, plain, denoising (masking noise) or contractive, trained
   greedily and never fine-tuned (``StackedAutoencoder`` with one layer and ``objective="none"``, the
@@ -50,7 +53,7 @@ from aekit.families.stacked import StackedAutoencoder
 
 from _common import add_data_args, machine, table
 
-ROWS = ("pixels", "pixels-knn", "pca", "pca-knn", "aekit-codes", "aekit-codes-knn", "aekit-finetune", "ae-codes", "dae-codes", "cae-codes", "sda", "sda-no-pretraining", "cae")
+ROWS = ("pixels", "pixels-knn", "pca", "pca-knn", "aekit-codes", "aekit-codes-knn", "aekit-finetune", "aekit-finetune-conv", "ae-codes", "dae-codes", "cae-codes", "sda", "sda-no-pretraining", "cae")
 ANCHORS = {"sda": 1.28, "cae": 1.14}
 HEADER = ["model", "test error %", "anchor %", "train s", "train images"]
 
@@ -80,6 +83,13 @@ def main() -> None:
                    help="held out for early stopping of aekit-finetune; 0: none (default: %(default)s)")
     p.add_argument("--ft-schedule", default="constant", choices=("constant", "cosine"),
                    help="learning-rate schedule of aekit-finetune (default: %(default)s)")
+    p.add_argument("--conv-channels", default="32,64",
+                   help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
+    p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
+    p.add_argument("--conv-ae-epochs", type=int, default=5,
+                   help="epochs of aekit-finetune-conv's autoencoder (default: %(default)s)")
+    p.add_argument("--conv-epochs", type=int, default=10,
+                   help="fine-tuning epochs of aekit-finetune-conv (default: %(default)s)")
     p.add_argument("--sda-layers", type=int, default=3)
     p.add_argument("--cae-layers", type=int, default=1)
     p.add_argument("--corruption", default="masking:0.25", help="q(h'|h) of the denoising layers")
@@ -142,6 +152,8 @@ def main() -> None:
         "aekit-codes": f"logistic regression, codes of the default Autoencoder ({args.code}, {args.ae_epochs} epochs)",
         "aekit-codes-knn": f"5-NN, codes of the default Autoencoder ({args.code})",
         "aekit-finetune": f"default Autoencoder ({args.code}) fine-tuned with a softmax head (FineTunedClassifier)",
+        "aekit-finetune-conv": f"conv Autoencoder (channels {args.conv_channels}, code {args.conv_code}, "
+                               f"{args.conv_ae_epochs} epochs) fine-tuned {args.conv_epochs} epochs with a softmax head",
     })
     cache: dict[str, Any] = {}
 
@@ -150,6 +162,14 @@ def main() -> None:
             cache["ae"] = aekit.Autoencoder(latent_dim=args.code, max_epochs=args.ae_epochs, device=args.device,
                                             random_state=args.seed, verbose=0).fit(train.X)
         return cache["ae"]
+
+    def finetune(ae: Any, epochs: int) -> float:
+        clf = FineTunedClassifier(ae, max_epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                                  lr_schedule=args.ft_schedule, validation_fraction=args.ft_validation,
+                                  device=args.device, random_state=args.seed, verbose=1).fit(train.X, train.y)
+        print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
+              [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
+        return 100.0 * (1.0 - clf.score(test.X, test.y))
 
     def pca_codes() -> tuple[np.ndarray, np.ndarray]:
         if "pca" not in cache:
@@ -178,13 +198,14 @@ def main() -> None:
             err = knn_error(F_tr, F_te) if name.endswith("knn") else logistic_error(F_tr, train.y, F_te, test.y,
                                                                                      args.lr_max_iter)
         elif name == "aekit-finetune":
-            clf = FineTunedClassifier(aekit_ae(), max_epochs=args.epochs, learning_rate=args.lr,
-                                      batch_size=args.batch_size, lr_schedule=args.ft_schedule,
-                                      validation_fraction=args.ft_validation, device=args.device,
-                                      random_state=args.seed, verbose=1).fit(train.X, train.y)
-            print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
-                  [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
-            err = 100.0 * (1.0 - clf.score(test.X, test.y))
+            err = finetune(aekit_ae(), args.epochs)
+        elif name == "aekit-finetune-conv":
+            channels = tuple(int(c) for c in args.conv_channels.split(","))
+            conv = aekit.Autoencoder(architecture="conv", hidden_dims=channels, latent_dim=args.conv_code,
+                                     max_epochs=args.conv_ae_epochs, batch_size=args.batch_size, device=args.device,
+                                     random_state=args.seed, verbose=1).fit(train.X)
+            print(f"conv autoencoder: {time.perf_counter() - t0:.1f} s", flush=True)
+            err = finetune(conv, args.conv_epochs)
         elif name in codes:
             est = shallow(codes[name]).fit(train.X)
             err = logistic_error(est.transform(train.X), train.y, est.transform(test.X), test.y, args.lr_max_iter)

@@ -56,7 +56,8 @@ def ranking_metrics(Q: np.ndarray, X: np.ndarray, yq: np.ndarray, yx: np.ndarray
         q = Qf[s:s + chunk]
         D = xx[None, :] - 2.0 * (q @ Xf.T)  # (c, N) squared distance less |q|^2: the same order
         if metric == "hamming":
-            D = np.rint(D)  # integer bit counts (|q|^2 dropped), so ties are exact
+            # Integer bit counts (|q|^2 dropped), so ties are exact; as int16, NumPy's stable sort is a radix sort.
+            D = np.rint(D).astype(np.int16)
         order = np.argsort(D, axis=1, kind="stable")  # ties by index
         rel = yx[order] == yq[s:s + chunk, None]  # (c, N)
         p10.append(rel[:, :10].mean(1))

@@ -113,6 +113,23 @@ def test_finetuned_classifier_trains_the_encoder_and_leaves_the_model_alone(spli
         FineTunedClassifier(ae).fit(tr.X, np.zeros(200, np.int64))
 
 
+def test_finetuned_classifier_trains_a_convolutional_encoder(split: tuple[Any, Any]) -> None:
+    from aekit.apps.features import FineTunedClassifier
+
+    tr, te = split
+    ae = aekit.Autoencoder(architecture="conv", hidden_dims=(4,), latent_dim=8, max_epochs=1, batch_size=32,
+                           random_state=0, verbose=0).fit(tr.X)
+    conv_before = ae.module_.encoder.convs[0].weight.detach().clone()
+    clf = FineTunedClassifier(ae, max_epochs=3, batch_size=32, learning_rate=1e-2, validation_fraction=0.0,
+                              patience=None).fit(tr.X, tr.y)
+    losses = [row["loss"] for row in clf.history_]
+    assert clf.module_.head.in_features == 8 and losses[-1] < 0.97 * losses[0]
+    assert torch.equal(ae.module_.encoder.convs[0].weight, conv_before)  # the model given is not changed
+    assert not torch.equal(clf.model_.module_.encoder.convs[0].weight, conv_before)  # its convolutions are trained
+    proba = clf.predict_proba(te.X)  # (100, 1, 8, 8) images in
+    assert proba.shape == (100, 10) and clf.score(te.X, te.y) == np.mean(clf.classes_[proba.argmax(1)] == te.y)
+
+
 def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              split: tuple[Any, Any]) -> None:
     run = tmp_path / "run"
