@@ -16,8 +16,8 @@ equal contributions minimize the rate at a given distortion, so ``Δ_k ∝ w_k^{
 
 A model trained for rate and distortion together (:class:`aekit.RateDistortionAutoencoder`) learned a Laplace
 density per unit at quantization step 1 in its code's units; :func:`fit_code_model` takes those densities and
-``gain_k = 1``, so ``step=1`` codes at the rate it was trained for (measured on the CIFAR-10 subset: about 40 %
-fewer bits than densities fitted afterwards, benchmarks/RESULTS.md).
+``gain_k = 1``, so ``step=1`` codes at the rate it was trained for (measured on the CIFAR-10 subset: 48 to 70 %
+fewer bits than densities fitted afterwards at lmbda 0.01 and 0.03, about as many at 0.003, benchmarks/RESULTS.md).
 
 A code alone cannot reach high fidelity (the reconstruction error of the model is its floor). The optional
 refinement layer codes the residual ``x - x_hat`` of every value with a step ``residual_step`` under a
