@@ -56,6 +56,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "FactorAnalysisAutoencoder": ("aekit.families.factor_analysis", "FactorAnalysisAutoencoder"),
     "LinearAutoencoder": ("aekit.families.linear", "LinearAutoencoder"),
     "PredictiveSparseDecomposition": ("aekit.families.psd", "PredictiveSparseDecomposition"),
+    "RateDistortionAutoencoder": ("aekit.families.rate_distortion", "RateDistortionAutoencoder"),
     "SparseAutoencoder": ("aekit.families.sparse", "SparseAutoencoder"),
     "SparseCoding": ("aekit.families.sparse_coding", "SparseCoding"),
     "StackedAutoencoder": ("aekit.families.stacked", "StackedAutoencoder"),
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aekit.families.factor_analysis import FactorAnalysisAutoencoder
     from aekit.families.linear import LinearAutoencoder
     from aekit.families.psd import PredictiveSparseDecomposition
+    from aekit.families.rate_distortion import RateDistortionAutoencoder
     from aekit.families.semi_supervised import SemiSupervisedAutoencoder
     from aekit.families.sparse import SparseAutoencoder
     from aekit.families.sparse_coding import SparseCoding
@@ -145,6 +147,7 @@ __all__ = [
     "MaskingNoise",
     "ModelFileError",
     "PredictiveSparseDecomposition",
+    "RateDistortionAutoencoder",
     "RunResult",
     "SaltAndPepper",
     "SemiSupervisedAutoencoder",

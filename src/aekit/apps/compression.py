@@ -14,6 +14,11 @@ model gives a rate-distortion curve. The units' steps follow high-rate theory: a
 distortion ``w_k Δ_k^2 / 12`` where ``w_k = E ||∂g/∂z_k||^2`` is the decoder's sensitivity to the unit, and
 equal contributions minimize the rate at a given distortion, so ``Δ_k ∝ w_k^{-1/2}``.
 
+A model trained for rate and distortion together (:class:`aekit.RateDistortionAutoencoder`) learned a Laplace
+density per unit at quantization step 1 in its code's units; :func:`fit_code_model` takes those densities and
+``gain_k = 1``, so ``step=1`` codes at the rate it was trained for (measured on the CIFAR-10 subset: 48 to 70 %
+fewer bits than densities fitted afterwards at lmbda 0.01 and 0.03, about as many at 0.003, benchmarks/RESULTS.md).
+
 A code alone cannot reach high fidelity (the reconstruction error of the model is its floor). The optional
 refinement layer codes the residual ``x - x_hat`` of every value with a step ``residual_step`` under a
 Laplace density whose location and scale depend on the decoded value ``x_hat`` (context bins fitted on
@@ -217,34 +222,14 @@ def _decode(model: Any, Z: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(R, low, high)
 
 
-def fit_code_model(model: Any, X: Any, *, n_contexts: int = 16, max_samples: int = 20000) -> CodeModel:
-    """Fit the probability model of the codec to the codes and residuals of training data ``X``.
-
-    Parameters
-    ----------
-    model : fitted estimator with ``transform`` and ``inverse_transform``
-    X : array-like, (N, *sample_shape) or (N, D); the data the model was trained on (or like it)
-    n_contexts : int
-        Bins of the decoded value, each with its own residual density.
-    max_samples : int
-        At most this many samples are used (the first ones): the fit is deterministic.
-
-    Returns
-    -------
-    CodeModel
-    """
-    if isinstance(n_contexts, bool) or not isinstance(n_contexts, int) or n_contexts < 1:
-        raise ValueError(f"n_contexts must be a positive integer, e.g. 16; got {n_contexts!r}")
-    A, _ = _samples(model, X)
-    A = A[:max_samples]
-    Z = np.asarray(model.transform(A), np.float64)  # (N, K)
+def _fitted_codes(model: Any, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Laplace locations, scales, bounds and step gains of codes ``Z`` (N, K) of a model trained without a rate."""
     N, K = Z.shape
     loc = np.median(Z, axis=0)
     b = np.mean(np.abs(Z - loc), axis=0)
     active = b > 1e-6 * max(float(b.max()), 1e-30)
     scale = np.where(active, b, max(float(b.max()), 1.0) * 1e-6)
     bound = 2.0 * np.max(np.abs(Z - loc), axis=0) + scale
-    low, high = float(A.min()), float(A.max())
     # Decoder sensitivity w_k = E ||g(z + h e_k) - g(z)||^2 / h^2, by finite differences on a subsample.
     n = max(8, min(N, 20000 // max(K, 1)))
     Zs = Z[:n]
@@ -262,6 +247,47 @@ def fit_code_model(model: Any, X: Any, *, n_contexts: int = 16, max_samples: int
     inv = w ** -0.5
     spread = float(np.exp(np.mean(np.log(np.sqrt(2.0) * scale[active])))) if active.any() else 1.0
     gain = spread * inv / float(np.exp(np.mean(np.log(inv[active] if active.any() else inv))))
+    return loc, scale, bound, gain
+
+
+def fit_code_model(
+    model: Any, X: Any, *, n_contexts: int = 16, max_samples: int = 20000, learned: bool = True
+) -> CodeModel:
+    """Fit the probability model of the codec to the codes and residuals of training data ``X``.
+
+    Parameters
+    ----------
+    model : fitted estimator with ``transform`` and ``inverse_transform``
+    X : array-like, (N, *sample_shape) or (N, D); the data the model was trained on (or like it)
+    n_contexts : int
+        Bins of the decoded value, each with its own residual density.
+    max_samples : int
+        At most this many samples are used (the first ones): the fit is deterministic.
+    learned : bool
+        For a model that learned densities of its codes (``code_density()``, the rate-distortion family):
+        True (default) takes them and their quantization step as the code model, so ``step=1`` codes at the
+        rate the model was trained for; False fits Laplace densities to the codes as for any other model.
+
+    Returns
+    -------
+    CodeModel
+    """
+    if isinstance(n_contexts, bool) or not isinstance(n_contexts, int) or n_contexts < 1:
+        raise ValueError(f"n_contexts must be a positive integer, e.g. 16; got {n_contexts!r}")
+    A, _ = _samples(model, X)
+    A = A[:max_samples]
+    Z = np.asarray(model.transform(A), np.float64)  # (N, K)
+    N, K = Z.shape
+    low, high = float(A.min()), float(A.max())
+    density = getattr(model, "code_density", None)
+    if learned and callable(density):
+        # A model trained with densities of its own codes at quantization step 1 (the rate-distortion family):
+        # those densities and that step, so step=1 codes at the trained rate.
+        loc, scale = (np.asarray(a, np.float64) for a in density())
+        bound = 2.0 * np.max(np.abs(Z - loc), axis=0) + scale
+        gain = np.ones(K)
+    else:
+        loc, scale, bound, gain = _fitted_codes(model, Z)
     # Residual densities by bins of the decoded value.
     Xh = _decode(model, Z, low, high)
     Rz = A.reshape(N, -1).astype(np.float64) - Xh

@@ -51,8 +51,8 @@ def add_parsers(add: AddParser) -> None:
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to compress")
     sp.add_argument("--out", required=True, metavar="FILE", help="the compressed file to write")
     sp.add_argument("--step", type=_positive_float, default=1.0, metavar="S",
-                    help="quantization step of the codes, in units of a typical code unit's spread; smaller gives "
-                         "more bits and less distortion (default: 1.0)")
+                    help="quantization step of the codes, in units of a typical code unit's spread (of the trained "
+                         "step for a rate-distortion model); smaller gives more bits and less distortion (default: 1.0)")
     sp.add_argument("--residual-step", type=_positive_float, default=None, metavar="D",
                     help="step of the refinement layer in the data's units, e.g. 0.05 for pixels in [0, 1] "
                          "(default: none, the codes alone)")
