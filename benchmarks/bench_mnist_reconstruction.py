@@ -34,10 +34,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     p.add_argument("--only", default="pca,hinton,keras-dense,lecture-conv", help="comma list of rows to run")
-    p.add_argument("--hinton-epochs", type=int, default=30)
-    p.add_argument("--hinton-lr", type=float, default=1e-3)
-    p.add_argument("--hinton-batch-size", type=int, default=128)
-    p.add_argument("--hinton-weight-decay", type=float, default=0.0)
+    # The hinton row trains the preset's own recipe; each of these flags replaces one of its settings.
+    p.add_argument("--hinton-epochs", type=int, default=None, help="default: the preset's max_epochs")
+    p.add_argument("--hinton-lr", type=float, default=None, help="default: the preset's learning_rate")
+    p.add_argument("--hinton-batch-size", type=int, default=None, help="default: the preset's batch_size")
+    p.add_argument("--hinton-weight-decay", type=float, default=None, help="default: the preset's weight_decay")
+    p.add_argument("--hinton-init", choices=("pca", "random"), default=None,
+                   help="default: the preset's init (random: the GELU network with a logistic output and BCE)")
     p.add_argument("--pretrain-epochs", type=int, default=10, help="greedy epochs per layer of hinton-stacked")
     p.add_argument("--stack-layer-family", default="autoencoder", help="shallow family of each pretrained layer")
     p.add_argument("--keras-epochs", type=int, default=50)
@@ -51,25 +54,25 @@ def main() -> None:
     train = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir, limit=args.limit)
     test = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
     common = {"device": args.device, "random_state": args.seed, "verbose": 1}
+    hinton = aekit.Autoencoder.preset_params("hinton")
+    flags = {"max_epochs": args.hinton_epochs, "learning_rate": args.hinton_lr, "batch_size": args.hinton_batch_size,
+             "weight_decay": args.hinton_weight_decay, "init": args.hinton_init}
+    hinton.update({k: v for k, v in flags.items() if v is not None})
+    # The stacked rows train with the preset's budget, with the papers' logistic units and a random start.
+    stack_train = {k: hinton.get(k, v) for k, v in (("max_epochs", 30), ("batch_size", 128), ("learning_rate", 1e-3),
+                                                     ("weight_decay", 0.0))}
     models = {
         "pca": lambda: aekit.LinearAutoencoder(latent_dim=30, solver="svd"),
-        "hinton": lambda: aekit.Autoencoder.from_preset(
-            "hinton", max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
-            learning_rate=args.hinton_lr, weight_decay=args.hinton_weight_decay, lr_schedule="cosine",
-            validation_fraction=0.0, patience=None, **common,
-        ),
+        "hinton": lambda: aekit.Autoencoder(**{**hinton, **common}),
         "hinton-stacked": lambda: aekit.StackedAutoencoder.from_preset(
             # The stacked family's hinton preset keeps the papers' logistic units.
-            "hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs,
-            max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size, learning_rate=args.hinton_lr,
-            weight_decay=args.hinton_weight_decay, lr_schedule="cosine", validation_fraction=0.0, patience=None,
-            **common,
+            "hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs, **stack_train,
+            lr_schedule="cosine", validation_fraction=0.0, patience=None, **common,
         ),
         "hinton-sigmoid": lambda: aekit.StackedAutoencoder.from_preset(
             # The stacked family's hinton preset keeps the papers' logistic units.
-            "hinton", pretrain_epochs=0, max_epochs=args.hinton_epochs, batch_size=args.hinton_batch_size,
-            learning_rate=args.hinton_lr, weight_decay=args.hinton_weight_decay, lr_schedule="cosine",
-            validation_fraction=0.0, patience=None, **common,
+            "hinton", pretrain_epochs=0, **stack_train, lr_schedule="cosine", validation_fraction=0.0, patience=None,
+            **common,
         ),
         "keras-dense": lambda: aekit.Autoencoder(
             hidden_dims=(), latent_dim=32, activation="relu", max_epochs=args.keras_epochs, batch_size=256,
@@ -82,10 +85,12 @@ def main() -> None:
     }
     descr = {
         "pca": "PCA-30 (linear, svd solver)",
-        "hinton": f"hinton preset, GELU, Adam, cosine lr, {args.hinton_epochs} epochs",
+        "hinton": f"hinton preset, GELU, init={hinton.get('init', 'auto')}, Adam {hinton.get('learning_rate', 1e-3):g}, "
+                  f"{hinton.get('lr_schedule', 'constant')} lr, batch {hinton.get('batch_size', 128)}, "
+                  f"{hinton.get('max_epochs')} epochs",
         "hinton-stacked": f"hinton, logistic units, {args.stack_layer_family} layers pretrained "
-                          f"{args.pretrain_epochs} epochs each, then {args.hinton_epochs} epochs fine-tuning",
-        "hinton-sigmoid": f"hinton, logistic units, no pretraining, {args.hinton_epochs} epochs",
+                          f"{args.pretrain_epochs} epochs each, then {stack_train['max_epochs']} epochs fine-tuning",
+        "hinton-sigmoid": f"hinton, logistic units, no pretraining, {stack_train['max_epochs']} epochs",
         "keras-dense": f"dense 784-32-784, ReLU code, {args.keras_epochs} epochs, batch 256",
         "lecture-conv": f"lecture-conv preset, {args.conv_epochs} epochs",
     }

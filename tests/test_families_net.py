@@ -41,6 +41,9 @@ def test_preset_is_a_named_parameter_set() -> None:
     assert ae.hidden_dims == (1000, 500, 250) and ae.activation == "gelu"
     assert ae.latent_dim == 10  # an explicit value wins over the preset's
     assert "preset" not in ae.get_params()
+    # The preset is the measured recipe (benchmarks/RESULTS.md): PCA start, cosine schedule, all data, fixed budget.
+    assert (ae.init, ae.lr_schedule, ae.validation_fraction, ae.patience) == ("pca", "cosine", 0.0, None)
+    assert isinstance(ae.max_epochs, int) and ae.batch_size == 128 and ae.learning_rate == 1e-3
     assert aekit.Autoencoder.presets() == ["hinton", "lecture-conv"]
     assert aekit.SparseAutoencoder.from_preset("hinton").hidden_dims == (1000, 500, 250)  # subclasses share them
     with pytest.raises(ValueError, match=r"unknown preset 'vgg' for Autoencoder; valid: hinton, lecture-conv"):
