@@ -52,12 +52,9 @@ def _count(text: str) -> int:
 
 def _has_report(run: Path) -> bool:
     """Whether ``run`` is a trained run whose report takes application sections (not a model saved from Python)."""
-    import fnmatch
+    from aekit.engine.rundir import run_owns
 
-    from aekit.engine.rundir import owned_files, run_config
-
-    config = run_config(run)
-    return config is not None and any(fnmatch.fnmatchcase(f"app-{SECTION}.png", p) for p in owned_files(config))
+    return run_owns(run, f"app-{SECTION}.png")
 
 
 def _int_list(text: str) -> list[int]:

@@ -200,6 +200,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _run_data(run: Path, ns: argparse.Namespace, split: str | None) -> tuple[dict[str, Any], str]:
     """The data spec a command should use: the flags, else the run's own data set.
 

@@ -20,6 +20,7 @@ from aekit.cli.common import (
     _info,
     _load,
     _out,
+    _positive_float,
     _print_json,
     _run_data,
     _write_npy,
@@ -27,16 +28,6 @@ from aekit.cli.common import (
 
 _REPORT_SAMPLES = 100  # samples the report's rate-distortion curve is measured on: enough, and fast
 _REPORT_FACTORS = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25)  # the curve's steps, as multiples of --step
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, e.g. 0.5; got {text!r}")
-    return value
 
 
 def add_parsers(add: AddParser) -> None:
@@ -74,10 +65,8 @@ def add_parsers(add: AddParser) -> None:
 
 def _code_model(run: Path, est: Any, ns: argparse.Namespace, fallback: dict[str, Any] | None = None) -> Any:
     """The run's ``codec.json`` when it fits this model; else fitted to the run's training data (and kept)."""
-    import fnmatch
-
     from aekit.apps.compression import CODEC_FILE, CodeModel, fit_code_model, model_fingerprint
-    from aekit.engine.rundir import owned_files, run_config
+    from aekit.engine.rundir import run_owns
 
     path = run / CODEC_FILE
     if path.is_file():
@@ -99,8 +88,7 @@ def _code_model(run: Path, est: Any, ns: argparse.Namespace, fallback: dict[str,
         spec, split = fallback, "train"
     ds = _load(spec, split=split, download=getattr(ns, "download", False))
     cm = fit_code_model(est, ds.X)
-    config = run_config(run)
-    if config is not None and any(fnmatch.fnmatchcase(CODEC_FILE, p) for p in owned_files(config)):
+    if run_owns(run, CODEC_FILE):
         cm.save(path)
     return cm
 

@@ -18,21 +18,11 @@ from aekit.cli.common import (
     _load,
     _load_eval_data,
     _out,
+    _positive_float,
     _positive_int,
     _print_json,
     _run_data,
 )
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
 
 _INDEX_SPLIT = "train: the training split, the collection searched in"
 _QUERY_SPLIT = "all of a query file, in its order; the test split of a named data set"

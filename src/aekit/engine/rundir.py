@@ -196,6 +196,13 @@ def owned_files(config: dict[str, Any]) -> tuple[str, ...]:
     return RUN_FILES  # a run written before config.json listed its files
 
 
+def run_owns(path: str | os.PathLike, name: str) -> bool:
+    """True when ``path`` is an aekit run whose config lists ``name`` among its own files (so a file of that name
+    written there is removed again with the run). A model saved from Python owns only what ``save`` wrote."""
+    config = run_config(path)
+    return config is not None and _matches(name, owned_files(config))
+
+
 def _is_own_tmp(name: str, patterns: Sequence[str]) -> bool:
     m = _TMP.match(name)
     return m is not None and _matches(m.group("name"), patterns)

@@ -17,7 +17,6 @@ caption and an optional table): each is saved as ``app-KEY.png`` and recorded in
 from __future__ import annotations
 
 import base64
-import fnmatch
 import html
 import json
 import os
@@ -32,8 +31,7 @@ from aekit.engine.rundir import (
     CONFIG_FILE,
     atomic_write_bytes,
     atomic_write_text,
-    owned_files,
-    run_config,
+    run_owns,
     write_json,
 )
 from aekit.model.sampling import can_sample, generate
@@ -493,11 +491,9 @@ def add_report_section(
         raise ValueError(f"report section key {key!r} must be lower-case letters, digits, '-' or '_' "
                          "(at most 64), e.g. 'denoise'")
     run = Path(run_dir)
-    config = run_config(run)
     file = f"app-{key}.png"
     # Only into a run whose config lists these files as its own, so replacing the run removes them again.
-    if config is None or not all(any(fnmatch.fnmatchcase(f, p) for p in owned_files(config))
-                                 for f in (file, SECTIONS_FILE)):
+    if not (run_owns(run, file) and run_owns(run, SECTIONS_FILE)):
         return None
     atomic_write_bytes(run / file, png)
     sections = _read_sections(run)
