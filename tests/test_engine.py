@@ -561,30 +561,32 @@ class UnitDecoderAE(TinyAE):
         w.copy_(w / w.norm(dim=0, keepdim=True))
 
 
-@cuda
-def test_cuda_graph_captures_after_step() -> None:
-    """A module with an after_step hook trains on the graph path (no silent eager fallback), like the eager one."""
+def _graph_against_eager(graph: nn.Module, eager: nn.Module) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Train ``graph`` on the CUDA-graph path and ``eager`` eagerly, 3 epochs; check the paths and that the weights agree.
+
+    256 rows, no validation, batches of 64: four full batches, so both paths take the same steps.
+    """
     cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda"}
-    graph, eager = UnitDecoderAE(), UnitDecoderAE()
     h_graph, p_graph = _path_of(graph, config(cuda_graph=True, **cfg))
     h_eager, p_eager = _path_of(eager, config(cuda_graph=False, **cfg))
     assert (p_graph, p_eager) == ("cuda-graph", "eager")
-    assert [r["cuda_graph"] for r in h_graph] == [1.0] * 3 and [r["cuda_graph"] for r in h_eager] == [0.0] * 3
-    torch.testing.assert_close(graph.dec.weight.norm(dim=0), torch.ones(K, device="cuda"))
     for k, v in weights(eager).items():
         torch.testing.assert_close(weights(graph)[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    return h_graph, h_eager
+
+
+@cuda
+def test_cuda_graph_captures_after_step() -> None:
+    """A module with an after_step hook trains on the graph path (no silent eager fallback), like the eager one."""
+    graph = UnitDecoderAE()
+    h_graph, h_eager = _graph_against_eager(graph, UnitDecoderAE())
+    assert [r["cuda_graph"] for r in h_graph] == [1.0] * 3 and [r["cuda_graph"] for r in h_eager] == [0.0] * 3
+    torch.testing.assert_close(graph.dec.weight.norm(dim=0), torch.ones(K, device="cuda"))
 
 
 @cuda
 def test_cuda_graph_steps_equal_eager_steps() -> None:
-    # 256 rows, no validation, batches of 64: four full batches, so both paths take the same steps.
-    cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda"}
-    graph, eager = TinyAE(), TinyAE()
-    h_graph, p_graph = _path_of(graph, config(cuda_graph=True, **cfg))
-    h_eager, p_eager = _path_of(eager, config(cuda_graph=False, **cfg))
-    assert (p_graph, p_eager) == ("cuda-graph", "eager")
-    for k, v in weights(eager).items():
-        torch.testing.assert_close(weights(graph)[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    h_graph, h_eager = _graph_against_eager(TinyAE(), TinyAE())
     assert [r["loss"] for r in h_graph] == pytest.approx([r["loss"] for r in h_eager], rel=1e-5)
 
 
