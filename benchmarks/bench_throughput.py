@@ -9,7 +9,9 @@ per-repeat ratios so the noise is visible:
 1. Per epoch, in this process: the hand-written loop users write (a DataLoader over a TensorDataset,
    ``nn.Sigmoid`` output, ``F.binary_cross_entropy``), a tuned step (the data as one contiguous tensor
    indexed by a shuffled permutation, fused Adam, BCE with logits, ``set_to_none`` gradients, no
-   per-step host syncs), aekit's trainer, and pythae 0.1.2's trainer when its environment exists.
+   per-step host syncs), aekit's trainer, and pythae 0.1.2's trainer when its environment exists; and,
+   as a bound rather than a loop, the step's matrix products alone on the same shapes and batches (the
+   rate no fp32 step of this network can pass on this BLAS and thread count).
 2. Whole processes, one epoch each: ``aekit train --family autoencoder --preset hinton --epochs 1``
    (which also holds out 10 % for validation, evaluates on a bounded sample and writes the report)
    against a script that imports torch, reads the same IDX files, trains one epoch with the
@@ -114,6 +116,36 @@ def tuned(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    _sync(device)
+    return epochs * n / (time.perf_counter() - t0)
+
+
+def gemm_ceiling(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
+    """The matrix products of the training steps and nothing else; returns samples per second.
+
+    Per layer and batch: the forward product and, backwards, the weight gradient and the input gradient (none for
+    the first layer, whose input needs no gradient), on preallocated tensors of the network's shapes, with the same
+    batches as an epoch (the last one short). No autograd, activations, loss, bias or optimizer: every fp32 step of
+    this network on this BLAS does at least this work, so this rate bounds any loop's from above.
+    """
+    dims = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+    g = torch.Generator(device=device).manual_seed(0)
+    ws = [torch.randn(b, a, generator=g, device=device) * a**-0.5 for a, b in zip(dims[:-1], dims[1:])]
+    acts = [torch.randn(batch_size, d, generator=g, device=device) for d in dims]
+    grads = [torch.randn(batch_size, d, generator=g, device=device) for d in dims]
+    wgrads = [torch.empty_like(w) for w in ws]
+    n = X.shape[0]
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for i in range(0, n, batch_size):
+            b = min(batch_size, n - i)
+            for k, w in enumerate(ws):
+                torch.mm(acts[k][:b], w.t(), out=acts[k + 1][:b])
+            for k in reversed(range(len(ws))):
+                torch.mm(grads[k + 1][:b].t(), acts[k][:b], out=wgrads[k])
+                if k > 0:
+                    torch.mm(grads[k + 1][:b], ws[k], out=grads[k][:b])
     _sync(device)
     return epochs * n / (time.perf_counter() - t0)
 
@@ -284,6 +316,7 @@ def main() -> None:
     X = aekit.load_dataset(args.data, data_dir=args.data_dir, limit=args.limit).X
     loops: list[tuple[str, Callable[..., float]]] = [
         ("hand-written DataLoader loop", handwritten), ("tuned step (plain loop)", tuned), ("aekit trainer", aekit_trainer),
+        ("matrix products alone (a bound, not a loop)", gemm_ceiling),
     ]
     if args.device.startswith("cuda"):
         loops.append(("aekit trainer, no CUDA graph", lambda *a: aekit_trainer(*a, cuda_graph=False)))

@@ -265,7 +265,7 @@ def test_factor_analysis_samples_its_model_covariance() -> None:
     np.testing.assert_allclose(S.mean(axis=0), mu, atol=0.03 * math.sqrt(C.diagonal().max()))
     np.testing.assert_allclose(np.cov(S, rowvar=False), C, atol=0.03 * C.diagonal().max())
     np.testing.assert_array_equal(fa.sample(3, random_state=1), fa.sample(3, random_state=1))
-    with pytest.raises(ValueError, match="n_samples must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 0"):
         fa.sample(0)
 
 

@@ -72,7 +72,7 @@ def test_latent_density_against_references() -> None:
     D = m.sample(4000, random_state=0)
     assert abs(float(np.mean(D[:, 0] < 0)) - 0.75) < 0.03
 
-    with pytest.raises(ValueError, match="n_components must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_components must be an integer >= 1, got 0"):
         LatentDensity("gmm", n_components=0).fit(Z)
     with pytest.raises(ValueError, match="with 500 components needs at least as many codes, got 400"):
         LatentDensity("gmm", n_components=500).fit(Z)
@@ -116,7 +116,7 @@ def test_generate_and_interpolate_from_a_plain_autoencoder(ae: Any, digits: Any)
         generate(ae, 2, density="prior")
     with pytest.raises(ValueError, match="unknown density 'flow'; choose one of auto, prior, normal, gaussian, gmm"):
         generate(ae, 2, density="flow")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="n_samples must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 0"):
         generate(ae, 0, digits.X)
 
     for method in ("linear", "slerp"):

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from aekit.core.params import check_count
+
 __all__ = [
     "RestorationScores",
     "colorize",
@@ -161,8 +163,7 @@ def restore_patches(
     """
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_count("batch_size", batch_size)
     N, C, H, W = X.shape
     h, w = patch
     if H < h or W < w:

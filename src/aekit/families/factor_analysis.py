@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.core.params import Interval
+from aekit.core.params import Interval, check_count
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
 
@@ -211,8 +211,7 @@ class FactorAnalysisAutoencoder(BaseAutoencoder):
         ndarray (n_samples, *sample_shape), float32
         """
         self._check_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_count("n_samples", n_samples)
         rng = check_random_state(random_state)
         W = self.module_.W.double().cpu().numpy()  # (D, K)
         psi = self.module_.psi.double().cpu().numpy()  # (D,)

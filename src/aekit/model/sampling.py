@@ -20,6 +20,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from aekit.core.params import check_count
+
 __all__ = [
     "DENSITIES",
     "Generated",
@@ -37,12 +39,6 @@ DENSITIES = ("auto", "prior", "normal", "gaussian", "gmm")
 FITTED = ("gaussian", "gmm")
 
 Density = Literal["auto", "prior", "normal", "gaussian", "gmm"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def can_sample(est: Any) -> bool:
@@ -90,7 +86,7 @@ class LatentDensity(BaseEstimator):  # type: ignore[misc]
 
         if self.kind not in FITTED:
             raise ValueError(f"kind={self.kind!r} is not a density over codes; choose one of {', '.join(FITTED)}")
-        k = 1 if self.kind == "gaussian" else _positive_int("n_components", self.n_components)
+        k = 1 if self.kind == "gaussian" else check_count("n_components", self.n_components)
         if not (isinstance(self.reg_covar, float | int) and self.reg_covar >= 0):
             raise ValueError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}")
         return GaussianMixture(n_components=k, covariance_type="full", reg_covar=float(self.reg_covar),
@@ -125,7 +121,7 @@ class LatentDensity(BaseEstimator):  # type: ignore[misc]
     def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
         """Draw ``n_samples`` codes, float32 (n_samples, n_features); ``random_state`` seeds this call only."""
         self._check_fitted()
-        n = _positive_int("n_samples", n_samples)
+        n = check_count("n_samples", n_samples)
         rng = check_random_state(random_state)
         comp = rng.choice(len(self.weights_), size=n, p=self.weights_ / self.weights_.sum())  # (n,)
         L = np.linalg.cholesky(self.covariances_)  # (J, K, K)
@@ -167,7 +163,7 @@ def sample_codes(
     how : str
         A phrase for captions.
     """
-    n = _positive_int("n_samples", n)
+    n = check_count("n_samples", n)
     if density == "normal":
         k = _latent_dim(est)
         rng = check_random_state(random_state)
@@ -245,7 +241,7 @@ def generate(
     """
     if density not in DENSITIES:
         raise ValueError(f"unknown density {density!r}; choose one of {', '.join(DENSITIES)}")
-    n = _positive_int("n_samples", n)
+    n = check_count("n_samples", n)
     family = getattr(est, "_family_name", type(est).__name__)
     if label is not None:
         if not can_sample(est):
@@ -313,7 +309,7 @@ def interpolate(est: Any, a: Any, b: Any, steps: int = 10, method: Literal["line
     -------
     ndarray (steps, *sample_shape), in data units
     """
-    steps = _positive_int("steps", steps)
+    steps = check_count("steps", steps)
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}")
     if method not in ("linear", "slerp"):
