@@ -82,7 +82,8 @@ def main() -> None:
     p.add_argument("--ft-validation", type=float, default=0.1,
                    help="held out for early stopping of aekit-finetune; 0: none (default: %(default)s)")
     p.add_argument("--ft-schedule", default="constant", choices=("constant", "cosine"),
-                   help="learning-rate schedule of aekit-finetune (default: %(default)s)")
+                   help="learning-rate schedule of the fine-tuned rows (aekit-finetune, aekit-finetune-conv, sda, cae; for sda and "
+                        "cae it also schedules each layer's pretraining) (default: %(default)s)")
     p.add_argument("--conv-channels", default="32,64",
                    help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
     p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
@@ -126,7 +127,8 @@ def main() -> None:
         return StackedAutoencoder(
             hidden_dims=(args.hidden,) * (n_layers - 1), latent_dim=args.hidden, layer_family=layer_family,
             layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
-            pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify", **common,
+            pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify",
+            lr_schedule=args.ft_schedule, **common,
         )
 
     Xtr, Xte = train.X.reshape(len(train.X), -1), test.X.reshape(len(test.X), -1)
