@@ -84,6 +84,8 @@ def main() -> None:
     p.add_argument("--ft-schedule", default="constant", choices=("constant", "cosine"),
                    help="learning-rate schedule of the fine-tuned rows (aekit-finetune, aekit-finetune-conv, sda, cae; for sda and "
                         "cae it also schedules each layer's pretraining) (default: %(default)s)")
+    p.add_argument("--ft-weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW) of aekit-finetune and aekit-finetune-conv (default: %(default)s)")
     p.add_argument("--conv-channels", default="32,64",
                    help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
     p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
@@ -168,7 +170,7 @@ def main() -> None:
     def finetune(ae: Any, epochs: int) -> float:
         clf = FineTunedClassifier(ae, max_epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size,
                                   lr_schedule=args.ft_schedule, validation_fraction=args.ft_validation,
-                                  device=args.device, random_state=args.seed, verbose=1).fit(train.X, train.y)
+                                  weight_decay=args.ft_weight_decay, device=args.device, random_state=args.seed, verbose=1).fit(train.X, train.y)
         print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
               [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
         return 100.0 * (1.0 - clf.score(test.X, test.y))
