@@ -106,3 +106,31 @@ def test_resolved_budget_is_recorded_printed_and_overridable(tmp_path: Path, cap
     with pytest.raises(ValueError, match=r"init='pca' needs latent_dim at most min\(n_samples, n_features\) = 6, got "
                        r"latent_dim=8 .*use init='random'"):
         aekit.Autoencoder(init="pca", latent_dim=8, max_epochs=1, verbose=0).fit(X)
+
+
+def test_principal_axes_by_scatter_match_the_svd_and_read_the_data_in_chunks() -> None:
+    """Tall data (N >= D) takes the eigenvectors of the centred scatter matrix, summed a chunk of rows at a time,
+    so a million images need no float64 copy; the axes, scales and mean are the SVD's, and so is the std."""
+    import torch
+
+    from aekit.core.nets import centred_scatter, column_std, principal_axes
+
+    X = torch.from_numpy(low_rank_data(3000, d=40, rank=5, noise=0.2)[0] + 3.0)  # off-centre, float32
+    mean, axes, scale = principal_axes(X, 6)
+    Xc = X.double() - X.double().mean(dim=0)
+    _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
+    torch.testing.assert_close(mean, X.double().mean(dim=0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(scale, S[:6] / (3000 - 1) ** 0.5, rtol=1e-9, atol=0)
+    signs = torch.sign(Vt[:6].gather(1, Vt[:6].abs().argmax(dim=1, keepdim=True)))
+    torch.testing.assert_close(axes, Vt[:6] * signs, rtol=0, atol=1e-9)
+    # Chunks of 7 rows (not a divisor of 3000) give the same sums as one pass.
+    m7, s7 = centred_scatter(X, chunk=7)
+    torch.testing.assert_close(m7, mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s7, Xc.t() @ Xc, rtol=1e-10, atol=1e-9)
+    torch.testing.assert_close(column_std(X, chunk=7), X.double().std(dim=0, correction=0), rtol=1e-12, atol=0)
+    # Wide data (N < D) keeps the exact SVD of the centred rows.
+    W = X[:30]
+    _, axes_w, scale_w = principal_axes(W, 4)
+    _, Sw, Vtw = torch.linalg.svd(W.double() - W.double().mean(dim=0), full_matrices=False)
+    torch.testing.assert_close(scale_w, Sw[:4] / 29**0.5, rtol=1e-12, atol=0)
+    torch.testing.assert_close(axes_w.abs(), Vtw[:4].abs(), rtol=0, atol=1e-12)

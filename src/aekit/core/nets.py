@@ -340,6 +340,35 @@ def build_encoder_decoder(
 # ------------------------------------------------------------------ PCA plus a learned correction
 
 
+def centred_scatter(X: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+    """The mean (D,) and the centred scatter matrix ``sum_i (x_i - mean)(x_i - mean)^T`` (D, D) of the rows of
+    ``X`` (N, D), in float64, read ``chunk`` rows at a time: no float64 copy of ``X`` is made."""
+    n, d = X.shape
+    mean = torch.zeros(d, dtype=torch.float64, device=X.device)
+    for i in range(0, n, chunk):
+        mean += X[i : i + chunk].double().sum(dim=0)
+    mean /= max(n, 1)
+    scatter = torch.zeros(d, d, dtype=torch.float64, device=X.device)
+    for i in range(0, n, chunk):
+        c = X[i : i + chunk].double() - mean  # (chunk, D)
+        scatter.addmm_(c.t(), c)
+    return mean, scatter
+
+
+def column_std(X: Tensor, chunk: int = 8192) -> Tensor:
+    """The standard deviation (divisor N) of each column of ``X`` (N, D), in float64, read ``chunk`` rows at a
+    time (two passes: the mean, then the squared deviations), with no float64 copy of ``X``."""
+    n, d = X.shape
+    mean = torch.zeros(d, dtype=torch.float64, device=X.device)
+    for i in range(0, n, chunk):
+        mean += X[i : i + chunk].double().sum(dim=0)
+    mean /= max(n, 1)
+    sq = torch.zeros(d, dtype=torch.float64, device=X.device)
+    for i in range(0, n, chunk):
+        sq += (X[i : i + chunk].double() - mean).square().sum(dim=0)
+    return (sq / max(n, 1)).sqrt()
+
+
 def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """The mean and the top-``k`` principal axes of the rows of ``X``.
 
@@ -358,22 +387,31 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     scale : Tensor (k,)
         The standard deviation of the data along each axis.
 
-    Computed in float64; exact (an SVD) up to 2,048 samples or features, a randomized SVD with extra
-    power iterations beyond (Halko et al. 2011), close to exact for the leading axes.
+    Computed in float64. With at least as many samples as features, up to 2,048 features: the eigenvectors of
+    the centred scatter matrix, accumulated a chunk of rows at a time, so memory stays at D x D whatever N is
+    (an SVD of the centred data would hold two float64 copies of it: 12 GB for a million MNIST images). Otherwise
+    exact (an SVD) up to 2,048 samples or features, and a randomized SVD with extra power iterations beyond
+    (Halko et al. 2011), close to exact for the leading axes.
     """
-    Xd = X.double()
-    mean = Xd.mean(dim=0)
-    Xc = Xd - mean  # (N, D)
-    n, d = Xc.shape
-    if min(n, d) <= 2048:
-        _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
+    n, d = X.shape
+    if n >= d and d <= 2048:
+        mean, scatter = centred_scatter(X)
+        evals, evecs = torch.linalg.eigh(scatter)  # ascending
+        S = evals.flip(0).clamp_min(0.0).sqrt()
+        Vt = evecs.flip(1).t()
     else:
-        # The sketch is drawn from a fixed seed in a forked RNG: the axes do not depend on the caller's random
-        # state, and the caller's random state is the same afterwards.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            _, S, V = torch.svd_lowrank(Xc, q=min(k + 16, n, d), niter=8)
-        Vt = V.t()
+        Xd = X.double()
+        mean = Xd.mean(dim=0)
+        Xc = Xd - mean  # (N, D)
+        if min(n, d) <= 2048:
+            _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
+        else:
+            # The sketch is drawn from a fixed seed in a forked RNG: the axes do not depend on the caller's
+            # random state, and the caller's random state is the same afterwards.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                _, S, V = torch.svd_lowrank(Xc, q=min(k + 16, n, d), niter=8)
+            Vt = V.t()
     axes = Vt[:k]
     signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
     scale = S[:k] / max(n - 1, 1) ** 0.5

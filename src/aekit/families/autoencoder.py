@@ -43,6 +43,7 @@ from aekit.core.nets import (
     apply_output,
     build_encoder_decoder,
     check_network,
+    column_std,
     principal_axes,
 )
 from aekit.core.outputs import AEOutput, LossOutput
@@ -450,7 +451,7 @@ class PCAAutoencoderModule(AutoencoderModule):
         dev = self.decoder.W.device
         # The correction's input at unit scale: each feature's spread, at least a tenth of the typical one so
         # that a nearly constant feature (an image's border pixel) is not blown up into noise.
-        std = X2.double().std(dim=0, correction=0)
+        std = column_std(X2)
         floor = max(float(std.pow(2).mean().sqrt()) * 0.1, 1e-12)
         self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), std.clamp_min(floor).float().to(dev))
         self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
