@@ -79,7 +79,9 @@ def run(n: int, width: int, epochs: int, device: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", str(n), str(width), str(epochs), device]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
-        return {"n": n, "width": width, "error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
+        # A process killed by a signal (the kernel's out-of-memory killer sends 9) leaves no message of its own.
+        why = f"killed by signal {-res.returncode}" if res.returncode < 0 else f"exit status {res.returncode}"
+        return {"n": n, "width": width, "error": (res.stderr.strip().splitlines() or [why])[-1]}
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
