@@ -86,6 +86,9 @@ def main() -> None:
                         "cae it also schedules each layer's pretraining) (default: %(default)s)")
     p.add_argument("--ft-weight-decay", type=float, default=0.0,
                    help="decoupled weight decay (AdamW) of aekit-finetune and aekit-finetune-conv (default: %(default)s)")
+    p.add_argument("--ft-translation", type=int, default=0,
+                   help="random shifts of up to N pixels of every training image while fine-tuning aekit-finetune and "
+                        "aekit-finetune-conv (an augmentation; 0: none) (default: %(default)s)")
     p.add_argument("--conv-channels", default="32,64",
                    help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
     p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
@@ -157,7 +160,9 @@ def main() -> None:
         "aekit-codes-knn": f"5-NN, codes of the default Autoencoder ({args.code})",
         "aekit-finetune": f"default Autoencoder ({args.code}) fine-tuned with a softmax head (FineTunedClassifier)",
         "aekit-finetune-conv": f"conv Autoencoder (channels {args.conv_channels}, code {args.conv_code}, "
-                               f"{args.conv_ae_epochs} epochs) fine-tuned {args.conv_epochs} epochs with a softmax head",
+                               f"{args.conv_ae_epochs} epochs) fine-tuned {args.conv_epochs} epochs with a softmax head"
+                               + (f", shifts of up to {args.ft_translation} px" if args.ft_translation else "")
+                               + (f", weight decay {args.ft_weight_decay:g}" if args.ft_weight_decay else ""),
     })
     cache: dict[str, Any] = {}
 
@@ -170,7 +175,8 @@ def main() -> None:
     def finetune(ae: Any, epochs: int) -> float:
         clf = FineTunedClassifier(ae, max_epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size,
                                   lr_schedule=args.ft_schedule, validation_fraction=args.ft_validation,
-                                  weight_decay=args.ft_weight_decay, device=args.device, random_state=args.seed, verbose=1).fit(train.X, train.y)
+                                  weight_decay=args.ft_weight_decay, translation=args.ft_translation,
+                                  device=args.device, random_state=args.seed, verbose=1).fit(train.X, train.y)
         print("fine-tuning epochs:", len(clf.history_), "val_loss by epoch:",
               [round(r.get("val_loss", float("nan")), 4) for r in clf.history_], flush=True)
         return 100.0 * (1.0 - clf.score(test.X, test.y))

@@ -130,6 +130,42 @@ def test_finetuned_classifier_trains_a_convolutional_encoder(split: tuple[Any, A
     assert proba.shape == (100, 10) and clf.score(te.X, te.y) == np.mean(clf.classes_[proba.argmax(1)] == te.y)
 
 
+def test_finetuned_classifier_shifts_training_images_only(split: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """translation=N draws random shifts of up to N pixels for every training batch (the augmentation the
+    semi-supervised family uses); prediction sees the images as they are; bad values are refused by name."""
+    import aekit.apps.features as features
+    from aekit.apps.features import FineTunedClassifier
+
+    tr, te = split
+    ae = aekit.Autoencoder(architecture="conv", hidden_dims=(4,), latent_dim=8, max_epochs=1, batch_size=32,
+                           random_state=0, verbose=0).fit(tr.X)
+    calls: list[tuple[tuple[int, ...], int, bool]] = []
+    real = features.random_translate
+
+    def recording(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+        out = real(x, max_shift)
+        calls.append((tuple(x.shape), max_shift, not torch.equal(out, x)))
+        return out
+
+    monkeypatch.setattr(features, "random_translate", recording)
+    clf = FineTunedClassifier(ae, max_epochs=2, batch_size=50, validation_fraction=0.0, patience=None,
+                              translation=1).fit(tr.X, tr.y)
+    assert len(calls) == 2 * 4 and {c[:2] for c in calls} == {((50, 1, 8, 8), 1)} and all(c[2] for c in calls)
+    calls.clear()
+    clf.predict_proba(te.X)
+    assert calls == []  # prediction is not augmented
+    plain = FineTunedClassifier(ae, max_epochs=1, validation_fraction=0.0, patience=None).fit(tr.X, tr.y)
+    assert calls == [] and plain.translation == 0
+    for bad, match in ((-1, r"translation=-1: give a whole number of pixels >= 0, e\.g\. 2"),
+                       (1.5, r"translation=1\.5: give a whole number"),
+                       (4, r"translation=4 pixels is half an image of 8x8 or more; use at most 3")):
+        with pytest.raises(ValueError, match=match):
+            FineTunedClassifier(ae, translation=bad).fit(tr.X, tr.y)
+    flat = aekit.Autoencoder(latent_dim=4, max_epochs=1, verbose=0, random_state=0).fit(tr.X.reshape(200, -1))
+    with pytest.raises(ValueError, match=r"translation=2 shifts images, but the samples have shape \(64,\)"):
+        FineTunedClassifier(flat, translation=2).fit(tr.X.reshape(200, -1), tr.y)
+
+
 def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              split: tuple[Any, Any]) -> None:
     run = tmp_path / "run"

@@ -14,7 +14,8 @@ from sklearn.metrics import accuracy_score
 
 import aekit
 from aekit.core.losses import categorical_entropy, categorical_kl, virtual_adversarial_kl
-from aekit.families.semi_supervised import SemiSupervisedModule, rampup, random_translate
+from aekit.data.corruption import random_translate
+from aekit.families.semi_supervised import SemiSupervisedModule, rampup
 
 TERMS = ("classification", "reconstruction", "consistency", "entropy", "balance")
 

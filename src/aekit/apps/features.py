@@ -33,6 +33,7 @@ from sklearn.base import ClassifierMixin as SkClassifierMixin
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput
+from aekit.data.corruption import random_translate
 from aekit.data.preprocessing import check_array, check_labels
 
 CLASSIFIERS = ("logistic", "knn")
@@ -191,6 +192,10 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         Labelled samples held out for early stopping (0: none, train for ``max_epochs``).
     patience : int or None
         Epochs without improvement of the held-out cross-entropy before stopping; the best weights are kept.
+    translation : int
+        Images only: each training image is shifted by its own random offsets of up to this many pixels along
+        each axis at every use (the border repeats the edge), a data augmentation; 0 (the default) trains on the
+        images as they are. Prediction always sees the images as they are.
     device : str
     random_state : int or None
     verbose : int
@@ -217,7 +222,8 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
     def __init__(
         self, model: Any = None, *, max_epochs: int = 20, learning_rate: float = 1e-3, batch_size: int = 128,
         weight_decay: float = 0.0, lr_schedule: str = "constant", validation_fraction: float = 0.1,
-        patience: int | None = 5, device: str = "auto", random_state: int | None = 0, verbose: int = 0,
+        patience: int | None = 5, translation: int = 0, device: str = "auto", random_state: int | None = 0,
+        verbose: int = 0,
     ) -> None:
         self.model = model
         self.max_epochs = max_epochs
@@ -227,6 +233,7 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         self.lr_schedule = lr_schedule
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.translation = translation
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -241,6 +248,7 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         model = copy.deepcopy(self.model)
         Xs = model._prepare(X)
         labels = _labels(y, Xs.shape[0], "y", "X")
+        shift = self._shift(Xs.shape[1:])
         classes = np.unique(labels)
         if classes.size < 2:
             raise ValueError("y holds a single class; a classifier needs samples of at least two classes")
@@ -255,10 +263,25 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         # Fresh entropy for random_state=None, without drawing from NumPy's global random state.
         seed = int(self.random_state) if self.random_state is not None else secrets.randbelow(2**31 - 1)
         self.classes_ = classes
-        self.history_ = fit_module(module, Xs, class_indices(labels, tuple(int(c) for c in classes)), config, seed=seed)
+        augment = (lambda x: random_translate(x, shift)) if shift else None
+        self.history_ = fit_module(module, Xs, class_indices(labels, tuple(int(c) for c in classes)), config, augment,
+                                   seed=seed)
         module.eval()
         self.model_, self.module_ = model, module
         return self
+
+    def _shift(self, sample_shape: tuple[int, ...]) -> int:
+        """``translation`` checked against the samples: a count of pixels smaller than half an image."""
+        t = self.translation
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+            raise ValueError(f"translation={t!r}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
+        if t and len(sample_shape) != 3:
+            raise ValueError(f"translation={t} shifts images, but the samples have shape {sample_shape}, not "
+                             "(C, H, W); use translation=0 for tables and signals")
+        if t and 2 * t >= min(sample_shape[1:]):
+            raise ValueError(f"translation={t} pixels is half an image of {sample_shape[1]}x{sample_shape[2]} or more; "
+                             f"use at most {(min(sample_shape[1:]) - 1) // 2}")
+        return int(t)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, (n_samples, n_classes) float32, columns in ``classes_`` order."""

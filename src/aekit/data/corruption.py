@@ -414,3 +414,22 @@ def corruption_from_params(kind: str, level: float | None = None) -> Corruption:
     if key == "block" and level is not None and float(level).is_integer():
         values = [int(level)]
     return _build(key, values, f"{kind}:{level}" if level is not None else str(kind))
+
+
+def random_translate(x: Tensor, max_shift: int) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) shifted by its own random offsets in [-max_shift, max_shift] along
+    H and W, the uncovered border filled with the image's edge values; ``max_shift = 0`` returns ``x``.
+
+    Drawn from torch's default generator of ``x``'s device.
+    """
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape
+    s = int(max_shift)
+    padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")  # (B, C, H + 2s, W + 2s)
+    dy = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
+    dx = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)

@@ -68,6 +68,7 @@ from aekit.core.losses import categorical_entropy, categorical_kl, reconstructio
 from aekit.core.nets import ConvEncoder, apply_output, mlp
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
+from aekit.data.corruption import random_translate
 from aekit.data.preprocessing import UNLABELLED, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig
@@ -151,25 +152,6 @@ class SemiSupervisedConfig:
     # fifteen epochs it made the classifier confident too early and lowered accuracy (digits, 2 labels a
     # class: 0.68 against 0.79); Miyato et al.'s "VAT+EntMin" uses 1 over much longer training.
     entropy_weight: Annotated[float, Interval(0), Explain("the weight of the entropy term", "use 0 to turn it off")] = 0.0
-
-
-def random_translate(x: Tensor, max_shift: int) -> Tensor:
-    """Each image of ``x`` (B, C, H, W) shifted by its own random offsets in [-max_shift, max_shift] along
-    H and W, the uncovered border filled with the image's edge values; ``max_shift = 0`` returns ``x``.
-
-    Drawn from torch's default generator of ``x``'s device.
-    """
-    if max_shift == 0:
-        return x
-    b, _, h, w = x.shape
-    s = int(max_shift)
-    padded = F.pad(x, (s, s, s, s), mode="replicate")  # (B, C, H + 2s, W + 2s)
-    dy = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
-    dx = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-    cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 class BatchNorm1d(nn.BatchNorm1d):
