@@ -571,3 +571,28 @@ def test_scaler_statistics_by_blocks_match_numpy() -> None:
         np.testing.assert_allclose(std, X.std(axis=0, dtype=np.float64), rtol=1e-12)
     mean, std = mean_std(X[:1])
     assert (std == 0).all() and (mean == X[0]).all()
+
+
+def test_all_finite_agrees_with_numpy_and_allocates_no_mask() -> None:
+    import tracemalloc
+
+    from aekit.data.preprocessing import all_finite
+
+    big = np.float32(3.0e38)
+    cases = [np.zeros((3, 4), np.float32), np.full((5, 7), big, np.float32), np.full((5, 7), -big, np.float32)]
+    for value in (np.nan, np.inf, -np.inf):
+        a = np.ones((4, 6), np.float32)
+        a[2, 3] = value
+        cases.append(a)
+    both = np.ones((4, 6), np.float32)
+    both[0, 0], both[3, 5] = np.inf, -np.inf  # their sum is NaN, not a finite number
+    cases.append(both)
+    for a in cases:
+        assert all_finite(a) == bool(np.isfinite(a).all())
+    X = np.ones((2000, 1000), np.float32)  # 8 MB; np.isfinite(X) would allocate a 2 MB mask
+    tracemalloc.start()
+    try:
+        assert all_finite(X)
+        assert tracemalloc.get_traced_memory()[1] < 256 * 1024
+    finally:
+        tracemalloc.stop()
