@@ -286,7 +286,8 @@ _FS_GUESS_ROUNDING = 2.0
 # Its steps: rounding can make it cycle on degenerate rows (supports at the dimension of the data),
 # which the float64 search then finishes.
 _FS_GUESS_MAX_STEPS = 64
-_REFINE_STEPS = 3  # iterative refinement steps on the support, each multiplying the error by about 1e-6
+_REFINE_STEPS = 3
+_REFINE_GATHER = 32  # see _refine_on_support  # iterative refinement steps on the support, each multiplying the error by about 1e-6
 _FS_FIELDS = (
     "rows", "idx", "val", "sgn", "G", "live", "grad", "refined", "exact", "settled", "cS", "cand", "cand_sgn", "cand_c"
 )
@@ -843,56 +844,64 @@ def _refine_on_support(
 
     ``kept`` holds, for the rows of a lower-precision search, their slots' atoms and G, the inverse of
     A on their support (``(rows, idx, G)`` per batch of rows). On the support S with signs theta the
-    solution solves ``A[S, S] h_S = b_S - alpha theta``; iterative refinement, ``h_S += G (c_S - alpha
-    theta)`` with the gradient ``c = b - h A`` at full precision, reaches it at full precision in a
-    few steps however approximate G is. A row is marked solved only when its codes have the signs theta
-    exactly (zero off S) and satisfy the lasso's optimality conditions to rounding, with the tolerances
-    of feature-sign search itself: ``|c_j - alpha theta_j|`` on S and ``|c_j| - alpha`` off S at most
-    ``64 eps (max_j |b_j| + max |A| ||h||_1)``. That check alone makes a row's codes exact, whatever
-    ``kept`` holds; a row with a wrong support or signs fails it, for another solver to finish.
+    solution solves ``A[S, S] h_S = b_S - alpha theta``; iterative refinement, ``h_S += G r`` with the
+    residual ``r = b_S - alpha theta - A[S, S] h_S`` at full precision, reaches it at full precision in
+    a few steps however approximate G is. The residual comes from A[S, S] gathered for each row where
+    supports are small (up to ``_REFINE_GATHER`` slots), and from the gradient, one matrix product
+    for all rows, where they are larger. A row is marked solved only when its codes have the signs
+    theta exactly (zero off S) and its gradient ``c = b - h A`` satisfies the lasso's optimality
+    conditions to rounding, with the tolerances of feature-sign search itself: ``|c_j - alpha theta_j|``
+    on S and ``|c_j| - alpha`` off S at most ``64 eps (max_j |b_j| + max |A| ||h||_1)``. That check
+    alone makes a row's codes exact, whatever ``kept`` holds; a row with a wrong support or signs fails
+    it, for another solver to finish.
     """
     N, K = H0.shape
+    K1 = K + 1
     dev, wd = B.device, B.dtype
     eps = torch.finfo(wd).eps
-    H = torch.zeros(N, K + 1, dtype=wd, device=dev)
+    Ap = torch.zeros(K1, K1, dtype=wd, device=dev)  # row and column K: the free slots' zeros
+    Ap[:K, :K] = A
+    Bp = torch.zeros(N, K1, dtype=wd, device=dev)
+    Bp[:, :K] = B
+    theta = torch.zeros(N, K1, dtype=wd, device=dev)
+    theta[:, :K] = torch.sign(H0)
+    H = torch.zeros(N, K1, dtype=wd, device=dev)
     H[:, :K] = H0
-    theta = torch.sign(H0)
-    on = theta != 0
-    amax = A.diagonal().abs().max()
-    scale = B.abs().amax(1).clamp_min(alpha)
-    ok = torch.zeros(N, dtype=torch.bool, device=dev)
     by_M: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
     for r, idx, G in kept:
         by_M.setdefault(idx.shape[1], []).append((r, idx, G))
-    groups = [tuple(torch.cat(x) for x in zip(*lst)) for lst in by_M.values()]
-    pending = torch.arange(N, device=dev)
-    for it in range(steps + 1):
-        h = H[pending, :K]
-        c = gradient(B[pending], h)
-        tol = 64 * eps * (scale[pending] + amax * h.abs().sum(1))
-        o = on[pending]
-        res = torch.where(o, (c - alpha * theta[pending]).abs(), c.abs() - alpha).amax(1)
-        good = (res <= tol) & (torch.sign(h) == theta[pending]).all(1)
-        ok[pending[good]] = True
-        if it == steps or bool(good.all()):
-            break
-        pending, c = pending[~good], c[~good]
-        R = torch.zeros(N, K + 1, dtype=torch.float32, device=dev)  # the residual on S, 0 off S and in slot K
-        R[pending, :K] = torch.where(on[pending], c - alpha * theta[pending], 0.0).float()
-        S = torch.zeros(N, K + 1, dtype=torch.bool, device=dev)
-        S[:, :K] = on
-        todo = torch.zeros(N, dtype=torch.bool, device=dev)
-        todo[pending] = True
-        for r, idx, G in groups:
-            sel = todo[r]
-            if not bool(sel.any()):
-                continue
-            rr, ii = r[sel], idx[sel]
-            d = torch.bmm(G[sel], R[rr].gather(1, ii).unsqueeze(2)).squeeze(2)
-            d = torch.where(S[rr].gather(1, ii), d, 0.0)  # the codes stay 0 off S
-            H[rr] = H[rr].scatter_add_(1, ii, d.to(wd))
-        H[:, K] = 0.0
-    return H[:, :K], ok
+    large = []
+    for M, lst in by_M.items():
+        r, idx, G = (torch.cat(x) for x in zip(*lst))
+        if M > _REFINE_GATHER:
+            large.append((r, idx, G))
+            continue
+        ts = theta[r].gather(1, idx)  # 0 on free slots and off S
+        rhs = Bp[r].gather(1, idx) - alpha * ts
+        Ass = Ap.take(idx.unsqueeze(2) * K1 + idx.unsqueeze(1))
+        hs = H[r].gather(1, idx)
+        on = ts != 0
+        for _ in range(steps):
+            res = torch.where(on, rhs - torch.bmm(Ass, hs.unsqueeze(2)).squeeze(2), 0.0)
+            d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+            hs = hs + torch.where(on, d.to(wd), 0.0)
+        H[r] = H[r].scatter_(1, idx, hs)
+    if large:
+        rows = torch.cat([r for r, _, _ in large])
+        for _ in range(steps - 1):  # the last step's gradient is the check's
+            R = torch.zeros(N, K1, dtype=wd, device=dev)  # the residual on S: c_S - alpha theta_S
+            R[rows, :K] = gradient(B[rows], H[rows, :K]) - alpha * theta[rows, :K]
+            for r, idx, G in large:
+                ts = theta[r].gather(1, idx)
+                res = torch.where(ts != 0, R[r].gather(1, idx), 0.0)
+                d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+                H[r] = H[r].scatter_add_(1, idx, torch.where(ts != 0, d.to(wd), 0.0))
+    H = H[:, :K]
+    c = gradient(B, H)
+    th = theta[:, :K]
+    tol = 64 * eps * (B.abs().amax(1).clamp_min(alpha) + A.diagonal().abs().max() * H.abs().sum(1))
+    res = torch.where(th != 0, (c - alpha * th).abs(), c.abs() - alpha).amax(1)
+    return H, (res <= tol) & (torch.sign(H) == th).all(1)
 
 
 def _compact(sets: list[_ActiveSet], K: int) -> list[_ActiveSet]:
