@@ -955,7 +955,8 @@ def lasso_core(
     a CPU the search runs in float32 first (half the memory traffic), then each row's codes are refined
     on its support and signs in float64 and kept where the optimality conditions hold at float64
     precision (:func:`_refine_on_support`); the other rows, about 1 %, are searched again in float64
-    from their float32 codes. Elsewhere the search runs in float64 from the start. The rare rows whose
+    from their float32 codes. Elsewhere the search runs in float64 from the start. ``max_iter`` bounds
+    each search (the float32 one also at 64 steps: rounding can make it cycle on degenerate rows). The rare rows whose
     support meets nearly dependent atoms are finished by FISTA (``tol``) from where the search stopped.
 
     Parameters
@@ -984,7 +985,8 @@ def lasso_core(
     if beta:
         gram = gram + beta * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
         B = B + beta * prior.double() if prior is not None else B
-    if Xd.device.type == "cpu":
+    big = max(alpha, float(B.abs().max()), float(gram.abs().max()))
+    if Xd.device.type == "cpu" and 1e-20 < big < 1e20:  # (well inside float32's range)
         # The search in float32 first (half the memory traffic of float64), then the float64 solution
         # on each row's support and signs by iterative refinement, kept where the optimality conditions
         # confirm it; the other rows (about 1 %) are searched again in float64 from the float32 codes.
@@ -996,6 +998,8 @@ def lasso_core(
         failed = torch.zeros_like(ok)
         redo = torch.nonzero(~ok).flatten()
         if redo.numel():
+            # From their float32 codes (from zero where float32 overflowed).
+            init = torch.where(torch.isfinite(init).all(1, keepdim=True), init, 0.0)
             H[redo], failed[redo], _ = _feature_sign(gram, B[redo], alpha, max_iter, D=Dd, beta=beta, init=init[redo])
     else:
         H, failed, _ = _feature_sign(gram, B, alpha, max_iter, D=Dd, beta=beta)
