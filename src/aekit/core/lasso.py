@@ -286,8 +286,9 @@ _FS_GUESS_ROUNDING = 2.0
 # Its steps: rounding can make it cycle on degenerate rows (supports at the dimension of the data),
 # which the float64 search then finishes.
 _FS_GUESS_MAX_STEPS = 64
-_REFINE_STEPS = 3
-_REFINE_GATHER = 32  # see _refine_on_support  # iterative refinement steps on the support, each multiplying the error by about 1e-6
+_REFINE_STEPS = 3  # iterative refinement steps on the support, each multiplying the error by about 1e-6
+_REFINE_GATHER = 32  # see _refine_on_support
+_LS_MAX = 3  # pieces of the line search per step and row (see _step)
 _FS_FIELDS = (
     "rows", "idx", "val", "sgn", "G", "live", "grad", "refined", "exact", "settled", "cS", "cand", "cand_sgn", "cand_c"
 )
@@ -540,13 +541,21 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     # Line search of Lee et al.: walk toward the solution; where a coordinate reaches zero first, stop,
     # remove it (its row of the solution vanishes: h <- h - g h_q / g_q) and walk on toward the
     # solution on the smaller support. On each piece the objective is the quadratic with the linear
-    # term alpha theta.h, which decreases strictly: every piece lowers the objective.
+    # term alpha theta.h, which decreases strictly: every piece lowers the objective. A row walks at
+    # most _LS_MAX pieces in one step: one still crossing then stops at its last crossing point (lower
+    # objective, consistent signs) and walks on in the next step, so that a few long walks do not keep
+    # every row's loop going.
     gone = torch.zeros_like(used)
     removed: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (rows, their position map, g * coef, g)
-    for _ in range(M):
+    cut = torch.zeros_like(st.live)
+    for it_ls in range(M):
         cross = (sgn != 0) & live & (hn * sgn <= 0)
         rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
         if rq.numel() == 0:
+            break
+        if it_ls == _LS_MAX:
+            hn[rq] = val[rq]
+            cut[rq] = True
             break
         cr, v, h = cross[rq], val[rq], hn[rq]
         t = torch.where(cr, v / torch.where(cr, v - h, 1.0), torch.inf)
@@ -595,7 +604,7 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
         rg, pg = torch.nonzero(gone, as_tuple=True)
         _free(st, rg, pg, K)
     st.sgn = torch.sign(st.val)
-    st.refined = st.grad & st.live
+    st.refined = st.grad & st.live & ~cut
     st.grad = torch.zeros_like(st.live)
     C_next = min(_FS_ADD, K)
     st.cand = torch.full((n, C_next), K, dtype=st.cand.dtype, device=ar.device)
