@@ -286,7 +286,7 @@ _FS_GUESS_ROUNDING = 2.0
 # Its steps: rounding can make it cycle on degenerate rows (supports at the dimension of the data),
 # which the float64 search then finishes.
 _FS_GUESS_MAX_STEPS = 64
-_REFINE_STEPS = 3  # iterative refinement steps on the support, each multiplying the error by about 1e-6
+_REFINE_STEPS = 3  # iterative refinement steps on the support (see _refine_on_support)
 _REFINE_GATHER = 32  # see _refine_on_support
 _LS_MAX = 3  # pieces of the line search per step and row (see _step)
 _FS_FIELDS = (
@@ -855,7 +855,8 @@ def _refine_on_support(
     A on their support (``(rows, idx, G)`` per batch of rows). On the support S with signs theta the
     solution solves ``A[S, S] h_S = b_S - alpha theta``; iterative refinement, ``h_S += G r`` with the
     residual ``r = b_S - alpha theta - A[S, S] h_S`` at full precision, reaches it at full precision in
-    a few steps however approximate G is. The residual comes from A[S, S] gathered for each row where
+    a few steps when G is a fair approximation (each step multiplies the error by about the relative
+    error of G, times the condition number of A[S, S]). The residual comes from A[S, S] gathered for each row where
     supports are small (up to ``_REFINE_GATHER`` slots), and from the gradient, one matrix product
     for all rows, where they are larger. A row is marked solved only when its codes have the signs
     theta exactly (zero off S) and its gradient ``c = b - h A`` satisfies the lasso's optimality
