@@ -11,7 +11,17 @@ from sklearn.decomposition import sparse_encode as sk_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 
 import aekit
-from aekit.core.lasso import _prox_grad, lasso_core, lipschitz, sparse_coding_objective, sparse_encode
+from aekit.core import lasso
+from aekit.core.lasso import (
+    _feature_sign,
+    _gradient_fn,
+    _prox_grad,
+    _refine_on_support,
+    lasso_core,
+    lipschitz,
+    sparse_coding_objective,
+    sparse_encode,
+)
 from aekit.families.psd import PredictiveSparseDecomposition
 from aekit.families.sparse_coding import SparseCoding
 from aekit.model.registry import get_family
@@ -118,6 +128,45 @@ def test_feature_sign_codes_are_exact(n, d, k, alpha):
     assert H32.dtype == np.float32
     np.testing.assert_allclose(H32, sparse_encode(X.astype(np.float32).astype(np.float64),
                                                   D.astype(np.float32).astype(np.float64), alpha), rtol=1e-6, atol=1e-6)
+
+
+def test_float32_guess_and_float64_refinement_give_the_exact_codes(monkeypatch):
+    # On the CPU, lasso_core searches in float32, refines each row on its support and signs in float64,
+    # keeps the rows whose optimality conditions then hold, and searches the rest again in float64 from
+    # their float32 codes. Every route must end at the codes of the float64 search from zero.
+    X, D = random_problem(200, 32, 64, seed=7)
+    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
+    A, B, alpha = Dt @ Dt.t(), Xt @ Dt.t(), 0.1
+    exact, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt)
+    assert not failed.any()
+    H = lasso_core(Xt, Dt, alpha, 1000, 1e-6)
+    assert kkt_violation(X, D, H.numpy(), alpha) < 1e-10
+    np.testing.assert_allclose(H.numpy(), exact.numpy(), atol=1e-9)
+
+    kept: list = []
+    guess = _feature_sign(A.float(), B.float(), alpha, 64, D=Dt.float(), rounding_factor=2.0, keep=kept)[0]
+    guess = guess.double()
+    assert (guess != exact).any(), "float32 codes are not exact: refinement has work to do"
+    gradient = _gradient_fn(A, Dt, 0.0)
+    for gather in (64, 0):  # the residual from A[S, S] gathered per row, or from the gradient
+        monkeypatch.setattr(lasso, "_REFINE_GATHER", gather)
+        H1, ok = _refine_on_support(A, B, alpha, guess, kept, gradient, 3)
+        assert ok.float().mean() > 0.9
+        np.testing.assert_allclose(H1[ok].numpy(), exact[ok].numpy(), atol=1e-9)
+    # A guess missing a coefficient (the largest) or with a sign flipped is refused, whatever G says ...
+    wrong = guess.clone()
+    top = wrong.abs().argmax(1)
+    rows = torch.arange(20)
+    wrong[rows, top[rows]] = 0.0
+    wrong[20 + rows, top[20 + rows]] *= -1
+    assert not _refine_on_support(A, B, alpha, wrong, kept, gradient, 3)[1][:40].any()
+    # ... and feature-sign search from it (from its support, signs and values) still finds the solution,
+    # as it does from supports too large for their atoms (here 40 atoms in 32 dimensions: from zero).
+    dense = torch.where(torch.arange(64) < 40, 0.1, 0.0).expand(200, 64).double()
+    for start in (wrong, dense):
+        H2, failed2, _ = _feature_sign(A, B, alpha, 1000, D=Dt, init=start)
+        assert not failed2.any()
+        np.testing.assert_allclose(H2.numpy(), exact.numpy(), atol=1e-9)
 
 
 def test_feature_sign_with_dependent_atoms_and_large_alpha():
