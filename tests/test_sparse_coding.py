@@ -368,3 +368,18 @@ def test_psd_shapes(activation, digits):
 def test_psd_bad_params(params, match):
     with pytest.raises(ValueError, match=match):
         PredictiveSparseDecomposition(**params).fit(np.ones((10, 4)))
+
+
+def test_codes_scale_with_problems_beyond_float32s_range() -> None:
+    """The lasso is homogeneous: codes of (s X, s alpha) are s times those of (X, alpha). Far outside float32's
+    range (1e40) or deep below it (1e-30) the float32 shortcuts must stay out of the way."""
+    from aekit.core.lasso import sparse_encode as encode
+
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((20, 10))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.standard_normal((6, 10))
+    A = encode(X, D, alpha=0.1)
+    assert np.count_nonzero(A) > 6
+    for s in (1e40, 1e-30):
+        np.testing.assert_allclose(encode(X * s, D, alpha=0.1 * s) / s, A, rtol=0, atol=1e-10)

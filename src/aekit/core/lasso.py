@@ -666,7 +666,10 @@ def _feature_sign(
     gradient = _gradient_fn(A, D, beta)
     # Gradients for choosing candidates are taken in float32 (several times faster on a CPU); a row
     # is declared optimal only after a check at the problem's precision.
-    screen = B.dtype == torch.float64 and B.device.type == "cpu"
+    # Only where float32 can hold the problem: beyond its range the screening gradients overflow to inf and
+    # would choose wrong candidates (a problem scaled by 1e40 got wrong codes).
+    size = max(alpha, float(B.abs().max()) if B.numel() else 0.0, float(A.abs().max()) if A.numel() else 0.0)
+    screen = B.dtype == torch.float64 and B.device.type == "cpu" and 1e-20 < size < 1e20
     B32 = B.float() if screen else B
     gradient32 = _gradient_fn(A.float(), D.float() if D is not None else None, beta) if screen else gradient
     slack32 = 64 * torch.finfo(torch.float32).eps
