@@ -134,8 +134,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         the model itself, ``"none"`` for tables and for a model given fitted (it was trained on data as it is).
     rescaled_error : bool, default True
         With ``"unit"`` images and the reconstruction score, add the third term r(x) = ||x||^2 e(x / ||x||), the error
-        at the image's own scale (ignored otherwise). On one-class Fashion-MNIST it lifted the mean AUC by about 4
-        points (sandals: 79 to 86) at no cost on MNIST.
+        at the image's own scale (ignored otherwise). On one-class Fashion-MNIST it lifted the mean AUC from 89.6 to
+        92.0 (sandals: 79.2 to 86.0; one seed), and on one-class MNIST the mean went from 98.54 to 98.63, the lowest
+        digit (8) from 96.65 to 96.24 (three seeds).
     contamination : float in (0, 0.5], default 0.1
         The expected fraction of anomalies in the training data: ``threshold_`` is set so that this
         fraction of the training samples is called anomalous.
