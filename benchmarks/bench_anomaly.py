@@ -32,9 +32,12 @@ import numpy as np
 ANCHOR = {0: 98.0, 1: 99.7, 2: 91.7, 3: 91.9, 4: 94.9, 5: 88.5, 6: 98.3, 7: 94.6, 8: 93.9, 9: 96.5}  # Deep SVDD
 GOAL_MEAN, GOAL_MIN = 98.5, 96.0
 PYOD = ("pyod-ae", "pyod-vae")
-#: aekit's detector with one of its two additions left out, or both (the detector's default before them).
-VARIANTS = {"aekit-error": {"n_neighbors": 0, "normalize": "none"}, "aekit-unit": {"n_neighbors": 0},
-            "aekit-codes": {"normalize": "none"}}
+#: aekit's detector with some of its additions left out: all (aekit-error, the first default), all but the unit norm
+#: (aekit-unit), all but the code distance (aekit-codes, raw pixels), the error at the image's own scale (aekit-shape,
+#: the second default).
+VARIANTS = {"aekit-error": {"n_neighbors": 0, "normalize": "none"},
+            "aekit-unit": {"n_neighbors": 0, "rescaled_error": False},
+            "aekit-codes": {"normalize": "none"}, "aekit-shape": {"rescaled_error": False}}
 METHODS = ("aekit", "iforest", "ocsvm", *PYOD, *VARIANTS)
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
@@ -127,7 +130,7 @@ def main() -> None:
                                                                 "--seeds (default: all of them)")
     p.add_argument("--methods", default=",".join(METHODS[:5]),
                    help=f"comma-separated, from {','.join(METHODS)} (default: the first five; the aekit-* variants "
-                        "leave out the code distance, the unit norm, or both)")
+                        "leave out some of the detector's terms)")
     p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
                                                        "skipped")
     p.add_argument("--first-seed", type=int, default=0, help="the first seed (seeds run from it on), so that seeds can "

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
@@ -104,15 +105,41 @@ def test_images_of_any_shape_scaled_to_unit_norm() -> None:
 
     rng = np.random.default_rng(0)
     X = rng.random((40, 3, 5, 7)).astype(np.float32)
-    det = AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0).fit(X)
+    det = AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0, rescaled_error=False).fit(X)
     assert det.decision_function(X).shape == (40,) and det.n_features_in_ == 105
     # Images are scaled to unit norm when the detector trains the model: the model saw X / ||X||.
     U = _unit(X)
     np.testing.assert_allclose(np.linalg.norm(U.reshape(40, -1), axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(U * np.linalg.norm(X.reshape(40, -1), axis=1)[:, None, None, None], X, rtol=1e-5)
-    assert det.normalize_ == "unit"
+    assert det.normalize_ == "unit" and not det.rescaled_error_ and det.term_stats_ == []
     np.testing.assert_allclose(det.score_samples(X), -det.model_.reconstruction_error(U), rtol=1e-6)
     np.testing.assert_allclose(det.score_samples(3 * X), det.score_samples(X), rtol=1e-5)  # blind to the scale
+    # With the error at the image's own scale (the default): a(x) = S(e) + S(||x||^2 e), each term standardized by
+    # the training data's mean and std, computed here directly; the same model, so the fit is not repeated.
+    full = clone(det).set_params(rescaled_error=True)
+    full.model = det.model_  # fitted: used as it is, on unit-norm images as told
+    full.set_params(normalize="unit").fit(X)
+    assert full.rescaled_error_ and len(full.term_stats_) == 2
+    n2 = (X.reshape(40, -1).astype(np.float64) ** 2).sum(1)
+    e_tr = det.model_.reconstruction_error(U).astype(np.float64)
+    r_tr = n2 * e_tr
+    Y = np.concatenate([X[:5], 3 * X[:5], 0.5 * X[:5]])
+    e_y = det.model_.reconstruction_error(_unit(Y)).astype(np.float64)
+    r_y = (Y.reshape(15, -1).astype(np.float64) ** 2).sum(1) * e_y
+    want = (e_y - e_tr.mean()) / e_tr.std() + (r_y - r_tr.mean()) / r_tr.std()
+    np.testing.assert_allclose(full.term_stats_, [(e_tr.mean(), e_tr.std()), (r_tr.mean(), r_tr.std())], rtol=1e-5)
+    stats = list(full.term_stats_)
+    np.testing.assert_allclose(-full.score_samples(Y), want, rtol=1e-5, atol=1e-6)
+    # The scale now counts, in the expected direction: the same shapes brighter are more abnormal, and by exactly
+    # (9 - 1) ||x||^2 e / std r for 3 x; scoring other data leaves the training statistics as they were.
+    a = -full.score_samples(Y)
+    assert (a[5:10] > a[:5]).all() and (a[10:] < a[:5]).all()
+    np.testing.assert_allclose(a[5:10] - a[:5], 8 * r_y[:5] / r_tr.std(), rtol=1e-4)
+    assert full.term_stats_ == stats
+    # Never for tables (no unit norm) nor for the likelihood score.
+    assert not AnomalyDetector(aekit.Autoencoder(**TINY), n_neighbors=0).fit(_blobs()[0]).rescaled_error_
+    fa = AnomalyDetector(aekit.FactorAnalysisAutoencoder(latent_dim=2), n_neighbors=0).fit(X)
+    assert fa.normalize_ == "unit" and fa.score_ == "likelihood" and not fa.rescaled_error_ and fa.term_stats_ == []
     # A model given fitted keeps the data as it was trained on, unless told otherwise.
     assert AnomalyDetector(det.model_, n_neighbors=0).fit(X).normalize_ == "none"
     assert AnomalyDetector(det.model_, n_neighbors=0, normalize="unit").fit(X).normalize_ == "unit"
@@ -123,6 +150,8 @@ def test_images_of_any_shape_scaled_to_unit_norm() -> None:
     ({"contamination": 0.7}, r"contamination=0\.7 must be a fraction in \(0, 0\.5\]"),
     ({"score_type": "magic"}, r"score_type='magic' is not one of auto, reconstruction, likelihood"),
     ({"normalize": "l1"}, r"normalize='l1' is not one of auto, unit, none; e.g. normalize='auto'"),
+    ({"rescaled_error": "yes"}, r"rescaled_error='yes' must be True or False .*; e.g. rescaled_error=True"),
+    ({"rescaled_error": 1}, r"rescaled_error=1 must be True or False"),
     ({"n_neighbors": -1}, r"n_neighbors=-1 must be an integer >= 0, .*; e.g. n_neighbors=5"),
     ({"n_neighbors": 2.5}, r"n_neighbors=2.5 must be an integer >= 0"),
     ({"score_type": "likelihood"}, r"score_type='likelihood' needs a family with a likelihood, and 'autoencoder' has none; "

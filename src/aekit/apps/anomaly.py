@@ -4,7 +4,7 @@ An autoencoder fitted to normal data only reconstructs normal data well, so the 
 ||x - g(f(x))||^2 is small on normal samples and large on anomalies; a family with a likelihood (declared
 ``"loglik"``: factor analysis's exact log p(x), the VAE's evidence lower bound) scores log p(x) directly.
 :class:`AnomalyDetector` wraps either, fitted or not, and gives them the outlier-detector face of
-scikit-learn and PyOD. Two additions, each measured on one-class MNIST (``benchmarks/bench_anomaly.py``):
+scikit-learn and PyOD. Three additions, measured on one-class MNIST and Fashion-MNIST (``benchmarks/bench_anomaly.py``):
 
 * the code's distance to the normal codes: the mean Euclidean distance d_k(z) of the code z = f(x) to its
   ``n_neighbors`` nearest training codes is added to the reconstruction (or likelihood) score, each of the two
@@ -14,7 +14,11 @@ scikit-learn and PyOD. Two additions, each measured on one-class MNIST (``benchm
   still lie where no normal code does (a 1 under a model of 8s), or the reverse;
 * images scaled to unit Euclidean norm (``normalize="unit"``), as Deep SVDD's preprocessing normalizes each
   image's contrast: the error then measures the shape of a digit, not how much ink it has, so a thin digit is no
-  longer normal to a model of a thick one merely for having fewer pixels to get wrong.
+  longer normal to a model of a thick one merely for having fewer pixels to get wrong;
+* with unit-norm images, the error of the image as given as a third standardized term (``rescaled_error``): the
+  reconstruction rescaled to the image's own norm, ||x - ||x|| g(f(x / ||x||))||^2 = ||x||^2 e(x / ||x||), so that
+  the amount of light in an image still counts where it tells the classes apart (a bright shirt under a model of
+  sandals), while the unit-norm terms keep the shape.
 
 The face:
 
@@ -83,6 +87,12 @@ def _is_fitted(model: Any) -> bool:
     return any(k.endswith("_") and not k.startswith("__") for k in vars(model))
 
 
+def _sq_norms(X: np.ndarray) -> np.ndarray:
+    """||x||^2 of each sample, float64 (n,)."""
+    flat = X.reshape(X.shape[0], -1).astype(np.float64)
+    return np.einsum("ij,ij->i", flat, flat)
+
+
 def _unit(X: np.ndarray) -> np.ndarray:
     """Each sample divided by its Euclidean norm (all-zero samples kept as they are); same shape, float32."""
     flat = X.reshape(X.shape[0], -1)
@@ -96,11 +106,14 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     The abnormality of a sample x with code z = f(x) is
 
         a(x) = (e(x) - mean_train e) / std_train e  +  (d_k(z) - mean_train d_k) / std_train d_k
+           [ + (r(x) - mean_train r) / std_train r ]
 
     with e(x) the squared reconstruction error ||x - g(f(x))||^2 (or -log p(x) for ``score_type="likelihood"``)
     and d_k(z) the mean Euclidean distance from z to its k = ``n_neighbors`` nearest codes of the training data
-    (on the training data, to the k nearest other samples); ``n_neighbors=0`` leaves the second term out and
-    ``a(x) = e(x)`` unstandardized, the plain reconstruction error.
+    (on the training data, to the k nearest other samples). With unit-norm images (``normalize``) and the
+    reconstruction error, the third term r(x) = ||x||^2 e(x / ||x||) is the error of the image as given, its
+    reconstruction rescaled to its norm (``rescaled_error``). ``n_neighbors=0`` leaves the second term out; with no
+    term but e left, ``a(x) = e(x)`` unstandardized, the plain reconstruction error.
 
     Parameters
     ----------
@@ -119,6 +132,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         ``"unit"``: every sample (training and scored) is divided by its Euclidean norm before the model sees
         it. ``"auto"``: ``"unit"`` for images and signals (samples of more than one axis) when the detector trains
         the model itself, ``"none"`` for tables and for a model given fitted (it was trained on data as it is).
+    rescaled_error : bool, default True
+        With ``"unit"`` images and the reconstruction score, add the third term r(x) = ||x||^2 e(x / ||x||), the error
+        at the image's own scale (ignored otherwise). On one-class Fashion-MNIST it lifted the mean AUC from 89.6 to
+        92.0 (sandals: 79.2 to 86.0; one seed), and on one-class MNIST the mean went from 98.54 to 98.63, the lowest
+        digit (8) from 96.65 to 96.24 (three seeds).
     contamination : float in (0, 0.5], default 0.1
         The expected fraction of anomalies in the training data: ``threshold_`` is set so that this
         fraction of the training samples is called anomalous.
@@ -135,6 +153,10 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         ``"unit"`` or ``"none"``, what ``normalize`` resolved to.
     n_neighbors_ : int
         k of the code-distance term, 0 when it is left out.
+    rescaled_error_ : bool
+        Whether the third term r(x) is used.
+    term_stats_ : list of (float, float)
+        Training mean and standard deviation of each term (e, then d_k, then r, those used); empty when a(x) = e(x).
     threshold_ : float
         Abnormality a(x) above which a sample is an anomaly.
     offset_ : float
@@ -146,11 +168,12 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """
 
     def __init__(self, model: Any = None, score_type: str = "auto", n_neighbors: int = 5, normalize: str = "auto",
-                 contamination: float = 0.1, random_state: Any = None) -> None:
+                 rescaled_error: bool = True, contamination: float = 0.1, random_state: Any = None) -> None:
         self.model = model
         self.score_type = score_type
         self.n_neighbors = n_neighbors
         self.normalize = normalize
+        self.rescaled_error = rescaled_error
         self.contamination = contamination
         self.random_state = random_state
 
@@ -161,6 +184,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"score_type={self.score_type!r} is not one of {', '.join(SCORES)}; e.g. score_type='auto'")
         if self.normalize not in NORMALIZE:
             raise ValueError(f"normalize={self.normalize!r} is not one of {', '.join(NORMALIZE)}; e.g. normalize='auto'")
+        if not isinstance(self.rescaled_error, bool | np.bool_):
+            raise ValueError(f"rescaled_error={self.rescaled_error!r} must be True or False (whether unit-norm images "
+                             "are also scored by their error at their own scale); e.g. rescaled_error=True")
         k = self.n_neighbors
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
             raise ValueError(f"n_neighbors={k!r} must be an integer >= 0, the number of training codes a code's "
@@ -222,6 +248,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             self.normalize_ = "unit" if trains and X.ndim > 2 else "none"
         else:
             self.normalize_ = str(self.normalize)
+        self.rescaled_error_ = bool(self.rescaled_error) and self.normalize_ == "unit" and self.score_ == "reconstruction"
         Xn = self._normalized(X)
         if trains:
             model = clone(model).fit(Xn)
@@ -230,19 +257,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             self.n_features_in_ = int(model.n_features_in_)
         k = int(self.n_neighbors) if callable(getattr(model, "transform", None)) else 0
         self.n_neighbors_ = min(k, X.shape[0] - 1)
-        e = self._error(Xn)
-        if self.n_neighbors_ > 0:
-            from sklearn.neighbors import NearestNeighbors
-
-            codes = self._codes(Xn)
-            self.neighbors_ = NearestNeighbors(n_neighbors=self.n_neighbors_).fit(codes)
-            # Each training code's distance to the k nearest *other* codes: itself, at 0, is left out.
-            d = self.neighbors_.kneighbors(codes, n_neighbors=self.n_neighbors_ + 1)[0][:, 1:].mean(axis=1)
-            self.error_stats_ = (float(np.mean(e)), float(np.std(e)) or 1.0)
-            self.distance_stats_ = (float(np.mean(d)), float(np.std(d)) or 1.0)
-            a = self._combine(e, d)
-        else:
-            a = e
+        terms = self._terms(X, Xn, fitting=True)
+        self.term_stats_ = [(float(np.mean(t)), float(np.std(t)) or 1.0) for t in terms] if len(terms) > 1 else []
+        a = self._combine(terms)
         # Linear interpolation between order statistics, as IsolationForest sets its offset_.
         self.threshold_ = float(np.percentile(a, 100.0 * (1.0 - float(self.contamination))))
         self.offset_ = -self.threshold_
@@ -269,22 +286,40 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         Z = np.asarray(self.model_.transform(Xn), dtype=np.float64)
         return Z.reshape(Z.shape[0], -1)
 
-    def _combine(self, e: np.ndarray, d: np.ndarray) -> np.ndarray:
-        (me, se), (md, sd) = self.error_stats_, self.distance_stats_
-        return (e - me) / se + (d - md) / sd
+    def _terms(self, X: np.ndarray, Xn: np.ndarray, fitting: bool = False) -> list[np.ndarray]:
+        """The terms of a(x), unstandardized, each float64 (n,): e, then d_k and r where they are used. When
+        ``fitting``, the code index is built and each training code's distance leaves the code itself out."""
+        e = self._error(Xn)
+        terms = [e]
+        if self.n_neighbors_ > 0:
+            codes = self._codes(Xn)
+            if fitting:
+                from sklearn.neighbors import NearestNeighbors
+
+                self.neighbors_ = NearestNeighbors(n_neighbors=self.n_neighbors_).fit(codes)
+                # Each training code's distance to the k nearest *other* codes: itself, at 0, is left out.
+                dist = self.neighbors_.kneighbors(codes, n_neighbors=self.n_neighbors_ + 1)[0][:, 1:]
+            else:
+                dist = self.neighbors_.kneighbors(codes)[0]
+            terms.append(dist.mean(axis=1))
+        if self.rescaled_error_:
+            # ||x - ||x|| g(f(x/||x||))||^2 = ||x||^2 e(x/||x||): the error at the image's own scale.
+            terms.append(_sq_norms(X) * e)
+        return terms
+
+    def _combine(self, terms: list[np.ndarray]) -> np.ndarray:
+        if not self.term_stats_:
+            return terms[0]
+        return np.asarray(np.sum([(t - m) / s for t, (m, s) in zip(terms, self.term_stats_, strict=True)], axis=0))
 
     def _abnormality(self, X: Any) -> np.ndarray:
         from aekit.data.preprocessing import check_array
 
-        Xn = self._normalized(check_array(X))
-        e = self._error(Xn)
-        if self.n_neighbors_ == 0:
-            return e
-        d = self.neighbors_.kneighbors(self._codes(Xn))[0].mean(axis=1)
-        return self._combine(e, d)
+        X = check_array(X)
+        return self._combine(self._terms(X, self._normalized(X)))
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Normality of each sample, higher is more normal: ``-a(x)`` (with ``n_neighbors=0``, minus the
+        """Normality of each sample, higher is more normal: ``-a(x)`` (with e(x) the only term, minus the
         reconstruction error or the log-likelihood); shape (n_samples,), float64."""
         self._check_fitted()
         return -self._abnormality(X)
