@@ -15,7 +15,7 @@ Rows at each bit count b (``--bits``):
 
 With ``--itq-seeds N`` (N > 1) a second table gives the mean and standard deviation over N seeds of the ITQ
 rotation's random start, for ``pca-itq`` and for ``aekit-binary`` (whose code layer is refitted by ITQ from each
-seed on the same trained network's codes): how much of a difference between the two rows is the start's luck.
+seed on the same trained network's codes; the first seed is the main table's row): how much of a difference between the two rows is the start's luck.
 
 and float codes with ``--float-dim`` values, Euclidean distance: ``aekit-float`` (the default ``Autoencoder``),
 ``pca`` and ``pixels`` (raw-pixel k-NN).
@@ -43,6 +43,7 @@ from sklearn.exceptions import ConvergenceWarning
 import aekit
 from aekit.apps.features import make_classifier
 from aekit.apps.retrieval import CodeIndex
+from aekit.families.autoencoder import itq_rotation
 
 from _common import add_data_args, machine, table
 
@@ -137,12 +138,13 @@ def main() -> None:
         return ranking_metrics((Vq @ R > 0).astype(np.float32), (V @ R > 0).astype(np.float32), yq, yx, "hamming")
 
     def add(method: str, dims: int, metric: str, binary: bool, encode: Callable[[np.ndarray], np.ndarray],
-            fit_s: float) -> None:
+            fit_s: float) -> tuple[float, float]:
         codes, qcodes = encode(X), encode(Q)
         p10, mAP = ranking_metrics(qcodes, codes, yq, yx, metric)
         qs = query_seconds(encode, bare_index(codes, metric, binary), Q)
         rows.append([tr.name, method, dims, metric, round(p10, 4), round(mAP, 4), round(qs, 4), round(fit_s, 1)])
         print(table(HEADER, [rows[-1]]).splitlines()[-1], flush=True)
+        return p10, mAP
 
     spread: list[list[Any]] = []
 
@@ -156,22 +158,25 @@ def main() -> None:
         t = time.perf_counter()
         ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization, max_epochs=a.epochs,
                                random_state=a.seed, verbose=0).fit(tr.X)
-        add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
+        ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)
         t = time.perf_counter()
         pca = PCA(b, random_state=a.seed).fit(X)
         rot = itq(pca.transform(X), seed=a.seed)
         W = (pca.components_.T @ rot).astype(np.float32)
-        add("pca-itq", b, "hamming", True, lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32),
-            time.perf_counter() - t)
+        itq_first = add("pca-itq", b, "hamming", True,
+                        lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32), time.perf_counter() - t)
         if a.itq_seeds > 1:
-            seeds = range(a.seed, a.seed + a.itq_seeds)
+            # The first seed is the row above; each further seed starts the same ITQ from another rotation
+            # (aekit's own itq_rotation, as its code layer does, on the same trained network's codes).
+            seeds = range(a.seed + 1, a.seed + a.itq_seeds)
             V, Vq = pca.transform(X), pca.transform(Q)
-            seeds_row("pca-itq", b, [bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds])
+            seeds_row("pca-itq", b, [itq_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
             Z, Zq = real_codes(ae, tr.X), real_codes(ae, te.X)
             m = Z.mean(0)
-            seeds_row("aekit-binary", b, [bits_metrics(Z - m, Zq - m, itq(Z - m, seed=s)) for s in seeds])
+            rots = [itq_rotation(torch.from_numpy(Z - m), seed=s).numpy() for s in seeds]
+            seeds_row("aekit-binary", b, [ae_first, *(bits_metrics(Z - m, Zq - m, R) for R in rots)])
 
     if spread:
         print("\n" + table(SPREAD_HEADER, spread), flush=True)
