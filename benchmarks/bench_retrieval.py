@@ -13,6 +13,10 @@ Rows at each bit count b (``--bits``):
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
 
+With ``--itq-seeds N`` (N > 1) a second table gives the mean and standard deviation over N seeds of the ITQ
+rotation's random start, for ``pca-itq`` and for ``aekit-binary`` (whose code layer is refitted by ITQ from each
+seed on the same trained network's codes; the first seed is the main table's row): how much of a difference between the two rows is the start's luck.
+
 and float codes with ``--float-dim`` values, Euclidean distance: ``aekit-float`` (the default ``Autoencoder``),
 ``pca`` and ``pixels`` (raw-pixel k-NN).
 
@@ -39,10 +43,12 @@ from sklearn.exceptions import ConvergenceWarning
 import aekit
 from aekit.apps.features import make_classifier
 from aekit.apps.retrieval import CodeIndex
+from aekit.families.autoencoder import itq_rotation
 
 from _common import add_data_args, machine, table
 
 HEADER = ["data", "method", "bits / dims", "metric", "P@10", "mAP", "query s / 1000", "fit s"]
+SPREAD_HEADER = ["data", "method", "bits", "ITQ seeds", "P@10 mean ± sd", "mAP mean ± sd"]
 
 
 def ranking_metrics(Q: np.ndarray, X: np.ndarray, yq: np.ndarray, yx: np.ndarray, metric: str,
@@ -78,6 +84,11 @@ def itq(V: np.ndarray, n_iter: int = 50, seed: int = 0) -> np.ndarray:
     return R
 
 
+def real_codes(ae: Any, A: np.ndarray) -> np.ndarray:
+    """The real-valued codes under an ITQ autoencoder's bits (its network's codes before the code layer)."""
+    return ae._batched(ae.module_.encoder, ae._prepare(A)).astype(np.float64)
+
+
 def bare_index(codes: np.ndarray, metric: str, binary: bool) -> CodeIndex:
     """An index of codes from a method outside aekit (searched by codes, no model)."""
     return CodeIndex(codes, metric, binary, {"family": "none", "config_sha256": "", "sample_shape": [codes.shape[1]],
@@ -105,6 +116,8 @@ def main() -> None:
     p.add_argument("--features-train", type=int, default=10_000, help="training images of the classifiers")
     p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
+    p.add_argument("--itq-seeds", type=int, default=1,
+                   help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -120,28 +133,53 @@ def main() -> None:
     rows: list[list[Any]] = []
     mean = X.mean(0)
 
+    def bits_metrics(V: np.ndarray, Vq: np.ndarray, R: np.ndarray) -> tuple[float, float]:
+        """P@10 and mAP of the bits sign(V R) of the indexed and the query codes, V centred."""
+        return ranking_metrics((Vq @ R > 0).astype(np.float32), (V @ R > 0).astype(np.float32), yq, yx, "hamming")
+
     def add(method: str, dims: int, metric: str, binary: bool, encode: Callable[[np.ndarray], np.ndarray],
-            fit_s: float) -> None:
+            fit_s: float) -> tuple[float, float]:
         codes, qcodes = encode(X), encode(Q)
         p10, mAP = ranking_metrics(qcodes, codes, yq, yx, metric)
         qs = query_seconds(encode, bare_index(codes, metric, binary), Q)
         rows.append([tr.name, method, dims, metric, round(p10, 4), round(mAP, 4), round(qs, 4), round(fit_s, 1)])
         print(table(HEADER, [rows[-1]]).splitlines()[-1], flush=True)
+        return p10, mAP
+
+    spread: list[list[Any]] = []
+
+    def seeds_row(method: str, b: int, metrics: list[tuple[float, float]]) -> None:
+        m = np.asarray(metrics)  # (n_seeds, 2): P@10, mAP
+        spread.append([tr.name, method, b, len(m), f"{m[:, 0].mean():.4f} ± {m[:, 0].std():.4f}",
+                       f"{m[:, 1].mean():.4f} ± {m[:, 1].std():.4f}"])
+        print(table(SPREAD_HEADER, [spread[-1]]).splitlines()[-1], flush=True)
 
     for b in a.bits:
         t = time.perf_counter()
         ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization, max_epochs=a.epochs,
                                random_state=a.seed, verbose=0).fit(tr.X)
-        add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
+        ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)
         t = time.perf_counter()
         pca = PCA(b, random_state=a.seed).fit(X)
         rot = itq(pca.transform(X), seed=a.seed)
         W = (pca.components_.T @ rot).astype(np.float32)
-        add("pca-itq", b, "hamming", True, lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32),
-            time.perf_counter() - t)
+        itq_first = add("pca-itq", b, "hamming", True,
+                        lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32), time.perf_counter() - t)
+        if a.itq_seeds > 1:
+            # The first seed is the row above; each further seed starts the same ITQ from another rotation
+            # (aekit's own itq_rotation, as its code layer does, on the same trained network's codes).
+            seeds = range(a.seed + 1, a.seed + a.itq_seeds)
+            V, Vq = pca.transform(X), pca.transform(Q)
+            seeds_row("pca-itq", b, [itq_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
+            Z, Zq = real_codes(ae, tr.X), real_codes(ae, te.X)
+            m = Z.mean(0)
+            rots = [itq_rotation(torch.from_numpy(Z - m), seed=s).numpy() for s in seeds]
+            seeds_row("aekit-binary", b, [ae_first, *(bits_metrics(Z - m, Zq - m, R) for R in rots)])
 
+    if spread:
+        print("\n" + table(SPREAD_HEADER, spread), flush=True)
     if a.no_float:
         print("\n" + table(HEADER, rows), flush=True)
         return
