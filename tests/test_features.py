@@ -172,7 +172,16 @@ def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, ca
     assert main(["train", "--family", "autoencoder", "--data", "digits", "--latent-dim", "8", "--hidden-dims", "16",
                  "--epochs", "1", "--limit", "150", "--seed", "0", "--quiet", "--out", str(run)]) == 0
     capsys.readouterr()
-    assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-epochs", "2", "--json"]) == 0
+    # Refused before any work, nothing written: a shift of half an 8x8 image, a shift without --finetune.
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-shift", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--finetune-shift: translation=4 pixels is half an image of 8x8 or more; use at most 3" in err
+    assert main(["features", str(run), "--limit", "150", "--finetune-shift", "1"]) == 2
+    assert "add --finetune, or leave --finetune-shift out" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-epochs", "2", "--finetune-shift",
+                 "1", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["finetune_epochs"] == 2 and 0.0 <= res["finetune_accuracy"] <= 1.0
     assert (run / "app-features.png").read_bytes()[:4] == b"\x89PNG"

@@ -76,6 +76,9 @@ def add_parsers(add: AddParser) -> None:
                     help="epochs of fine-tuning (default: 20)")
     sp.add_argument("--finetune-lr", type=_positive_float, default=1e-3, metavar="LR",
                     help="Adam's learning rate of the fine-tuning (default: 0.001)")
+    sp.add_argument("--finetune-shift", type=_pixels, default=0, metavar="PX",
+                    help="images only: shift each training image by up to PX pixels at random while fine-tuning "
+                         "(an augmentation; the test images are not shifted) (default: 0, none)")
     g = sp.add_argument_group("data (default: the data set the run was trained on)")
     g.add_argument("--data", metavar="NAME_OR_PATH", help="digits, mnist, fashion-mnist, or a .npz file with a test split")
     g.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST/Fashion-MNIST IDX files")
@@ -86,6 +89,17 @@ def add_parsers(add: AddParser) -> None:
 
 
 # --------------------------------------------------------------------------------------- index
+
+
+def _pixels(text: str) -> int:
+    """A count of pixels, 0 or more."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 0, e.g. 2; got {text!r}")
+    return v
 
 
 def _cmd_index(ns: argparse.Namespace) -> int:
@@ -183,7 +197,7 @@ def _dist(v: float, metric: str) -> str:
 
 
 def _cmd_features(ns: argparse.Namespace) -> int:
-    from aekit.apps.features import check_finetunable, code_features, finetune_features
+    from aekit.apps.features import FineTunedClassifier, check_finetunable, code_features, finetune_features
 
     est = _load_run(ns.run)
     if ns.finetune:
@@ -204,12 +218,20 @@ def _cmd_features(ns: argparse.Namespace) -> int:
         raise UsageError(f"{train.name} has no test split to measure accuracy on; give --data a source with train "
                          "and test splits (digits, mnist, fashion-mnist, or a .npz with X_test and y_test)") from None
     y_train, y_test = _labels(ns.labels, train, test)
+    if ns.finetune_shift:
+        if not ns.finetune:
+            raise UsageError(f"--finetune-shift {ns.finetune_shift} shifts images while fine-tuning; add --finetune, "
+                             "or leave --finetune-shift out")
+        try:  # checked against the images before any work
+            FineTunedClassifier(est, translation=ns.finetune_shift)._shift(tuple(train.X.shape[1:]))
+        except ValueError as exc:
+            raise UsageError(f"--finetune-shift: {exc}") from None
     result: dict[str, Any] = code_features(est, train.X, y_train, test.X, y_test, classifier=ns.classifier,
                                            n_neighbors=ns.neighbors, raw=not ns.no_raw)
     result.update({"data": train.name, "n_train": int(len(y_train)), "n_test": int(len(y_test))})
     if ns.finetune:
         tuned = finetune_features(est, train.X, y_train, test.X, y_test, max_epochs=ns.finetune_epochs,
-                                  learning_rate=ns.finetune_lr, random_state=0)
+                                  learning_rate=ns.finetune_lr, translation=ns.finetune_shift, random_state=0)
         result.update(finetune_accuracy=tuned["accuracy"], finetune_epochs=tuned["epochs"])
     rows = _accuracy_rows(result, ns.classifier)
     _features_section(ns.run, rows, train.name)
