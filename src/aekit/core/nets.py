@@ -355,20 +355,6 @@ def centred_scatter(X: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
     return mean, scatter
 
 
-def column_std(X: Tensor, chunk: int = 8192) -> Tensor:
-    """The standard deviation (divisor N) of each column of ``X`` (N, D), in float64, read ``chunk`` rows at a
-    time (two passes: the mean, then the squared deviations), with no float64 copy of ``X``."""
-    n, d = X.shape
-    mean = torch.zeros(d, dtype=torch.float64, device=X.device)
-    for i in range(0, n, chunk):
-        mean += X[i : i + chunk].double().sum(dim=0)
-    mean /= max(n, 1)
-    sq = torch.zeros(d, dtype=torch.float64, device=X.device)
-    for i in range(0, n, chunk):
-        sq += (X[i : i + chunk].double() - mean).square().sum(dim=0)
-    return (sq / max(n, 1)).sqrt()
-
-
 def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """The mean and the top-``k`` principal axes of the rows of ``X``.
 

@@ -43,12 +43,11 @@ from aekit.core.nets import (
     apply_output,
     build_encoder_decoder,
     check_network,
-    column_std,
     principal_axes,
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
-from aekit.data.preprocessing import Scaling
+from aekit.data.preprocessing import Scaling, mean_std
 from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
@@ -451,7 +450,7 @@ class PCAAutoencoderModule(AutoencoderModule):
         dev = self.decoder.W.device
         # The correction's input at unit scale: each feature's spread, at least a tenth of the typical one so
         # that a nearly constant feature (an image's border pixel) is not blown up into noise.
-        std = column_std(X2)
+        std = torch.from_numpy(mean_std(X2.numpy())[1])  # float64, summed a chunk of rows at a time
         floor = max(float(std.pow(2).mean().sqrt()) * 0.1, 1e-12)
         self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), std.clamp_min(floor).float().to(dev))
         self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
