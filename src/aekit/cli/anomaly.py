@@ -16,6 +16,7 @@ from aekit.cli.common import (
     _check_suffix,
     _info,
     _load,
+    _nonnegative_int,
     _out,
     _print_json,
     _run_data,
@@ -35,17 +36,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 0.5], e.g. 0.1; got {text!r}") from None
     if not 0 < v <= 0.5:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 0.5], the expected share of anomalies, e.g. 0.1; "
-                                         f"got {text!r}")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 leaves the code distance out), e.g. 5; "
                                          f"got {text!r}")
     return v
 
@@ -87,7 +77,7 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--score", choices=("auto", "reconstruction", "likelihood"), default="auto",
                     help="reconstruction error or log-likelihood (default: auto: the likelihood where the family has "
                          "one)")
-    sp.add_argument("--neighbors", type=_count, default=5, metavar="K",
+    sp.add_argument("--neighbors", type=_nonnegative_int("an integer >= 0 (0 leaves the code distance out), e.g. 5"), default=5, metavar="K",
                     help="add the code's mean distance to its K nearest training codes to the score, each standardized "
                          "on the training data; 0 scores the reconstruction error (or likelihood) alone (default: 5)")
     sp.add_argument("--contamination", type=_fraction, default=0.1, metavar="F",

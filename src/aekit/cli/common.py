@@ -200,6 +200,21 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(expected: str) -> Callable[[str], int]:
+    """An argparse type for an integer >= 0; its error reads "expected EXPECTED; got 'TEXT'"."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = -1
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return v
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)

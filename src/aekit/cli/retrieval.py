@@ -17,6 +17,7 @@ from aekit.cli.common import (
     _label_column,
     _load,
     _load_eval_data,
+    _nonnegative_int,
     _out,
     _positive_float,
     _positive_int,
@@ -76,7 +77,7 @@ def add_parsers(add: AddParser) -> None:
                     help="epochs of fine-tuning (default: 20)")
     sp.add_argument("--finetune-lr", type=_positive_float, default=1e-3, metavar="LR",
                     help="Adam's learning rate of the fine-tuning (default: 0.001)")
-    sp.add_argument("--finetune-shift", type=_pixels, default=0, metavar="PX",
+    sp.add_argument("--finetune-shift", type=_nonnegative_int("a whole number of pixels >= 0, e.g. 2"), default=0, metavar="PX",
                     help="images only: shift each training image by up to PX pixels at random while fine-tuning "
                          "(an augmentation; the test images are not shifted) (default: 0, none)")
     g = sp.add_argument_group("data (default: the data set the run was trained on)")
@@ -89,17 +90,6 @@ def add_parsers(add: AddParser) -> None:
 
 
 # --------------------------------------------------------------------------------------- index
-
-
-def _pixels(text: str) -> int:
-    """A count of pixels, 0 or more."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 0, e.g. 2; got {text!r}")
-    return v
 
 
 def _cmd_index(ns: argparse.Namespace) -> int:
