@@ -321,3 +321,24 @@ def test_modules_refuse_an_unknown_output() -> None:
     with pytest.raises(ValueError, match=r"loss='bce' needs output='sigmoid', got output='linear'"):
         AutoencoderModule(encoder, decoder, "linear", "bce")
     assert isinstance(AutoencoderModule(encoder, decoder, "tanh", "mse").decoder, nn.Module)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_strided_stack_sizes_and_their_mirror(kernel: int) -> None:
+    """Each stride-2 layer gives ceil(n / 2) per side, and the transposed layer with mirror_padding gives n back."""
+    from aekit.core.nets import mirror_padding, strided_stack
+
+    for shape in [(1, 28, 28), (3, 7, 10), (2, 1, 5), (4, 33)]:
+        layers, shapes, c = strided_stack(shape, (5, 6), kernel, lambda ch: nn.Identity())
+        x = torch.zeros(1, *shape)
+        sizes = [tuple(x.shape[2:])]
+        for layer in layers:
+            x = layer(x)
+            if not isinstance(layer, nn.Identity):
+                sizes.append(tuple(x.shape[2:]))
+        assert shapes == sizes and c == 6 and x.shape[1] == 6
+        assert shapes[1] == tuple(-(-s // 2) for s in shape[1:])
+        convt = nn.ConvTranspose2d if len(shape) == 3 else nn.ConvTranspose1d
+        for before, after in zip(shapes[:-1], shapes[1:]):
+            up = convt(1, 1, kernel, stride=2, padding=kernel // 2, output_padding=mirror_padding(before))
+            assert tuple(up(torch.zeros(1, 1, *after)).shape[2:]) == before

@@ -7,7 +7,7 @@ Networks are sized from the data: ``input_shape`` is a sample's shape, (D,) for 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -156,8 +156,32 @@ class TiedDecoder(nn.Module):
         return h
 
 
-def _conv_out(n: int) -> int:
-    return (n + 2 - 3) // 2 + 1  # Conv k3 s2 p1
+def strided_stack(
+    input_shape: Sequence[int], channels: Sequence[int], kernel: int, after: Callable[[int], nn.Module]
+) -> tuple[list[nn.Module], list[tuple[int, ...]], int]:
+    """Stride-2 convolutions with "same" padding (kernel 3 or 5), each followed by ``after(channels)``.
+
+    For images (C, H, W) or signals (C, L). Returns the layers, the spatial size before the first and after
+    each layer (each side ceil(n / 2)), and the last layer's channels; :func:`mirror_padding` inverts a step.
+    """
+    conv = nn.Conv2d if len(input_shape) == 3 else nn.Conv1d
+    c, *spatial = (int(s) for s in input_shape)
+    shapes = [tuple(spatial)]
+    layers: list[nn.Module] = []
+    for ch in channels:
+        layers += [conv(c, ch, kernel, stride=2, padding=kernel // 2), after(ch)]
+        c = ch
+        shapes.append(tuple((s - 1) // 2 + 1 for s in shapes[-1]))
+    return layers, shapes, c
+
+
+def mirror_padding(target: Sequence[int]) -> Any:
+    """``output_padding`` of the transposed stride-2 convolution that gives back ``target`` from ceil(n / 2).
+
+    With "same" padding it maps n -> 2n - 1 + output_padding, so an even side needs 1; an int for signals.
+    """
+    pad = tuple(1 - t % 2 for t in target)
+    return pad if len(pad) > 1 else pad[0]
 
 
 class ConvEncoder(nn.Module):
@@ -170,14 +194,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, input_shape: Sequence[int], channels: Sequence[int], latent_dim: int, act: str) -> None:
         super().__init__()
         check_network(input_shape, "conv")
-        conv = nn.Conv2d if len(input_shape) == 3 else nn.Conv1d
-        c, *spatial = (int(s) for s in input_shape)
-        shapes = [tuple(spatial)]
-        layers: list[nn.Module] = []
-        for ch in channels:
-            layers += [conv(c, ch, 3, stride=2, padding=1), activation(act)]
-            c = ch
-            shapes.append(tuple(_conv_out(s) for s in shapes[-1]))
+        layers, shapes, c = strided_stack(input_shape, channels, 3, lambda _: activation(act))
         self.spatial_shapes = shapes
         self.feature_shape = (c, *shapes[-1])
         self.convs = nn.Sequential(*layers)
@@ -201,9 +218,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = [activation(act)]
         c = channels[-1]
         for i, (ch, target) in enumerate(zip(outs, targets)):
-            # k3 s2 p1 maps n -> 2n - 1 + output_padding; an even target needs output_padding 1.
-            pad: Any = tuple(1 - t % 2 for t in target)  # one entry per spatial dimension
-            layers.append(convt(c, ch, 3, stride=2, padding=1, output_padding=pad if nd == 2 else pad[0]))
+            layers.append(convt(c, ch, 3, stride=2, padding=1, output_padding=mirror_padding(target)))
             if i < len(outs) - 1:
                 layers.append(activation(act))
             c = ch

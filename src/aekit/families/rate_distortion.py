@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from aekit.core.losses import laplace_interval_bits, squared_error
-from aekit.core.nets import build_encoder_decoder, check_network
+from aekit.core.nets import build_encoder_decoder, check_network, mirror_padding, strided_stack
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.engine.training import TrainConfig
@@ -116,22 +116,12 @@ class GDN(nn.Module):
         return x * norm if self.inverse else x / norm
 
 
-def _conv_out(n: int) -> int:
-    return (n - 1) // 2 + 1  # a 5x5 convolution of stride 2 and padding 2
-
-
 class AnalysisTransform(nn.Sequential):
     """Encoder of images (C, H, W) or signals (C, L): ``[conv5 s2, GDN] * L``, then conv5 s1 to ``latent_dim`` channels."""
 
     def __init__(self, input_shape: Sequence[int], channels: Sequence[int], latent_dim: int) -> None:
         conv = nn.Conv2d if len(input_shape) == 3 else nn.Conv1d
-        c, *spatial = (int(s) for s in input_shape)
-        shapes = [tuple(spatial)]
-        layers: list[nn.Module] = []
-        for ch in channels:
-            layers += [conv(c, ch, 5, stride=2, padding=2), GDN(ch)]
-            c = ch
-            shapes.append(tuple(_conv_out(s) for s in shapes[-1]))
+        layers, shapes, c = strided_stack(input_shape, channels, 5, GDN)
         layers.append(conv(c, latent_dim, 5, stride=1, padding=2))
         super().__init__(*layers)
         self.spatial_shapes = shapes
@@ -149,9 +139,7 @@ class SynthesisTransform(nn.Sequential):
         layers: list[nn.Module] = [conv(analysis.code_shape[0], rev[0], 5, stride=1, padding=2)]
         outs = [*rev[1:], out_channels]
         for c, ch, target in zip(rev, outs, analysis.spatial_shapes[::-1][1:]):
-            # k5 s2 p2 maps n -> 2n - 1 + output_padding; an even target needs output_padding 1.
-            pad: Any = tuple(1 - t % 2 for t in target)
-            layers += [GDN(c, inverse=True), convt(c, ch, 5, stride=2, padding=2, output_padding=pad if nd == 2 else pad[0])]
+            layers += [GDN(c, inverse=True), convt(c, ch, 5, stride=2, padding=2, output_padding=mirror_padding(target))]
         super().__init__(*layers)
 
 
