@@ -128,6 +128,12 @@ def test_finetuned_classifier_trains_a_convolutional_encoder(split: tuple[Any, A
     assert not torch.equal(clf.model_.module_.encoder.convs[0].weight, conv_before)  # its convolutions are trained
     proba = clf.predict_proba(te.X)  # (100, 1, 8, 8) images in
     assert proba.shape == (100, 10) and clf.score(te.X, te.y) == np.mean(clf.classes_[proba.argmax(1)] == te.y)
+    # The training step skips the decoder (its loss reads the logits only); evaluation mode reconstructs.
+    m, x = clf.module_, torch.from_numpy(np.asarray(te.X[:3], np.float32))
+    assert m.train()(x).x_hat.shape == (3, 0)
+    out = m.eval()(x)
+    torch.testing.assert_close(out.x_hat, m.body.decode(m.encode(x)))
+    assert out.x_hat.shape == x.shape and out.extras["class_logits"].shape == (3, 10)
 
 
 def test_finetuned_classifier_shifts_training_images_only(split: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:

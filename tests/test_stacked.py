@@ -248,6 +248,20 @@ def test_supervised_fine_tuning_leaves_the_decoder_as_pretrained(spy: Spy) -> No
     assert all(p.requires_grad for p in est.module_.parameters())  # unfrozen again after fine-tuning
 
 
+def test_fine_tuning_forward_reconstructs_only_in_evaluation_mode() -> None:
+    """The training step reads only the class logits, so it skips the decoder; evaluation still reconstructs."""
+    est, _, test = classifier()
+    module, x = est.module_, torch.from_numpy(test.X[:5])
+    module.train()
+    out = module(x)
+    assert out.x_hat.shape == (5, 0) and out.extras["class_logits"].shape == (5, 10)
+    module.eval()
+    out_eval = module(x)
+    assert out_eval.x_hat.shape == x.shape and not out_eval.x_hat.requires_grad
+    torch.testing.assert_close(out_eval.x_hat, module.decode(module.encode(x)))
+    torch.testing.assert_close(out_eval.extras["class_logits"], out.extras["class_logits"])
+
+
 def test_labels_other_than_0_to_9_and_unlabelled_samples() -> None:
     X, digits = digits_data(), digits_labels()
     truth = np.where(digits % 2 == 0, 10, 20)  # even against odd digits

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.base import ClassifierMixin as SkClassifierMixin
 from torch import Tensor, nn
 
-from aekit.core.outputs import AEOutput, LossOutput
+from aekit.core.outputs import AEOutput, LossOutput, classifier_output
 from aekit.data.corruption import random_translate
 from aekit.data.preprocessing import check_array, check_labels
 
@@ -136,8 +136,8 @@ def _labels(y: Any, n: int, name: str, x_name: str) -> np.ndarray:
 class FineTuneModule(nn.Module):
     """A fitted model's module with a linear softmax head on its code: (B, *sample_shape) -> (B, n_classes).
 
-    ``encode`` is the model's; the decoder is not trained (the reconstruction in ``forward`` is computed
-    without a graph, to keep the training loop's contract). The head starts at zero, so training starts from
+    ``encode`` is the model's; the decoder is not trained (``forward`` reconstructs only in evaluation mode,
+    without a graph: :func:`aekit.core.outputs.classifier_output`). The head starts at zero, so training starts from
     the uniform distribution over the classes and the encoder's first steps follow the head's gradient only.
     """
 
@@ -161,9 +161,7 @@ class FineTuneModule(nn.Module):
 
     def forward(self, x: Tensor) -> AEOutput:
         z = self.encode(x)
-        with torch.no_grad():
-            x_hat = self.body.decode(z)  # type: ignore[operator]
-        return AEOutput(z=z, x_hat=x_hat, extras={"class_logits": self.head(z)}, x_in=x)
+        return classifier_output(z, self.head(z), self.body.decode, self.training, x_in=x)  # type: ignore[arg-type]
 
     def loss(self, x: Tensor, out: AEOutput, y: Tensor | None = None) -> LossOutput:
         if y is None:

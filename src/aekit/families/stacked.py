@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from aekit.core.losses import reconstruction
 from aekit.core.nets import Activation, apply_output
-from aekit.core.outputs import AEOutput, LossOutput
+from aekit.core.outputs import AEOutput, LossOutput, classifier_output
 from aekit.core.params import AUTO, Auto, Explain, Interval
 from aekit.data.preprocessing import UNLABELLED
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
@@ -198,11 +198,8 @@ class StackedAutoencoderModule(nn.Module):
     def forward(self, x: Tensor) -> AEOutput:
         z = self.encode(x)
         if self.head is not None:
-            # The decoder is frozen while the classifier is fine-tuned: the reconstruction keeps
-            # forward's contract without building a graph.
-            with torch.no_grad():
-                x_hat = self.decode(z)
-            return AEOutput(z=z, x_hat=x_hat, extras={"class_logits": self.head(z)})
+            # The decoder is frozen while the classifier is fine-tuned, and reconstructs only in evaluation mode.
+            return classifier_output(z, self.head(z), self.decode, self.training)
         raw = self._decode_raw(z)
         return AEOutput(z=z, x_hat=apply_output(self.output, raw), logits=raw if self.output == "sigmoid" else None)
 
