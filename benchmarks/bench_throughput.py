@@ -120,6 +120,16 @@ def tuned(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
     return epochs * n / (time.perf_counter() - t0)
 
 
+HINTON_DIMS = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+
+
+def gemm_flops_per_sample(dims: list[int] = HINTON_DIMS) -> int:
+    """Floating-point operations per sample of :func:`gemm_ceiling`'s products: 2ab for the forward product and
+    the weight gradient of every a -> b layer, and for the input gradient of every layer but the first."""
+    layers = [a * b for a, b in zip(dims[:-1], dims[1:])]
+    return 2 * (2 * sum(layers) + sum(layers[1:]))
+
+
 def gemm_ceiling(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
     """The matrix products of the training steps and nothing else; returns samples per second.
 
@@ -128,7 +138,7 @@ def gemm_ceiling(X: np.ndarray, epochs: int, batch_size: int, device: str) -> fl
     batches as an epoch (the last one short). No autograd, activations, loss, bias or optimizer: every fp32 step of
     this network on this BLAS does at least this work, so this rate bounds any loop's from above.
     """
-    dims = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+    dims = HINTON_DIMS
     g = torch.Generator(device=device).manual_seed(0)
     ws = [torch.randn(b, a, generator=g, device=device) * a**-0.5 for a, b in zip(dims[:-1], dims[1:])]
     acts = [torch.randn(batch_size, d, generator=g, device=device) for d in dims]
@@ -341,6 +351,10 @@ def main() -> None:
           f"{torch.get_num_threads()} ({machine()}); {args.repeats} alternating repeats, load before "
           f"{os.getloadavg()[0]:.1f}\n")
     print(table(["loop", "batch", "threads (last run)", "samples/s", "s/epoch", "vs hand-written (median)", "per-repeat range"], rows))
+    bound = statistics.median(runs["matrix products alone (a bound, not a loop)"])
+    gflops = bound * gemm_flops_per_sample() / 1e9
+    print(f"\nThe matrix products alone ran at {gflops:.1f} GFLOP/s ({gflops / torch.get_num_threads():.1f} per thread "
+          f"on {torch.get_num_threads()}); {gemm_flops_per_sample() / 1e6:.2f} MFLOP per sample and step.")
 
     if args.skip_process or args.device != "cpu":
         return
