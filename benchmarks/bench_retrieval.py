@@ -12,9 +12,9 @@ Rows at each bit count b (``--bits``):
   default "itq", bits of the trained codes by iterative quantization, or "straight-through");
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
-- ``pca-itq-l2``: the same on the images scaled to unit Euclidean norm (what aekit's ``sample_norm="l2"``, the
-  default for its ITQ bits, feeds its network), so that a lead of aekit's row is not read as the network's when it
-  is the preprocessing's;
+- ``pca-itq-l2``: the same on the images scaled to unit Euclidean norm (what aekit's ``sample_norm="l2"``,
+  ``--sample-norm l2``, feeds its network), so that a lead of aekit's row is not read as the network's when it is
+  the preprocessing's;
 
 With ``--itq-seeds N`` (N > 1) a second table gives the mean and standard deviation over N seeds of the ITQ
 rotation's random start, for ``pca-itq`` and for ``aekit-binary`` (whose code layer is refitted by ITQ from each
@@ -124,8 +124,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20, help="epochs of each aekit autoencoder")
     p.add_argument("--features-train", type=int, default=10_000, help="training images of the classifiers")
     p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
-    p.add_argument("--sample-norm", default="auto", choices=("auto", "none", "l2"),
-                   help="aekit's sample_norm (auto: l2 for ITQ bits)")
+    p.add_argument("--sample-norm", default="none", choices=("none", "l2"),
+                   help="aekit's sample_norm: l2 scales each image to unit norm before its network")
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--itq-seeds", type=int, default=1,
                    help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
