@@ -12,6 +12,9 @@ Rows at each bit count b (``--bits``):
   default "itq", bits of the trained codes by iterative quantization, or "straight-through");
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
+- ``pca-itq-l2``: the same on the images scaled to unit Euclidean norm (what aekit's ``sample_norm="l2"``,
+  ``--sample-norm l2``, feeds its network), so that a lead of aekit's row is not read as the network's when it is
+  the preprocessing's;
 
 With ``--itq-seeds N`` (N > 1) a second table gives the mean and standard deviation over N seeds of the ITQ
 rotation's random start, for ``pca-itq`` and for ``aekit-binary`` (whose code layer is refitted by ITQ from each
@@ -84,6 +87,12 @@ def itq(V: np.ndarray, n_iter: int = 50, seed: int = 0) -> np.ndarray:
     return R
 
 
+def unit(A: np.ndarray) -> np.ndarray:
+    """Each row of ``A`` scaled to unit Euclidean norm (a zero row stays zero)."""
+    n = np.linalg.norm(A, axis=1, keepdims=True)
+    return A / np.where(n > 0, n, 1.0)
+
+
 def real_codes(ae: Any, A: np.ndarray) -> np.ndarray:
     """The real-valued codes under an ITQ autoencoder's bits (its network's codes before the code layer)."""
     return ae._batched(ae.module_.encoder, ae._prepare(A)).astype(np.float64)
@@ -115,6 +124,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20, help="epochs of each aekit autoencoder")
     p.add_argument("--features-train", type=int, default=10_000, help="training images of the classifiers")
     p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
+    p.add_argument("--sample-norm", default="none", choices=("none", "l2"),
+                   help="aekit's sample_norm: l2 scales each image to unit norm before its network")
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--itq-seeds", type=int, default=1,
                    help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
@@ -156,7 +167,8 @@ def main() -> None:
 
     for b in a.bits:
         t = time.perf_counter()
-        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization, max_epochs=a.epochs,
+        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization,
+                               sample_norm=a.sample_norm, max_epochs=a.epochs,
                                random_state=a.seed, verbose=0).fit(tr.X)
         ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
@@ -167,12 +179,21 @@ def main() -> None:
         W = (pca.components_.T @ rot).astype(np.float32)
         itq_first = add("pca-itq", b, "hamming", True,
                         lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32), time.perf_counter() - t)
+        Xu, Qu = unit(X), unit(Q)
+        t = time.perf_counter()
+        pca_u = PCA(b, random_state=a.seed).fit(Xu)
+        W_u = (pca_u.components_.T @ itq(pca_u.transform(Xu), seed=a.seed)).astype(np.float32)
+        itq_u_first = add("pca-itq-l2", b, "hamming", True,
+                          lambda A, W=W_u, m=pca_u.mean_: ((unit(A) - m) @ W > 0).astype(np.float32),
+                          time.perf_counter() - t)
         if a.itq_seeds > 1:
             # The first seed is the row above; each further seed starts the same ITQ from another rotation
             # (aekit's own itq_rotation, as its code layer does, on the same trained network's codes).
             seeds = range(a.seed + 1, a.seed + a.itq_seeds)
             V, Vq = pca.transform(X), pca.transform(Q)
             seeds_row("pca-itq", b, [itq_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
+            V, Vq = pca_u.transform(Xu), pca_u.transform(Qu)
+            seeds_row("pca-itq-l2", b, [itq_u_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
             Z, Zq = real_codes(ae, tr.X), real_codes(ae, te.X)
             m = Z.mean(0)
             rots = [itq_rotation(torch.from_numpy(Z - m), seed=s).numpy() for s in seeds]

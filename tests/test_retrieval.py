@@ -95,14 +95,38 @@ def test_itq_rotation_against_numpy_and_the_bits_start_at_pca_itq(digits: Any) -
         return float(((np.sign(V @ R) - V @ R) ** 2).sum())
 
     assert quantization_loss(R) < min(quantization_loss(R0), quantization_loss(np.eye(8)))
-    # The autoencoder starts at PCA (a negligible learning rate keeps it there): its bits are PCA-ITQ's.
-    ae = aekit.Autoencoder(latent_dim=8, binary_codes=True, hidden_dims=(16,), max_epochs=1, learning_rate=1e-12,
-                           random_state=3, verbose=0).fit(digits.X)
-    Vc = V - V.mean(0)
-    itq_bits = (Vc @ itq_rotation(torch.from_numpy(Vc), seed=3).numpy() > 0).astype(np.float32)
-    np.testing.assert_array_equal(ae.transform(digits.X), itq_bits)
-    # Bits decode through the centre of their cell: inverse_transform(transform(X)) is reconstruct(X).
-    np.testing.assert_allclose(ae.inverse_transform(ae.transform(digits.X[:5])), ae.reconstruct(digits.X[:5]), atol=1e-6)
+    # The autoencoder starts at PCA (a negligible learning rate keeps it there): its bits are PCA-ITQ's, of the
+    # samples as given by default, of the samples scaled to unit norm with sample_norm="l2".
+    Xu = X / np.linalg.norm(X, axis=1, keepdims=True)
+    for norm, data in ((None, X), ("l2", Xu)):
+        kw = {} if norm is None else {"sample_norm": norm}
+        ae = aekit.Autoencoder(latent_dim=8, binary_codes=True, hidden_dims=(16,), max_epochs=1, learning_rate=1e-12,
+                               random_state=3, verbose=0, **kw).fit(digits.X)
+        assert ae.resolved_.sample_norm == (norm or "none")
+        Vc = PCA(8, svd_solver="full").fit_transform(data)
+        itq_bits = (Vc @ itq_rotation(torch.from_numpy(Vc), seed=3).numpy() > 0).astype(np.float32)
+        np.testing.assert_array_equal(ae.transform(digits.X), itq_bits)
+        # Bits decode through the centre of their cell: inverse_transform(transform(X)) is reconstruct(X), of the
+        # unit-norm sample with "l2" (reconstruct scales it back by the input's norm).
+        norms = np.linalg.norm(X[:5], axis=1)[:, None, None, None] if norm else 1.0
+        np.testing.assert_allclose(ae.inverse_transform(ae.transform(digits.X[:5])) * norms,
+                                   ae.reconstruct(digits.X[:5]), rtol=1e-5, atol=1e-6)
+
+
+def test_sample_norm_makes_codes_blind_to_each_sample_s_scale(digits: Any) -> None:
+    X = digits.X[:200]
+    scales = np.linspace(0.5, 3.0, len(X)).astype(np.float32).reshape(-1, 1, 1, 1)
+    ae = aekit.Autoencoder(latent_dim=4, hidden_dims=(16,), sample_norm="l2", max_epochs=2, batch_size=32,
+                           random_state=0, verbose=0).fit(X)
+    assert ae.resolved_.sample_norm == "l2" and not ae.resolved_.binary_codes  # real-valued codes, too
+    np.testing.assert_allclose(ae.transform(X * scales), ae.transform(X), rtol=1e-4, atol=1e-5)
+    # The reconstruction is in the input's units: scaling a sample scales its reconstruction alike.
+    np.testing.assert_allclose(ae.reconstruct(X * scales), ae.reconstruct(X) * scales, rtol=1e-4, atol=1e-5)
+    assert ae.reconstruction_error(X).mean() < (X ** 2).reshape(len(X), -1).sum(1).mean()  # better than zero
+    # A sample of norm zero stays zero (no division by zero), as in scikit-learn's normalize.
+    assert np.isfinite(ae.transform(np.zeros_like(X[:2]))).all()
+    with pytest.raises(ValueError, match=r"sample_norm 'unit'; valid: none, l2"):
+        aekit.Autoencoder(sample_norm="unit").fit(X)
 
 
 def test_binary_codes_refuse_a_pca_start_and_hamming_needs_bits(float_ae: Any, digits: Any) -> None:
