@@ -596,3 +596,18 @@ def test_all_finite_agrees_with_numpy_and_allocates_no_mask() -> None:
         assert tracemalloc.get_traced_memory()[1] < 256 * 1024
     finally:
         tracemalloc.stop()
+
+
+def test_unit_norm_samples_equals_scikit_learn_normalize() -> None:
+    from sklearn.preprocessing import normalize
+
+    from aekit.data.preprocessing import unit_norm_samples
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 3, 4)).astype(np.float32)
+    X[2] = 0.0  # a zero sample stays zero, as in scikit-learn
+    U, norms = unit_norm_samples(X)
+    assert U.shape == X.shape and U.dtype == np.float32 and norms.dtype == np.float64
+    flat = X.reshape(6, -1).astype(np.float64)
+    np.testing.assert_allclose(U.reshape(6, -1), normalize(flat), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(norms, np.linalg.norm(flat, axis=1), rtol=1e-12)

@@ -45,6 +45,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from aekit.data.preprocessing import unit_norm_samples
 from aekit.model.registry import declared_capabilities, families
 
 __all__ = ["NORMALIZE", "SCORES", "AnomalyDetector", "default_model", "scoring_families"]
@@ -91,13 +92,6 @@ def _sq_norms(X: np.ndarray) -> np.ndarray:
     """||x||^2 of each sample, float64 (n,)."""
     flat = X.reshape(X.shape[0], -1).astype(np.float64)
     return np.einsum("ij,ij->i", flat, flat)
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    """Each sample divided by its Euclidean norm (all-zero samples kept as they are); same shape, float32."""
-    flat = X.reshape(X.shape[0], -1)
-    norm = np.linalg.norm(flat.astype(np.float64), axis=1, keepdims=True)
-    return (flat / np.where(norm > 0, norm, 1.0)).astype(np.float32).reshape(X.shape)
 
 
 class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -274,7 +268,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                                  "data before scoring.")
 
     def _normalized(self, X: np.ndarray) -> np.ndarray:
-        return _unit(X) if self.normalize_ == "unit" else X
+        return unit_norm_samples(X)[0] if self.normalize_ == "unit" else X
 
     def _error(self, Xn: np.ndarray) -> np.ndarray:
         """e(x): the reconstruction error or minus the log-likelihood, float64 (n,)."""

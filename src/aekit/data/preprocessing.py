@@ -237,3 +237,14 @@ class Scaler:
 
     def state(self) -> dict[str, np.ndarray]:
         return {"shift": self.shift, "scale": self.scale}
+
+
+def unit_norm_samples(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample of ``A`` (N, *sample_shape) divided by its Euclidean norm, and the norms (N,) float64.
+
+    A sample of norm zero stays zero (as in scikit-learn's ``normalize``). The dtype of ``A`` is kept.
+    """
+    flat = A.reshape(A.shape[0], -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64))
+    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    return (flat * scale[:, None].astype(A.dtype)).reshape(A.shape), norms

@@ -47,7 +47,7 @@ from aekit.core.nets import (
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
-from aekit.data.preprocessing import Scaling, mean_std
+from aekit.data.preprocessing import Scaling, mean_std, unit_norm_samples
 from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
@@ -639,21 +639,21 @@ class Autoencoder(BaseAutoencoder):
 
     def _prepare(self, X: Any) -> np.ndarray:
         Xs = super()._prepare(X)
-        return unit_rows(Xs)[0] if self._unit_norm() else Xs
+        return unit_norm_samples(Xs)[0] if self._unit_norm() else Xs
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """``decode(encode(X))`` in the units of ``X``, same shape as ``X``; with ``sample_norm="l2"`` each
         reconstruction of a unit-norm sample is scaled back by its input's norm."""
         if not self._unit_norm():
             return super().reconstruct(X)
-        Xu, norms = unit_rows(BaseAutoencoder._prepare(self, X))
+        Xu, norms = unit_norm_samples(BaseAutoencoder._prepare(self, X))
         out = self._batched(lambda x: self.module_.decode(self.module_.encode(x)), Xu)
         out *= norms.reshape(-1, *([1] * (out.ndim - 1))).astype(out.dtype)
         return self.scaler_.inverse_transform(out).reshape(np.shape(X) if np.ndim(X) > 1 else out.shape)
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         if self._unit_norm():
-            Xs = unit_rows(Xs)[0]
+            Xs = unit_norm_samples(Xs)[0]
         if isinstance(self.module_, PCAAutoencoderModule):
             self.module_.set_pca(Xs)
         history = super()._fit_module(Xs, y, seed, **fit_kw)
@@ -753,17 +753,6 @@ class Autoencoder(BaseAutoencoder):
     def layer_corruption(cls, options: Mapping[str, Any]) -> Callable[[Tensor], Tensor] | None:
         """The corruption q(h'|h) that a layer of this family is trained under; None: its clean input."""
         return None
-
-
-def unit_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample of ``A`` (N, *sample_shape) divided by its Euclidean norm, and the norms (N,) float64.
-
-    A sample of norm zero stays zero (as in scikit-learn's ``normalize``). The dtype of ``A`` is kept.
-    """
-    flat = A.reshape(A.shape[0], -1)
-    norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64))
-    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
-    return (flat * scale[:, None].astype(A.dtype)).reshape(A.shape), norms
 
 
 def output_and_loss(output: str, loss: str, lo: float, hi: float) -> tuple[str, str]:
