@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from aekit.core.devices import resolve_device
 from aekit.core.params import Explain, Interval, check_value
@@ -320,17 +319,26 @@ class _ActiveSet:
     cand_c: Tensor  # (n, C) float64 their gradients
 
     def take(self, sel: Tensor) -> _ActiveSet:
-        return _ActiveSet(*(getattr(self, f)[sel] for f in _FS_FIELDS))
+        if sel.dtype == torch.bool:
+            sel = torch.nonzero(sel).flatten()  # once, not once per field
+        return _ActiveSet(*(getattr(self, f).index_select(0, sel) for f in _FS_FIELDS))
 
     def grown(self, M: int, K: int) -> _ActiveSet:
         """The same rows with M slots (free slots appended)."""
-        pad = M - self.idx.shape[1]
-        if pad == 0:
+        n, M0 = self.idx.shape
+        if M == M0:
             return self
+
+        def pad(x: Tensor, fill: float = 0.0) -> Tensor:
+            out = x.new_full((n, M), fill)
+            out[:, :M0] = x
+            return out
+
+        G = self.G.new_zeros(n, M, M)  # (torch.nn.functional.pad is several times slower here)
+        G[:, :M0, :M0] = self.G
         return _ActiveSet(
-            self.rows, F.pad(self.idx, (0, pad), value=K), F.pad(self.val, (0, pad)), F.pad(self.sgn, (0, pad)),
-            F.pad(self.G, (0, pad, 0, pad)), self.live, self.grad, self.refined, self.exact, self.settled,
-            F.pad(self.cS, (0, pad)), self.cand, self.cand_sgn, self.cand_c,
+            self.rows, pad(self.idx, K), pad(self.val), pad(self.sgn), G, self.live, self.grad, self.refined,
+            self.exact, self.settled, pad(self.cS), self.cand, self.cand_sgn, self.cand_c,
         )
 
 
@@ -771,16 +779,26 @@ def _feature_sign(
                 sel[fi[done]] = True
                 finish(st, sel)
         # Rows whose support outgrows their slots move to a larger capacity.
-        for st in list(sets):
+        for i, st in enumerate(list(sets)):
             need = (st.idx < K).sum(1) + (st.cand < K).sum(1)
             up = (need > st.idx.shape[1]) & st.live
-            if not bool(up.any()):
+            n_up = int(up.sum())
+            if not n_up:
                 continue
-            big = st.take(up)
-            cap = caps[(need[up] + _FS_ADD).clamp_max(K)]  # room for the next step's candidates too
+            ui = torch.nonzero(up).flatten()
+            cap = caps[(need[ui] + _FS_ADD).clamp_max(K)]  # room for the next step's candidates too
+            if 2 * n_up >= int(st.live.sum()):
+                # Most rows outgrow their slots (supports grow in step): the whole set grows, one copy,
+                # to the capacity most of them need; the few that need more move on.
+                M2 = int(cap.median())
+                sets[i] = st = st.grown(M2, K)
+                beyond = cap > M2
+                ui, cap = ui[beyond], cap[beyond]
+                if not ui.numel():
+                    continue
             for M2 in cap.unique().tolist():
-                sets.append(big.take(cap == M2).grown(int(M2), K))
-            st.live = st.live & ~up
+                sets.append(st.take(ui[cap == M2]).grown(int(M2), K))
+            st.live[ui] = False
         sets = _compact(sets, K)
         # The step.
         for st in sets:
