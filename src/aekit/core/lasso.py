@@ -480,10 +480,15 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     live = st.live.unsqueeze(1)
     used = st.idx < K
     grad = st.grad.unsqueeze(1)
-    BS = Bflat[(st.rows * K1).unsqueeze(1) + st.idx]  # (n, M) b on the slots, 0 on free ones
     # With the gradient at hand, solve for the correction from the current codes (iterative refinement:
-    # exact whatever rounding G has gathered); otherwise for the codes.
-    rS = torch.where(used, torch.where(grad, st.cS, BS) - alpha * st.sgn, 0.0)  # (n, M)
+    # exact whatever rounding G has gathered); otherwise for the codes. Usually every live row has it
+    # (then the rows that are not live compute garbage, never kept): b need not be gathered.
+    all_grad = bool((st.grad | ~st.live).all())
+    if all_grad:
+        rS = st.cS - alpha * st.sgn  # (n, M), 0 on free slots (cS and sgn are)
+    else:
+        BS = Bflat[(st.rows * K1).unsqueeze(1) + st.idx]  # (n, M) b on the slots, 0 on free ones
+        rS = torch.where(used, torch.where(grad, st.cS, BS) - alpha * st.sgn, 0.0)
     valid = (st.cand < K) & live
     C = int(valid.sum(1).max()) if n else 0
     stuck = torch.zeros(n, dtype=torch.bool, device=ar.device)
@@ -498,8 +503,8 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
         Ut, g0 = Y[:, :C], Y[:, C]  # U^T = (G A[S, J])^T and G r_S
         S = A.take(cand.unsqueeze(2) * K1 + cand.unsqueeze(1)) - torch.bmm(Ut, AJ)  # (n, C, C)
         diag = A.take(cand * (K1 + 1))
-        bJ = torch.where(grad, st.cand_c[:, :C], Bflat[(st.rows * K1).unsqueeze(1) + cand])  # as for r_S
-        zJ = torch.where(valid, bJ - alpha * csgn, 0.0) - (AJ * g0.unsqueeze(2)).sum(1)  # (n, C)
+        bJ = st.cand_c[:, :C] if all_grad else torch.where(grad, st.cand_c[:, :C], Bflat[(st.rows * K1).unsqueeze(1) + cand])
+        zJ = torch.where(valid, bJ - alpha * csgn, 0.0) - torch.bmm(Ut, rS.unsqueeze(2)).squeeze(2)  # (n, C)
         Cinv, acc = _schur_inverse(S, diag, valid, piv)
         stuck = valid[:, 0] & ~acc[:, 0]
         if bool(stuck.any()):  # these rows take a swap step instead (see _swap): no candidate enters now
@@ -526,7 +531,7 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
             xJ = torch.bmm(Cinv, zJ.unsqueeze(2)).squeeze(2)
         xJ = torch.where(acc, xJ, 0.0)
         lost = took & ~acc[:, 0]
-        xS = g0 - (Ut * xJ.unsqueeze(2)).sum(1)  # (n, M) the support's codes (or correction)
+        xS = g0 - torch.bmm(xJ.unsqueeze(1), Ut).squeeze(1)  # (n, M) the support's codes (or correction)
         if bool(acc.any()):
             slots = torch.sort(used.to(torch.uint8), dim=1, stable=True).indices[:, :C]  # free slots first
             W = Ut.transpose(1, 2).clone()  # (n, M, C): U - E, E placing the candidates in their slots
@@ -535,7 +540,8 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
             WC = torch.bmm(W, Cinv)
     else:
         xS = torch.bmm(rS.unsqueeze(1), st.G).squeeze(1)
-    hn = torch.where(used, xS + torch.where(grad, st.val, 0.0), 0.0)  # (n, M) the solution on the support
+    # (n, M) the solution on the support (xS is 0 on free slots: so are the rows of G)
+    hn = xS + st.val if all_grad else torch.where(used, xS + torch.where(grad, st.val, 0.0), 0.0)
     # The low-rank update of G, as factors Z V^T: + W C^-1 W^T for the candidates, then - g g^T / g_q
     # for each coordinate q that leaves (g the column q of the inverse updated so far).
     Zs: list[Tensor] = [WC] if WC is not None else []
@@ -556,16 +562,25 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     gone = torch.zeros_like(used)
     removed: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (rows, their position map, g * coef, g)
     cut = torch.zeros_like(st.live)
+    act: Tensor | None = None  # the rows that walked the last piece: only they can cross again
     for it_ls in range(M):
-        cross = (sgn != 0) & live & (hn * sgn <= 0)
-        rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
+        if act is None:
+            cross = (sgn != 0) & live & (hn * sgn <= 0)
+            rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
+            cr = cross[rq]
+        else:
+            sa = sgn[act]
+            cross = (sa != 0) & (hn[act] * sa <= 0)
+            m = cross.any(1)
+            rq, cr = act[m], cross[m]
         if rq.numel() == 0:
             break
         if it_ls == _LS_MAX:
             hn[rq] = val[rq]
             cut[rq] = True
             break
-        cr, v, h = cross[rq], val[rq], hn[rq]
+        act = rq
+        v, h = val[rq], hn[rq]
         t = torch.where(cr, v / torch.where(cr, v - h, 1.0), torch.inf)
         t1 = t.amin(1, keepdim=True)
         q = (cr & (t <= t1)).to(torch.uint8).argmax(1)  # the first to reach zero
