@@ -498,8 +498,10 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     if C:
         cand, csgn = st.cand[:, :C], st.cand_sgn[:, :C]
         valid = valid[:, :C]
-        AJ = A.take(st.idx.unsqueeze(2) * K1 + cand.unsqueeze(1))  # (n, M, C) A[S, J]
-        Y = torch.bmm(torch.cat([AJ, rS.unsqueeze(2)], 2).transpose(1, 2), st.G)  # (n, C + 1, M), G symmetric
+        # (n, C, M) A[J, S], gathered along the rows of A (A symmetric), and A[S, J]
+        AJt = A.take((cand * K1).unsqueeze(2) + st.idx.unsqueeze(1))
+        AJ = AJt.transpose(1, 2)
+        Y = torch.bmm(torch.cat([AJt, rS.unsqueeze(1)], 1), st.G)  # (n, C + 1, M), G symmetric
         Ut, g0 = Y[:, :C], Y[:, C]  # U^T = (G A[S, J])^T and G r_S
         S = A.take(cand.unsqueeze(2) * K1 + cand.unsqueeze(1)) - torch.bmm(Ut, AJ)  # (n, C, C)
         diag = A.take(cand * (K1 + 1))
@@ -533,7 +535,9 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
         lost = took & ~acc[:, 0]
         xS = g0 - torch.bmm(xJ.unsqueeze(1), Ut).squeeze(1)  # (n, M) the support's codes (or correction)
         if bool(acc.any()):
-            slots = torch.sort(used.to(torch.uint8), dim=1, stable=True).indices[:, :C]  # free slots first
+            # The first C free slots of each row, in order (the largest keys; cheaper than a stable sort).
+            key = (~used).to(torch.int32) * M - torch.arange(M, dtype=torch.int32, device=used.device)
+            slots = torch.topk(key, C, dim=1).indices
             W = Ut.transpose(1, 2).clone()  # (n, M, C): U - E, E placing the candidates in their slots
             r, c = torch.nonzero(acc, as_tuple=True)
             W[r, slots[r, c], c] = -1.0
