@@ -588,10 +588,10 @@ def _step(
             cut[rq] = True
             break
         act = rq
-        v, h = val[rq], hn[rq]
-        t = torch.where(cr, v / torch.where(cr, v - h, 1.0), torch.inf)
-        t1 = t.amin(1, keepdim=True)
-        q = (cr & (t <= t1)).to(torch.uint8).argmax(1)  # the first to reach zero
+        v, h0 = val[rq], hn[rq]
+        t = (v / (v - h0)).masked_fill_(~cr, torch.inf)  # where each coordinate reaches zero (NaN masked)
+        q = t.argmin(1)  # the first to reach zero
+        t1 = t.gather(1, q.unsqueeze(1))
         g = st.G[rq, q]  # (nq, M) row q of G (symmetric), then of the inverse updated so far
         if W is not None and WC is not None:
             g += (WC[rq] * W[rq, q].unsqueeze(1)).sum(2)
@@ -601,14 +601,15 @@ def _step(
             if m.numel():
                 g[m] += zk[p[m]] * vk[p[m], q[m]].unsqueeze(1)
         coef = -1.0 / g.gather(1, q.unsqueeze(1))  # (nq, 1)
-        h = h + g * (coef * h.gather(1, q.unsqueeze(1)))
-        v = v + t1 * (hn[rq] - v)
+        h = h0 + g * (coef * h0.gather(1, q.unsqueeze(1)))
+        v = v + t1 * (h0 - v)
+        aq = torch.arange(rq.numel(), device=rq.device)
         pos = torch.full((n,), -1, dtype=torch.long, device=rq.device)
-        pos[rq] = torch.arange(rq.numel(), device=rq.device)
+        pos[rq] = aq
         removed.append((rq, pos, g * coef, g))
         gone[rq, q] = True
         for x, y in ((hn, h), (val, v)):
-            y[torch.arange(rq.numel(), device=rq.device), q] = 0.0
+            y[aq, q] = 0.0
             x[rq] = y
         sgn[rq, q] = 0.0
     if removed:
