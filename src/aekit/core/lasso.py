@@ -425,7 +425,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
     used = idx < K
     a = A.take(j.unsqueeze(1) * K1 + idx)  # (n, M) A[j, S]
     c = Bflat[st.rows[sel] * K1 + j] - (a * val).sum(1)  # b_j - (h A)_j at the codes after this step
-    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)  # (n, M)
+    u = torch.bmm(a.unsqueeze(1), G).squeeze(1)  # (n, M) G a (G symmetric; the faster batched product)
     ajj = A.take(j * (K1 + 1))
     # This step may have settled j or removed a coordinate of S (j's pivot is then no longer 0 and the
     # next step adds it as usual): only the rows still degenerate and violating swap.
@@ -447,7 +447,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
     idx = idx.clone()
     idx[ar, q] = torch.where(ok, K, idx[ar, q])
     a = A.take(j.unsqueeze(1) * K1 + idx)
-    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)
+    u = torch.bmm(a.unsqueeze(1), G).squeeze(1)
     s = ajj - (a * u).sum(1)
     ok &= s > piv * ajj
     u[ar, q] = -1.0
@@ -537,7 +537,7 @@ def _step(
             xJ = torch.bmm(Cinv, zJ.unsqueeze(2)).squeeze(2)
         xJ = torch.where(acc, xJ, 0.0)
         lost = took & ~acc[:, 0]
-        xS = g0 - torch.bmm(xJ.unsqueeze(1), Ut).squeeze(1)  # (n, M) the support's codes (or correction)
+        xS = g0 - (Ut * xJ.unsqueeze(2)).sum(1)  # (n, M) the support's codes (or correction)
         if bool(acc.any()):
             # The first C free slots of each row, in order (the largest keys; cheaper than a stable sort).
             key = (~used).to(torch.int32) * M - torch.arange(M, dtype=torch.int32, device=used.device)
@@ -946,8 +946,9 @@ def _refine_on_support(
         hs = H[r].gather(1, idx)
         on = ts != 0
         for _ in range(steps):
-            res = torch.where(on, rhs - torch.bmm(Ass, hs.unsqueeze(2)).squeeze(2), 0.0)
-            d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+            # Ass and G are symmetric: x^T M, several times faster than M x in a batched product here
+            res = torch.where(on, rhs - torch.bmm(hs.unsqueeze(1), Ass).squeeze(1), 0.0)
+            d = torch.bmm(res.to(G.dtype).unsqueeze(1), G).squeeze(1)
             hs = hs + torch.where(on, d.to(wd), 0.0)
         H[r] = H[r].scatter_(1, idx, hs)
     if large:
@@ -958,7 +959,7 @@ def _refine_on_support(
             for r, idx, G in large:
                 ts = theta[r].gather(1, idx)
                 res = torch.where(ts != 0, R[r].gather(1, idx), 0.0)
-                d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+                d = torch.bmm(res.to(G.dtype).unsqueeze(1), G).squeeze(1)  # G symmetric (see above)
                 H[r] = H[r].scatter_add_(1, idx, torch.where(ts != 0, d.to(wd), 0.0))
     H = H[:, :K]
     c = gradient(B, H)
