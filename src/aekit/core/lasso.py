@@ -747,7 +747,8 @@ def _feature_sign(
         tolerance = ((slack32 if single else rel) * scale[r] + rounding).to(dt)
         cS = torch.gather(c, 1, idx)
         res = (cS - alpha * st.sgn[fi].to(dt)).abs().amax(1)  # 0 on free slots (c[:, K] = 0)
-        v = c.abs().scatter_(1, idx, 0.0)[:, :K]  # |gradient| off the support
+        # |gradient| off the support (scattering a tensor of zeros: several times faster than the scalar)
+        v = c.abs().scatter_(1, idx, c.new_zeros(idx.shape))[:, :K]
         top, ti = v.topk(n_cand, dim=1)
         viol = top > (alpha + tolerance).unsqueeze(1)
         if early:
