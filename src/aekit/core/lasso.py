@@ -461,7 +461,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
 
 
 def _step(
-    st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float, n_cand: int = _FS_ADD
+    st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float, n_cand: int = _FS_ADD, rank: int = 0
 ) -> tuple[Tensor, Tensor]:
     """One feature-sign step for every live row of ``st`` (in place); returns two bool (n,) masks.
 
@@ -564,7 +564,8 @@ def _step(
     # remove it (its row of the solution vanishes: h <- h - g h_q / g_q) and walk on toward the
     # solution on the smaller support. On each piece the objective is the quadratic with the linear
     # term alpha theta.h, which decreases strictly: every piece lowers the objective. A row walks at
-    # most _LS_MAX pieces in one step: one still crossing then stops at its last crossing point (lower
+    # most _LS_MAX pieces in one step (one fewer while its support is below half ``rank``, the rank of
+    # A: 0 for no such limit): one still crossing then stops at its last crossing point (lower
     # objective, consistent signs) and walks on in the next step, so that a few long walks do not keep
     # every row's loop going.
     gone = torch.zeros_like(used)
@@ -583,10 +584,17 @@ def _step(
             rq, cr = act[m], cross[m]
         if rq.numel() == 0:
             break
-        if it_ls == _LS_MAX:
-            hn[rq] = val[rq]
-            cut[rq] = True
-            break
+        if it_ls >= _LS_MAX - 1:
+            # Rows whose support is below half the rank of A stop one piece earlier: their walks are
+            # short, and the rounds they save do not pay for the longer loop of every row.
+            stop = (it_ls == _LS_MAX) | (2 * used[rq].sum(1) < rank)
+            if bool(stop.any()):
+                rs = rq[stop]
+                hn[rs] = val[rs]
+                cut[rs] = True
+                rq, cr = rq[~stop], cr[~stop]
+                if rq.numel() == 0:
+                    break
         act = rq
         v, h0 = val[rq], hn[rq]
         t = (v / (v - h0)).masked_fill_(~cr, torch.inf)  # where each coordinate reaches zero (NaN masked)
@@ -719,7 +727,8 @@ def _feature_sign(
     # take _FS_ADD_EARLY candidates per step, for fewer rounds (MNIST with 1,024 atoms: 20 % faster;
     # with 256 atoms, or on digits, it is slower: wrong candidates cost more than the rounds saved).
     nf = D.shape[1] if D is not None else K
-    early = (min(K, nf) if D is not None and not beta else K) // 4 if K * min(K, 2 * nf) >= 2**19 else 0
+    rank = min(K, nf) if D is not None and not beta else K  # of A, at most
+    early = rank // 4 if K * min(K, 2 * nf) >= 2**19 else 0
     n_cand = min(_FS_ADD_EARLY if early else _FS_ADD, K)  # the width of the candidate lists
     caps = torch.tensor([_capacity(i, K) for i in range(K + 1)], device=dev)
     out = torch.zeros(N, K + 1, dtype=wd, device=dev)
@@ -838,7 +847,7 @@ def _feature_sign(
         for st in sets:
             grad = st.grad & st.live
             top = st.cand[:, 0].clone()
-            stuck, lost = _step(st, Ap, Bflat, alpha, piv, n_cand)
+            stuck, lost = _step(st, Ap, Bflat, alpha, piv, n_cand, rank)
             if bool(stuck.any()):
                 sr = torch.nonzero(stuck).flatten()
                 bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, alpha, piv)]
