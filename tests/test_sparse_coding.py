@@ -169,6 +169,31 @@ def test_float32_guess_and_float64_refinement_give_the_exact_codes(monkeypatch):
         np.testing.assert_allclose(H2.numpy(), exact.numpy(), atol=1e-9)
 
 
+def test_eight_candidates_per_step_on_large_dictionaries_give_the_same_codes(monkeypatch):
+    # With K min(K, 2 n_features) >= 2^19 (here 768 atoms in 400 dimensions) rows take 8 candidates per
+    # step while their support is below a quarter of the rank; the codes must be those of 4 per step.
+    _, D = random_problem(12, 400, 768, seed=8)
+    rng = np.random.default_rng(0)
+    H0 = np.zeros((12, 768))
+    for i in range(12):
+        H0[i, rng.choice(768, 40, replace=False)] = rng.standard_normal(40)
+    X, alpha = H0 @ D + 0.05 * rng.standard_normal((12, 400)), 0.2  # supports of 35 to 45
+    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
+    H = lasso_core(Xt, Dt, alpha, 1000, 1e-6).numpy()
+    assert kkt_violation(X, D, H, alpha) < 1e-10
+    assert (H != 0).sum(1).min() > 16  # several steps of 8 candidates
+    calls = []
+    step = lasso._step
+    monkeypatch.setattr(lasso, "_step", lambda st, *a: calls.append(st.cand.shape[1]) or step(st, *a))
+    lasso_core(Xt, Dt, alpha, 1000, 1e-6)
+    assert 8 in calls
+    monkeypatch.setattr(lasso, "_FS_ADD_EARLY", lasso._FS_ADD)
+    calls.clear()
+    H4 = lasso_core(Xt, Dt, alpha, 1000, 1e-6).numpy()
+    assert set(calls) == {4}
+    np.testing.assert_allclose(H, H4, atol=1e-9)
+
+
 def test_feature_sign_with_dependent_atoms_and_large_alpha():
     X, D = random_problem(seed=6)
     D2 = np.concatenate([D, D[:5], -D[5:8]])  # repeated (and negated) atoms: supports can be singular

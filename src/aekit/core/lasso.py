@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from aekit.core.devices import resolve_device
 from aekit.core.params import Explain, Interval, check_value
@@ -276,6 +275,8 @@ def _ista(X: Tensor, D: Tensor, alpha: float, max_iter: int, tol: float, init: T
 # Coordinates activated per step, the most violating first: four at a time needs about half the
 # gradient passes of one at a time, and a wrong guess is dropped before it costs anything.
 _FS_ADD = 4
+# Candidates per step early in the search on large dictionaries (see _feature_sign).
+_FS_ADD_EARLY = 8
 _FS_MIN_SLOTS = 8
 _FS_MERGE = 512  # sets of equal capacity smaller than this together are merged
 _FS_TAIL = 256  # this few rows left go in one set
@@ -320,17 +321,26 @@ class _ActiveSet:
     cand_c: Tensor  # (n, C) float64 their gradients
 
     def take(self, sel: Tensor) -> _ActiveSet:
-        return _ActiveSet(*(getattr(self, f)[sel] for f in _FS_FIELDS))
+        if sel.dtype == torch.bool:
+            sel = torch.nonzero(sel).flatten()  # once, not once per field
+        return _ActiveSet(*(getattr(self, f).index_select(0, sel) for f in _FS_FIELDS))
 
     def grown(self, M: int, K: int) -> _ActiveSet:
         """The same rows with M slots (free slots appended)."""
-        pad = M - self.idx.shape[1]
-        if pad == 0:
+        n, M0 = self.idx.shape
+        if M == M0:
             return self
+
+        def pad(x: Tensor, fill: float = 0.0) -> Tensor:
+            out = x.new_full((n, M), fill)
+            out[:, :M0] = x
+            return out
+
+        G = self.G.new_zeros(n, M, M)  # (torch.nn.functional.pad is several times slower here)
+        G[:, :M0, :M0] = self.G
         return _ActiveSet(
-            self.rows, F.pad(self.idx, (0, pad), value=K), F.pad(self.val, (0, pad)), F.pad(self.sgn, (0, pad)),
-            F.pad(self.G, (0, pad, 0, pad)), self.live, self.grad, self.refined, self.exact, self.settled,
-            F.pad(self.cS, (0, pad)), self.cand, self.cand_sgn, self.cand_c,
+            self.rows, pad(self.idx, K), pad(self.val), pad(self.sgn), G, self.live, self.grad, self.refined,
+            self.exact, self.settled, pad(self.cS), self.cand, self.cand_sgn, self.cand_c,
         )
 
 
@@ -415,7 +425,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
     used = idx < K
     a = A.take(j.unsqueeze(1) * K1 + idx)  # (n, M) A[j, S]
     c = Bflat[st.rows[sel] * K1 + j] - (a * val).sum(1)  # b_j - (h A)_j at the codes after this step
-    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)  # (n, M)
+    u = torch.bmm(a.unsqueeze(1), G).squeeze(1)  # (n, M) G a (G symmetric; the faster batched product)
     ajj = A.take(j * (K1 + 1))
     # This step may have settled j or removed a coordinate of S (j's pivot is then no longer 0 and the
     # next step adds it as usual): only the rows still degenerate and violating swap.
@@ -437,7 +447,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
     idx = idx.clone()
     idx[ar, q] = torch.where(ok, K, idx[ar, q])
     a = A.take(j.unsqueeze(1) * K1 + idx)
-    u = torch.bmm(G, a.unsqueeze(2)).squeeze(2)
+    u = torch.bmm(a.unsqueeze(1), G).squeeze(1)
     s = ajj - (a * u).sum(1)
     ok &= s > piv * ajj
     u[ar, q] = -1.0
@@ -450,7 +460,9 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
     return ok | ~need
 
 
-def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) -> tuple[Tensor, Tensor]:
+def _step(
+    st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float, n_cand: int = _FS_ADD, rank: int = 0
+) -> tuple[Tensor, Tensor]:
     """One feature-sign step for every live row of ``st`` (in place); returns two bool (n,) masks.
 
     With S the support, theta its signs and J the candidates (signs from their gradients), the codes
@@ -472,10 +484,15 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     live = st.live.unsqueeze(1)
     used = st.idx < K
     grad = st.grad.unsqueeze(1)
-    BS = Bflat[(st.rows * K1).unsqueeze(1) + st.idx]  # (n, M) b on the slots, 0 on free ones
     # With the gradient at hand, solve for the correction from the current codes (iterative refinement:
-    # exact whatever rounding G has gathered); otherwise for the codes.
-    rS = torch.where(used, torch.where(grad, st.cS, BS) - alpha * st.sgn, 0.0)  # (n, M)
+    # exact whatever rounding G has gathered); otherwise for the codes. Usually every live row has it
+    # (then the rows that are not live compute garbage, never kept): b need not be gathered.
+    all_grad = bool((st.grad | ~st.live).all())
+    if all_grad:
+        rS = st.cS - alpha * st.sgn  # (n, M), 0 on free slots (cS and sgn are)
+    else:
+        BS = Bflat[(st.rows * K1).unsqueeze(1) + st.idx]  # (n, M) b on the slots, 0 on free ones
+        rS = torch.where(used, torch.where(grad, st.cS, BS) - alpha * st.sgn, 0.0)
     valid = (st.cand < K) & live
     C = int(valid.sum(1).max()) if n else 0
     stuck = torch.zeros(n, dtype=torch.bool, device=ar.device)
@@ -485,13 +502,15 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     if C:
         cand, csgn = st.cand[:, :C], st.cand_sgn[:, :C]
         valid = valid[:, :C]
-        AJ = A.take(st.idx.unsqueeze(2) * K1 + cand.unsqueeze(1))  # (n, M, C) A[S, J]
-        Y = torch.bmm(torch.cat([AJ, rS.unsqueeze(2)], 2).transpose(1, 2), st.G)  # (n, C + 1, M), G symmetric
+        # (n, C, M) A[J, S], gathered along the rows of A (A symmetric), and A[S, J]
+        AJt = A.take((cand * K1).unsqueeze(2) + st.idx.unsqueeze(1))
+        AJ = AJt.transpose(1, 2)
+        Y = torch.bmm(torch.cat([AJt, rS.unsqueeze(1)], 1), st.G)  # (n, C + 1, M), G symmetric
         Ut, g0 = Y[:, :C], Y[:, C]  # U^T = (G A[S, J])^T and G r_S
         S = A.take(cand.unsqueeze(2) * K1 + cand.unsqueeze(1)) - torch.bmm(Ut, AJ)  # (n, C, C)
         diag = A.take(cand * (K1 + 1))
-        bJ = torch.where(grad, st.cand_c[:, :C], Bflat[(st.rows * K1).unsqueeze(1) + cand])  # as for r_S
-        zJ = torch.where(valid, bJ - alpha * csgn, 0.0) - (AJ * g0.unsqueeze(2)).sum(1)  # (n, C)
+        bJ = st.cand_c[:, :C] if all_grad else torch.where(grad, st.cand_c[:, :C], Bflat[(st.rows * K1).unsqueeze(1) + cand])
+        zJ = torch.where(valid, bJ - alpha * csgn, 0.0) - torch.bmm(Ut, rS.unsqueeze(2)).squeeze(2)  # (n, C)
         Cinv, acc = _schur_inverse(S, diag, valid, piv)
         stuck = valid[:, 0] & ~acc[:, 0]
         if bool(stuck.any()):  # these rows take a swap step instead (see _swap): no candidate enters now
@@ -520,14 +539,17 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
         lost = took & ~acc[:, 0]
         xS = g0 - (Ut * xJ.unsqueeze(2)).sum(1)  # (n, M) the support's codes (or correction)
         if bool(acc.any()):
-            slots = torch.sort(used.to(torch.uint8), dim=1, stable=True).indices[:, :C]  # free slots first
+            # The first C free slots of each row, in order (the largest keys; cheaper than a stable sort).
+            key = (~used).to(torch.int32) * M - torch.arange(M, dtype=torch.int32, device=used.device)
+            slots = torch.topk(key, C, dim=1).indices
             W = Ut.transpose(1, 2).clone()  # (n, M, C): U - E, E placing the candidates in their slots
             r, c = torch.nonzero(acc, as_tuple=True)
             W[r, slots[r, c], c] = -1.0
             WC = torch.bmm(W, Cinv)
     else:
         xS = torch.bmm(rS.unsqueeze(1), st.G).squeeze(1)
-    hn = torch.where(used, xS + torch.where(grad, st.val, 0.0), 0.0)  # (n, M) the solution on the support
+    # (n, M) the solution on the support (xS is 0 on free slots: so are the rows of G)
+    hn = xS + st.val if all_grad else torch.where(used, xS + torch.where(grad, st.val, 0.0), 0.0)
     # The low-rank update of G, as factors Z V^T: + W C^-1 W^T for the candidates, then - g g^T / g_q
     # for each coordinate q that leaves (g the column q of the inverse updated so far).
     Zs: list[Tensor] = [WC] if WC is not None else []
@@ -542,25 +564,42 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     # remove it (its row of the solution vanishes: h <- h - g h_q / g_q) and walk on toward the
     # solution on the smaller support. On each piece the objective is the quadratic with the linear
     # term alpha theta.h, which decreases strictly: every piece lowers the objective. A row walks at
-    # most _LS_MAX pieces in one step: one still crossing then stops at its last crossing point (lower
+    # most _LS_MAX pieces in one step (one fewer while its support is below half ``rank``, the rank of
+    # A: 0 for no such limit): one still crossing then stops at its last crossing point (lower
     # objective, consistent signs) and walks on in the next step, so that a few long walks do not keep
     # every row's loop going.
     gone = torch.zeros_like(used)
     removed: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (rows, their position map, g * coef, g)
     cut = torch.zeros_like(st.live)
+    act: Tensor | None = None  # the rows that walked the last piece: only they can cross again
     for it_ls in range(M):
-        cross = (sgn != 0) & live & (hn * sgn <= 0)
-        rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
+        if act is None:
+            cross = (sgn != 0) & live & (hn * sgn <= 0)
+            rq = torch.nonzero(cross.any(1)).flatten()  # rows where a coordinate reaches zero on the way
+            cr = cross[rq]
+        else:
+            sa = sgn[act]
+            cross = (sa != 0) & (hn[act] * sa <= 0)
+            m = cross.any(1)
+            rq, cr = act[m], cross[m]
         if rq.numel() == 0:
             break
-        if it_ls == _LS_MAX:
-            hn[rq] = val[rq]
-            cut[rq] = True
-            break
-        cr, v, h = cross[rq], val[rq], hn[rq]
-        t = torch.where(cr, v / torch.where(cr, v - h, 1.0), torch.inf)
-        t1 = t.amin(1, keepdim=True)
-        q = (cr & (t <= t1)).to(torch.uint8).argmax(1)  # the first to reach zero
+        if it_ls >= _LS_MAX - 1:
+            # Rows whose support is below half the rank of A stop one piece earlier: their walks are
+            # short, and the rounds they save do not pay for the longer loop of every row.
+            stop = (it_ls == _LS_MAX) | (2 * used[rq].sum(1) < rank)
+            if bool(stop.any()):
+                rs = rq[stop]
+                hn[rs] = val[rs]
+                cut[rs] = True
+                rq, cr = rq[~stop], cr[~stop]
+                if rq.numel() == 0:
+                    break
+        act = rq
+        v, h0 = val[rq], hn[rq]
+        t = (v / (v - h0)).masked_fill_(~cr, torch.inf)  # where each coordinate reaches zero (NaN masked)
+        q = t.argmin(1)  # the first to reach zero
+        t1 = t.gather(1, q.unsqueeze(1))
         g = st.G[rq, q]  # (nq, M) row q of G (symmetric), then of the inverse updated so far
         if W is not None and WC is not None:
             g += (WC[rq] * W[rq, q].unsqueeze(1)).sum(2)
@@ -570,14 +609,15 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
             if m.numel():
                 g[m] += zk[p[m]] * vk[p[m], q[m]].unsqueeze(1)
         coef = -1.0 / g.gather(1, q.unsqueeze(1))  # (nq, 1)
-        h = h + g * (coef * h.gather(1, q.unsqueeze(1)))
-        v = v + t1 * (hn[rq] - v)
+        h = h0 + g * (coef * h0.gather(1, q.unsqueeze(1)))
+        v = v + t1 * (h0 - v)
+        aq = torch.arange(rq.numel(), device=rq.device)
         pos = torch.full((n,), -1, dtype=torch.long, device=rq.device)
-        pos[rq] = torch.arange(rq.numel(), device=rq.device)
+        pos[rq] = aq
         removed.append((rq, pos, g * coef, g))
         gone[rq, q] = True
         for x, y in ((hn, h), (val, v)):
-            y[torch.arange(rq.numel(), device=rq.device), q] = 0.0
+            y[aq, q] = 0.0
             x[rq] = y
         sgn[rq, q] = 0.0
     if removed:
@@ -606,7 +646,7 @@ def _step(st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float) ->
     st.sgn = torch.sign(st.val)
     st.refined = st.grad & st.live & ~cut
     st.grad = torch.zeros_like(st.live)
-    C_next = min(_FS_ADD, K)
+    C_next = min(n_cand, K)
     st.cand = torch.full((n, C_next), K, dtype=st.cand.dtype, device=ar.device)
     st.cand_sgn = st.val.new_zeros(n, C_next)
     st.cand_c = st.val.new_zeros(n, C_next)
@@ -682,6 +722,14 @@ def _feature_sign(
     rel = rounding_factor * eps  # KKT violations tolerated: rounding (the solution is exact)
     slack = rel * scale
     amax = float(A.diagonal().abs().max())
+    # Where each round's gradient costs much more than a step (K min(K, 2 n_features) per row, against
+    # about 15 M^2 for G: large dictionaries), rows whose support is below a quarter of the rank of A
+    # take _FS_ADD_EARLY candidates per step, for fewer rounds (MNIST with 1,024 atoms: 20 % faster;
+    # with 256 atoms, or on digits, it is slower: wrong candidates cost more than the rounds saved).
+    nf = D.shape[1] if D is not None else K
+    rank = min(K, nf) if D is not None and not beta else K  # of A, at most
+    early = rank // 4 if K * min(K, 2 * nf) >= 2**19 else 0
+    n_cand = min(_FS_ADD_EARLY if early else _FS_ADD, K)  # the width of the candidate lists
     caps = torch.tensor([_capacity(i, K) for i in range(K + 1)], device=dev)
     out = torch.zeros(N, K + 1, dtype=wd, device=dev)
     failed = torch.zeros(N, dtype=torch.bool, device=dev)
@@ -708,9 +756,12 @@ def _feature_sign(
         tolerance = ((slack32 if single else rel) * scale[r] + rounding).to(dt)
         cS = torch.gather(c, 1, idx)
         res = (cS - alpha * st.sgn[fi].to(dt)).abs().amax(1)  # 0 on free slots (c[:, K] = 0)
-        v = c.abs().scatter_(1, idx, 0.0)[:, :K]  # |gradient| off the support
-        top, ti = v.topk(min(_FS_ADD, K), dim=1)
+        # |gradient| off the support (scattering a tensor of zeros: several times faster than the scalar)
+        v = c.abs().scatter_(1, idx, c.new_zeros(idx.shape))[:, :K]
+        top, ti = v.topk(n_cand, dim=1)
         viol = top > (alpha + tolerance).unsqueeze(1)
+        if early:
+            viol[:, _FS_ADD:] &= ((idx < K).sum(1) + n_cand <= early).unsqueeze(1)
         ti = torch.where(viol, ti, K)
         cc = torch.gather(c, 1, ti).to(wd)
         st.cand[fi, : ti.shape[1]] = ti
@@ -725,13 +776,13 @@ def _feature_sign(
 
     sets: list[_ActiveSet] = []
     # The first step, from h = 0 where the gradient is b: its most violating coordinates.
-    top, cand = Bp[:, :K].abs().topk(min(_FS_ADD, K), dim=1)
+    top, cand = Bp[:, :K].abs().topk(n_cand if n_cand <= early else min(_FS_ADD, K), dim=1)
     cand = torch.where(top > (alpha + slack).unsqueeze(1), cand, K)
     rows = torch.nonzero(cand[:, 0] < K).flatten()  # rows with nothing to activate are solved by h = 0
     if init is not None:  # from the given codes: the first round checks them like any other
-        sets = _warm_sets(init.to(wd), Ap, caps, piv)
+        sets = _warm_sets(init.to(wd), Ap, caps, piv, n_cand)
     elif rows.numel():
-        n, M = rows.numel(), _capacity(min(_FS_ADD, K), K)
+        n, M = rows.numel(), _capacity(cand.shape[1], K)
         no = torch.zeros(n, dtype=torch.bool, device=dev)
         z = torch.zeros(n, M, dtype=wd, device=dev)
         cand_c = torch.gather(Bp, 1, cand)[rows]
@@ -771,22 +822,32 @@ def _feature_sign(
                 sel[fi[done]] = True
                 finish(st, sel)
         # Rows whose support outgrows their slots move to a larger capacity.
-        for st in list(sets):
+        for i, st in enumerate(list(sets)):
             need = (st.idx < K).sum(1) + (st.cand < K).sum(1)
             up = (need > st.idx.shape[1]) & st.live
-            if not bool(up.any()):
+            n_up = int(up.sum())
+            if not n_up:
                 continue
-            big = st.take(up)
-            cap = caps[(need[up] + _FS_ADD).clamp_max(K)]  # room for the next step's candidates too
+            ui = torch.nonzero(up).flatten()
+            cap = caps[(need[ui] + _FS_ADD).clamp_max(K)]  # room for the next step's candidates too
+            if 2 * n_up >= int(st.live.sum()):
+                # Most rows outgrow their slots (supports grow in step): the whole set grows, one copy,
+                # to the capacity most of them need; the few that need more move on.
+                M2 = int(cap.median())
+                sets[i] = st = st.grown(M2, K)
+                beyond = cap > M2
+                ui, cap = ui[beyond], cap[beyond]
+                if not ui.numel():
+                    continue
             for M2 in cap.unique().tolist():
-                sets.append(big.take(cap == M2).grown(int(M2), K))
-            st.live = st.live & ~up
+                sets.append(st.take(ui[cap == M2]).grown(int(M2), K))
+            st.live[ui] = False
         sets = _compact(sets, K)
         # The step.
         for st in sets:
             grad = st.grad & st.live
             top = st.cand[:, 0].clone()
-            stuck, lost = _step(st, Ap, Bflat, alpha, piv)
+            stuck, lost = _step(st, Ap, Bflat, alpha, piv, n_cand, rank)
             if bool(stuck.any()):
                 sr = torch.nonzero(stuck).flatten()
                 bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, alpha, piv)]
@@ -807,7 +868,7 @@ def _feature_sign(
     return out[:, :K], failed, n_steps
 
 
-def _warm_sets(init: Tensor, Ap: Tensor, caps: Tensor, piv: float) -> list[_ActiveSet]:
+def _warm_sets(init: Tensor, Ap: Tensor, caps: Tensor, piv: float, n_cand: int = _FS_ADD) -> list[_ActiveSet]:
     """Feature-sign state of every row on the support, signs and values of ``init`` (N, K).
 
     ``Ap`` is A padded with a zero row and column (the free slots' atom). Rows are grouped by the
@@ -840,7 +901,7 @@ def _warm_sets(init: Tensor, Ap: Tensor, caps: Tensor, piv: float) -> list[_Acti
         idx = torch.where(free, K, idx)
         val = torch.where(free, 0.0, val)
         no = torch.zeros(n, dtype=torch.bool, device=dev)
-        cand = torch.full((n, min(_FS_ADD, K)), K, dtype=torch.long, device=dev)
+        cand = torch.full((n, min(n_cand, K)), K, dtype=torch.long, device=dev)
         zc = torch.zeros(cand.shape, dtype=wd, device=dev)
         sets.append(_ActiveSet(
             rows, idx, val, torch.sign(val), G, ~no, no, no, no, no, torch.zeros_like(val), cand, zc, zc.clone()
@@ -895,8 +956,9 @@ def _refine_on_support(
         hs = H[r].gather(1, idx)
         on = ts != 0
         for _ in range(steps):
-            res = torch.where(on, rhs - torch.bmm(Ass, hs.unsqueeze(2)).squeeze(2), 0.0)
-            d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+            # Ass and G are symmetric: x^T M, several times faster than M x in a batched product here
+            res = torch.where(on, rhs - torch.bmm(hs.unsqueeze(1), Ass).squeeze(1), 0.0)
+            d = torch.bmm(res.to(G.dtype).unsqueeze(1), G).squeeze(1)
             hs = hs + torch.where(on, d.to(wd), 0.0)
         H[r] = H[r].scatter_(1, idx, hs)
     if large:
@@ -907,7 +969,7 @@ def _refine_on_support(
             for r, idx, G in large:
                 ts = theta[r].gather(1, idx)
                 res = torch.where(ts != 0, R[r].gather(1, idx), 0.0)
-                d = torch.bmm(G, res.to(G.dtype).unsqueeze(2)).squeeze(2)
+                d = torch.bmm(res.to(G.dtype).unsqueeze(1), G).squeeze(1)  # G symmetric (see above)
                 H[r] = H[r].scatter_add_(1, idx, torch.where(ts != 0, d.to(wd), 0.0))
     H = H[:, :K]
     c = gradient(B, H)
