@@ -289,8 +289,10 @@ _FS_GUESS_ROUNDING = 2.0
 _FS_GUESS_MAX_STEPS = 64
 _REFINE_STEPS = 3  # iterative refinement steps on the support (see _refine_on_support)
 _REFINE_GATHER = 32  # see _refine_on_support
+# The float32 search on incoherent dictionaries follows the regularization path (see _guess_codes):
+# each row's penalty from this multiple of alpha, times _PATH_RATE per round, down to alpha.
 _FS_GUESS_PATH = 8.0
-_PATH_RATE = 0.8
+_PATH_RATE = 0.85
 _LS_SHORT = 2  # pieces of the line search per step for rows whose support is below half the rank
 _LS_MAX = 3  # pieces of the line search per step and row (see _step)
 _FS_FIELDS = (
@@ -702,6 +704,11 @@ def _feature_sign(
     G from one batched Cholesky factorization; feature-sign search descends from any start, so the
     result is as exact as from zero, in the few steps the start leaves to do.
 
+    With ``path`` > 1 each row follows the regularization path: its penalty starts at ``path`` alpha
+    (at most ``_PATH_RATE`` times its largest correlation) and is multiplied by ``_PATH_RATE`` each round
+    until alpha; a row optimal at its penalty goes to alpha at once, and only at alpha can a row finish.
+    Each step descends for the row's current penalty, so the end point is the same.
+
     Returns the codes (N, K) in the dtype of ``B``, a bool (N,) marking rows that met nearly dependent atoms
     (their codes are the best found, for another solver to finish) and the number of rounds taken.
     """
@@ -781,7 +788,7 @@ def _feature_sign(
         top, ti = v.topk(n_cand, dim=1)
         viol = top > (a + tolerance).unsqueeze(1)
         opt = ~viol[:, 0] & (res <= tolerance)
-        if lv is not None and not single:
+        if lv is not None and lv_prev is not None and not single:
             # Optimal at its penalty, above alpha: the row leaves the path for alpha at once.
             idle = opt & (lv[r] > alpha)
             if bool(idle.any()):
@@ -880,11 +887,11 @@ def _feature_sign(
         for st in sets:
             grad = st.grad & st.live
             top = st.cand[:, 0].clone()
-            la = alpha if lv is None else lv[st.rows]
-            stuck, lost = _step(st, Ap, Bflat, la if lv is None else la.unsqueeze(1), piv, n_cand, rank)
+            lr = None if lv is None else lv[st.rows]  # the rows' penalties on the path
+            stuck, lost = _step(st, Ap, Bflat, alpha if lr is None else lr.unsqueeze(1), piv, n_cand, rank)
             if bool(stuck.any()):
                 sr = torch.nonzero(stuck).flatten()
-                bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, la if lv is None else la[sr], piv)]
+                bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, alpha if lr is None else lr[sr], piv)]
                 if bad.numel():
                     sel = torch.zeros_like(st.live)
                     sel[bad] = True
@@ -895,7 +902,9 @@ def _feature_sign(
                 # rules out at an optimum on the support: its violation is rounding. Screened in
                 # float32, check again at full precision; checked at full precision, the row is done.
                 on = lost & grad & st.settled
-                finish(st, on if lv is None or lv_prev is None else on & (la <= alpha) & (lv_prev[st.rows] <= alpha))
+                if lr is not None and lv_prev is not None:
+                    on &= (lr <= alpha) & (lv_prev[st.rows] <= alpha)
+                finish(st, on)
                 st.exact |= lost & ~grad
         sets = _compact(sets, K)
         if lv is not None and lv_prev is not None:
