@@ -169,6 +169,33 @@ def test_float32_guess_and_float64_refinement_give_the_exact_codes(monkeypatch):
         np.testing.assert_allclose(H2.numpy(), exact.numpy(), atol=1e-9)
 
 
+def test_search_along_the_path_gives_the_same_codes(monkeypatch):
+    # On incoherent atoms (effective rank of A at least half its rank) the float32 search lowers each
+    # row's penalty from 8 alpha to alpha; atoms that enter at the larger penalties and leave again must
+    # not change the result: the same codes as the float64 search from zero at alpha, by either route.
+    X, D = random_problem(60, 16, 48, seed=3)
+    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
+    A, B, alpha = Dt @ Dt.t(), Xt @ Dt.t(), 0.05
+    exact, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt)
+    assert not failed.any()
+    high = _feature_sign(A, B, lasso._FS_GUESS_PATH * alpha, 1000, D=Dt)[0]
+    assert ((high != 0) & (exact == 0)).any(), "an atom on the path must leave"
+    H, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt, path=lasso._FS_GUESS_PATH)
+    assert not failed.any()
+    np.testing.assert_allclose(H.numpy(), exact.numpy(), atol=1e-9)
+    paths = []
+    fs = lasso._feature_sign
+    monkeypatch.setattr(lasso, "_feature_sign", lambda *a, **k: paths.append(k.get("path", 1.0)) or fs(*a, **k))
+    H = lasso_core(Xt, Dt, alpha, 1000, 1e-6)
+    assert paths[0] == lasso._FS_GUESS_PATH
+    assert kkt_violation(X, D, H.numpy(), alpha) < 1e-10
+    np.testing.assert_allclose(H.numpy(), exact.numpy(), atol=1e-9)
+    paths.clear()
+    Dc = np.abs(D) / np.linalg.norm(D, axis=1, keepdims=True)  # coherent atoms (all positive): no path
+    lasso_core(Xt, torch.from_numpy(Dc), alpha, 1000, 1e-6)
+    assert paths[0] == 1.0
+
+
 def test_eight_candidates_per_step_on_large_dictionaries_give_the_same_codes(monkeypatch):
     # With K min(K, 2 n_features) >= 2^19 (here 768 atoms in 400 dimensions) rows take 8 candidates per
     # step while their support is below a quarter of the rank; the codes must be those of 4 per step.

@@ -289,6 +289,11 @@ _FS_GUESS_ROUNDING = 2.0
 _FS_GUESS_MAX_STEPS = 64
 _REFINE_STEPS = 3  # iterative refinement steps on the support (see _refine_on_support)
 _REFINE_GATHER = 32  # see _refine_on_support
+# The float32 search on incoherent dictionaries follows the regularization path (see _guess_codes):
+# each row's penalty from this multiple of alpha, times _PATH_RATE per round, down to alpha.
+_FS_GUESS_PATH = 8.0
+_PATH_RATE = 0.85
+_LS_SHORT = 2  # pieces of the line search per step for rows whose support is below half the rank
 _LS_MAX = 3  # pieces of the line search per step and row (see _step)
 _FS_FIELDS = (
     "rows", "idx", "val", "sgn", "G", "live", "grad", "refined", "exact", "settled", "cS", "cand", "cand_sgn", "cand_c"
@@ -400,14 +405,17 @@ def _refresh(st: _ActiveSet, sel: Tensor, A: Tensor) -> Tensor:
     free = idx == K1 - 1
     Ass = A.take(idx.unsqueeze(2) * K1 + idx.unsqueeze(1)) + torch.diag_embed(free.to(A.dtype))  # 1 on free slots
     L, info = torch.linalg.cholesky_ex(Ass.to(st.G.dtype))
-    G = torch.cholesky_inverse(L)
-    G = torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G)
     ok = info == 0
+    # (a failed factor is replaced by I before inverting: its zero pivot would raise)
+    G = torch.cholesky_inverse(torch.where(ok[:, None, None], L, torch.eye(L.shape[1], dtype=L.dtype, device=L.device)))
+    G = torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G)
     st.G[sel[ok]] = G[ok]
     return sel[~ok]
 
 
-def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alpha: float, piv: float) -> Tensor:
+def _swap(
+    st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alpha: float | Tensor, piv: float
+) -> Tensor:
     """Let atom ``j`` of rows ``sel`` enter a support whose atoms span it; False where that fails.
 
     With S spanning d_j, A[S + j, S + j] is singular and has the null direction e (e_j = theta, the
@@ -461,7 +469,7 @@ def _swap(st: _ActiveSet, sel: Tensor, j: Tensor, A: Tensor, Bflat: Tensor, alph
 
 
 def _step(
-    st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float, piv: float, n_cand: int = _FS_ADD, rank: int = 0
+    st: _ActiveSet, A: Tensor, Bflat: Tensor, alpha: float | Tensor, piv: float, n_cand: int = _FS_ADD, rank: int = 0
 ) -> tuple[Tensor, Tensor]:
     """One feature-sign step for every live row of ``st`` (in place); returns two bool (n,) masks.
 
@@ -584,10 +592,10 @@ def _step(
             rq, cr = act[m], cross[m]
         if rq.numel() == 0:
             break
-        if it_ls >= _LS_MAX - 1:
+        if it_ls >= _LS_SHORT:
             # Rows whose support is below half the rank of A stop one piece earlier: their walks are
             # short, and the rounds they save do not pay for the longer loop of every row.
-            stop = (it_ls == _LS_MAX) | (2 * used[rq].sum(1) < rank)
+            stop = (it_ls >= _LS_MAX) | (2 * used[rq].sum(1) < rank)
             if bool(stop.any()):
                 rs = rq[stop]
                 hn[rs] = val[rs]
@@ -674,6 +682,7 @@ def _feature_sign(
     init: Tensor | None = None,
     rounding_factor: float = 64.0,
     keep: list[tuple[Tensor, Tensor, Tensor]] | None = None,
+    path: float = 1.0,
 ) -> tuple[Tensor, Tensor, int]:
     """Exact lasso codes by feature-sign search, all rows at once; no checks.
 
@@ -694,6 +703,11 @@ def _feature_sign(
     those of a float32 search: :func:`lasso_core`), each row starts on their support and signs, with
     G from one batched Cholesky factorization; feature-sign search descends from any start, so the
     result is as exact as from zero, in the few steps the start leaves to do.
+
+    With ``path`` > 1 each row follows the regularization path: its penalty starts at ``path`` alpha
+    (at most ``_PATH_RATE`` times its largest correlation) and is multiplied by ``_PATH_RATE`` each round
+    until alpha; a row optimal at its penalty goes to alpha at once, and only at alpha can a row finish.
+    Each step descends for the row's current penalty, so the end point is the same.
 
     Returns the codes (N, K) in the dtype of ``B``, a bool (N,) marking rows that met nearly dependent atoms
     (their codes are the best found, for another solver to finish) and the number of rounds taken.
@@ -734,6 +748,14 @@ def _feature_sign(
     out = torch.zeros(N, K + 1, dtype=wd, device=dev)
     failed = torch.zeros(N, dtype=torch.bool, device=dev)
 
+    # Following the path (``path`` > 1): each row's penalty this round and at its last step.
+    lv: Tensor | None = None
+    lv_prev = lv
+    if path > 1:
+        top0 = Bp[:, :K].abs().amax(1)
+        lv = (_PATH_RATE * top0).clamp_(max=path * alpha).clamp_(min=alpha)
+        lv_prev = torch.full_like(lv, alpha)
+
     def finish(st: _ActiveSet, sel: Tensor) -> None:
         codes = torch.zeros(int(sel.sum()), K + 1, dtype=wd, device=dev)
         out[st.rows[sel]] = codes.scatter_(1, st.idx[sel], st.val[sel])
@@ -755,11 +777,25 @@ def _feature_sign(
         rounding = rounding_factor * torch.finfo(dt).eps * amax * st.val[fi].abs().sum(1)
         tolerance = ((slack32 if single else rel) * scale[r] + rounding).to(dt)
         cS = torch.gather(c, 1, idx)
-        res = (cS - alpha * st.sgn[fi].to(dt)).abs().amax(1)  # 0 on free slots (c[:, K] = 0)
+        a: float | Tensor = alpha
+        if lv is not None and lv_prev is not None:
+            a, ap = lv[r].to(dt), lv_prev[r].to(dt)
+            res = (cS - ap.unsqueeze(1) * st.sgn[fi].to(dt)).abs().amax(1)
+        else:
+            res = (cS - alpha * st.sgn[fi].to(dt)).abs().amax(1)  # 0 on free slots (c[:, K] = 0)
         # |gradient| off the support (scattering a tensor of zeros: several times faster than the scalar)
         v = c.abs().scatter_(1, idx, c.new_zeros(idx.shape))[:, :K]
         top, ti = v.topk(n_cand, dim=1)
-        viol = top > (alpha + tolerance).unsqueeze(1)
+        viol = top > (a + tolerance).unsqueeze(1)
+        opt = ~viol[:, 0] & (res <= tolerance)
+        if lv is not None and lv_prev is not None and not single:
+            # Optimal at its penalty, above alpha: the row leaves the path for alpha at once.
+            idle = opt & (lv[r] > alpha)
+            if bool(idle.any()):
+                lv[r[idle]] = alpha
+                a = torch.where(idle, alpha, a)
+                viol = top > (a + tolerance).unsqueeze(1)
+            opt &= (lv[r] <= alpha) & (lv_prev[r] <= alpha)
         if early:
             viol[:, _FS_ADD:] &= ((idx < K).sum(1) + n_cand <= early).unsqueeze(1)
         ti = torch.where(viol, ti, K)
@@ -772,7 +808,7 @@ def _feature_sign(
             st.grad[fi] = True
             st.exact[fi] = False
             st.settled[fi] = res <= tolerance
-        return ~viol[:, 0] & (res <= tolerance)
+        return opt
 
     sets: list[_ActiveSet] = []
     # The first step, from h = 0 where the gradient is b: its most violating coordinates.
@@ -782,20 +818,24 @@ def _feature_sign(
     if init is not None:  # from the given codes: the first round checks them like any other
         sets = _warm_sets(init.to(wd), Ap, caps, piv, n_cand)
     elif rows.numel():
+        cand = cand[rows]
+        cand_c = torch.gather(Bp[rows], 1, cand)
+        cand_sgn = torch.sign(cand_c)
         n, M = rows.numel(), _capacity(cand.shape[1], K)
         no = torch.zeros(n, dtype=torch.bool, device=dev)
         z = torch.zeros(n, M, dtype=wd, device=dev)
-        cand_c = torch.gather(Bp, 1, cand)[rows]
         sets.append(_ActiveSet(
             rows, torch.full((n, M), K, dtype=torch.long, device=dev), z, z.clone(),
-            torch.zeros(n, M, M, dtype=wd, device=dev), ~no, no, no, no, no, z.clone(), cand[rows],
-            torch.sign(cand_c), cand_c,
+            torch.zeros(n, M, M, dtype=wd, device=dev), ~no, no, no, no, no, z.clone(), cand,
+            cand_sgn, cand_c,
         ))
     n_steps = 0
     for it in range(max_iter):
         if not sets:
             break
         n_steps = it + 1
+        if lv is not None and it:
+            lv.mul_(_PATH_RATE).clamp_(min=alpha)
         # Every row after its first step: gradient, optimality check, the next candidates.
         for st in sets if it or init is not None else ():
             fi = torch.nonzero(st.live).flatten()
@@ -847,10 +887,11 @@ def _feature_sign(
         for st in sets:
             grad = st.grad & st.live
             top = st.cand[:, 0].clone()
-            stuck, lost = _step(st, Ap, Bflat, alpha, piv, n_cand, rank)
+            lr = None if lv is None else lv[st.rows]  # the rows' penalties on the path
+            stuck, lost = _step(st, Ap, Bflat, alpha if lr is None else lr.unsqueeze(1), piv, n_cand, rank)
             if bool(stuck.any()):
                 sr = torch.nonzero(stuck).flatten()
-                bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, alpha, piv)]
+                bad = sr[~_swap(st, sr, top[sr], Ap, Bflat, alpha if lr is None else lr[sr], piv)]
                 if bad.numel():
                     sel = torch.zeros_like(st.live)
                     sel[bad] = True
@@ -860,9 +901,14 @@ def _feature_sign(
                 # The most violating coordinate would enter with the wrong sign, which the theory
                 # rules out at an optimum on the support: its violation is rounding. Screened in
                 # float32, check again at full precision; checked at full precision, the row is done.
-                finish(st, lost & grad & st.settled)
+                on = lost & grad & st.settled
+                if lr is not None and lv_prev is not None:
+                    on &= (lr <= alpha) & (lv_prev[st.rows] <= alpha)
+                finish(st, on)
                 st.exact |= lost & ~grad
         sets = _compact(sets, K)
+        if lv is not None and lv_prev is not None:
+            lv_prev.copy_(lv)
     for st in sets:  # out of steps: the best codes found
         finish(st, st.live)
     return out[:, :K], failed, n_steps
@@ -1007,6 +1053,29 @@ def _compact(sets: list[_ActiveSet], K: int) -> list[_ActiveSet]:
     return out
 
 
+def _guess_codes(
+    A: Tensor, B: Tensor, D: Tensor, alpha: float, beta: float, steps: int
+) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
+    """The float32 search of :func:`lasso_core`: codes (float64) and, per batch of rows, their slots and G.
+
+    Where the atoms spread evenly over the dimensions of the data (the effective rank of A,
+    ``tr(A)^2 / ||A||_F^2``, at least half its rank: incoherent atoms, e.g. gaussian ones), supports
+    fill most of the dimension at small alpha (digits on gaussian atoms: 55 of 64), and a row takes many
+    steps that add four atoms while the line search removes about two. There the search follows the
+    regularization path: each row's penalty starts at ``_FS_GUESS_PATH`` alpha (at most a little below
+    its largest correlation) and falls by ``_PATH_RATE`` per round to alpha, so that atoms enter in a
+    better order. On coherent dictionaries (atoms drawn from or learned on the data: effective ranks of
+    2 to 6) it costs rounds, and it is not used.
+    """
+    K, F = D.shape
+    rank = min(K, F) if not beta else K
+    eff = float(A.diagonal().sum()) ** 2 / max(float(A.square().sum()), 1e-300)
+    path = _FS_GUESS_PATH if 2 * eff >= rank else 1.0
+    kept: list[tuple[Tensor, Tensor, Tensor]] = []
+    H = _feature_sign(A, B, alpha, steps, D=D, beta=beta, rounding_factor=_FS_GUESS_ROUNDING, keep=kept, path=path)[0]
+    return H.double(), kept
+
+
 def lasso_core(
     X: Tensor,
     D: Tensor,
@@ -1065,10 +1134,7 @@ def lasso_core(
         # The search in float32 first (half the memory traffic of float64), then the float64 solution
         # on each row's support and signs by iterative refinement, kept where the optimality conditions
         # confirm it; the other rows (about 1 %) are searched again in float64 from the float32 codes.
-        kept: list[tuple[Tensor, Tensor, Tensor]] = []
-        steps = min(max_iter, _FS_GUESS_MAX_STEPS)
-        init = _feature_sign(gram.float(), B.float(), alpha, steps, D=Dd.float(), beta=beta,
-                             rounding_factor=_FS_GUESS_ROUNDING, keep=kept)[0].double()
+        init, kept = _guess_codes(gram.float(), B.float(), Dd.float(), alpha, beta, min(max_iter, _FS_GUESS_MAX_STEPS))
         H, ok = _refine_on_support(gram, B, alpha, init, kept, _gradient_fn(gram, Dd, beta), _REFINE_STEPS)
         failed = torch.zeros_like(ok)
         redo = torch.nonzero(~ok).flatten()
