@@ -130,15 +130,23 @@ def test_feature_sign_codes_are_exact(n, d, k, alpha):
                                                   D.astype(np.float32).astype(np.float64), alpha), rtol=1e-6, atol=1e-6)
 
 
+def exact_search(n: int, d: int, k: int, seed: int, alpha: float) -> tuple:
+    """A random problem, its tensors, Gram matrices A = D D^T and B = X D^T, and the codes of the float64
+    feature-sign search from zero (which must not fail): the reference every faster route must reach."""
+    X, D = random_problem(n, d, k, seed=seed)
+    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
+    A, B = Dt @ Dt.t(), Xt @ Dt.t()
+    exact, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt)
+    assert not failed.any()
+    return X, D, Xt, Dt, A, B, exact
+
+
 def test_float32_guess_and_float64_refinement_give_the_exact_codes(monkeypatch):
     # On the CPU, lasso_core searches in float32, refines each row on its support and signs in float64,
     # keeps the rows whose optimality conditions then hold, and searches the rest again in float64 from
     # their float32 codes. Every route must end at the codes of the float64 search from zero.
-    X, D = random_problem(200, 32, 64, seed=7)
-    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
-    A, B, alpha = Dt @ Dt.t(), Xt @ Dt.t(), 0.1
-    exact, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt)
-    assert not failed.any()
+    alpha = 0.1
+    X, D, Xt, Dt, A, B, exact = exact_search(200, 32, 64, 7, alpha)
     H = lasso_core(Xt, Dt, alpha, 1000, 1e-6)
     assert kkt_violation(X, D, H.numpy(), alpha) < 1e-10
     np.testing.assert_allclose(H.numpy(), exact.numpy(), atol=1e-9)
@@ -173,11 +181,8 @@ def test_search_along_the_path_gives_the_same_codes(monkeypatch):
     # On incoherent atoms (effective rank of A at least half its rank) the float32 search lowers each
     # row's penalty from 8 alpha to alpha; atoms that enter at the larger penalties and leave again must
     # not change the result: the same codes as the float64 search from zero at alpha, by either route.
-    X, D = random_problem(60, 16, 48, seed=3)
-    Xt, Dt = torch.from_numpy(X), torch.from_numpy(D)
-    A, B, alpha = Dt @ Dt.t(), Xt @ Dt.t(), 0.05
-    exact, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt)
-    assert not failed.any()
+    alpha = 0.05
+    X, D, Xt, Dt, A, B, exact = exact_search(60, 16, 48, 3, alpha)
     high = _feature_sign(A, B, lasso._FS_GUESS_PATH * alpha, 1000, D=Dt)[0]
     assert ((high != 0) & (exact == 0)).any(), "an atom on the path must leave"
     H, failed, _ = _feature_sign(A, B, alpha, 1000, D=Dt, path=lasso._FS_GUESS_PATH)
