@@ -88,12 +88,6 @@ def _is_fitted(model: Any) -> bool:
     return any(k.endswith("_") and not k.startswith("__") for k in vars(model))
 
 
-def _sq_norms(X: np.ndarray) -> np.ndarray:
-    """||x||^2 of each sample, float64 (n,)."""
-    flat = X.reshape(X.shape[0], -1).astype(np.float64)
-    return np.einsum("ij,ij->i", flat, flat)
-
-
 class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """Outlier detector from an autoencoder's reconstruction error or likelihood and the distance of its codes.
 
@@ -243,7 +237,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         else:
             self.normalize_ = str(self.normalize)
         self.rescaled_error_ = bool(self.rescaled_error) and self.normalize_ == "unit" and self.score_ == "reconstruction"
-        Xn = self._normalized(X)
+        Xn, norms = self._normalized(X)
         if trains:
             model = clone(model).fit(Xn)
         self.model_ = model
@@ -251,7 +245,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             self.n_features_in_ = int(model.n_features_in_)
         k = int(self.n_neighbors) if callable(getattr(model, "transform", None)) else 0
         self.n_neighbors_ = min(k, X.shape[0] - 1)
-        terms = self._terms(X, Xn, fitting=True)
+        terms = self._terms(Xn, norms, fitting=True)
         self.term_stats_ = [(float(np.mean(t)), float(np.std(t)) or 1.0) for t in terms] if len(terms) > 1 else []
         a = self._combine(terms)
         # Linear interpolation between order statistics, as IsolationForest sets its offset_.
@@ -267,8 +261,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with normal "
                                  "data before scoring.")
 
-    def _normalized(self, X: np.ndarray) -> np.ndarray:
-        return unit_norm_samples(X)[0] if self.normalize_ == "unit" else X
+    def _normalized(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The samples the model sees, and their norms ||x|| (float64, (n,)) where they were scaled to unit norm."""
+        return unit_norm_samples(X) if self.normalize_ == "unit" else (X, None)
 
     def _error(self, Xn: np.ndarray) -> np.ndarray:
         """e(x): the reconstruction error or minus the log-likelihood, float64 (n,)."""
@@ -280,7 +275,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         Z = np.asarray(self.model_.transform(Xn), dtype=np.float64)
         return Z.reshape(Z.shape[0], -1)
 
-    def _terms(self, X: np.ndarray, Xn: np.ndarray, fitting: bool = False) -> list[np.ndarray]:
+    def _terms(self, Xn: np.ndarray, norms: np.ndarray | None, fitting: bool = False) -> list[np.ndarray]:
         """The terms of a(x), unstandardized, each float64 (n,): e, then d_k and r where they are used. When
         ``fitting``, the code index is built and each training code's distance leaves the code itself out."""
         e = self._error(Xn)
@@ -296,9 +291,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             else:
                 dist = self.neighbors_.kneighbors(codes)[0]
             terms.append(dist.mean(axis=1))
-        if self.rescaled_error_:
+        if self.rescaled_error_ and norms is not None:  # rescaled_error_ implies unit norm, hence norms
             # ||x - ||x|| g(f(x/||x||))||^2 = ||x||^2 e(x/||x||): the error at the image's own scale.
-            terms.append(_sq_norms(X) * e)
+            terms.append(norms**2 * e)
         return terms
 
     def _combine(self, terms: list[np.ndarray]) -> np.ndarray:
@@ -310,7 +305,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         from aekit.data.preprocessing import check_array
 
         X = check_array(X)
-        return self._combine(self._terms(X, self._normalized(X)))
+        return self._combine(self._terms(*self._normalized(X)))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Normality of each sample, higher is more normal: ``-a(x)`` (with e(x) the only term, minus the
