@@ -398,17 +398,29 @@ def _free(st: _ActiveSet, r: Tensor, p: Tensor, K: int) -> None:
     st.sgn[r, p] = 0.0
 
 
-def _refresh(st: _ActiveSet, sel: Tensor, A: Tensor) -> Tensor:
-    """Recompute G of rows ``sel`` from A (Cholesky); returns the rows where A[S, S] is not positive definite."""
+def _support_inverse(A: Tensor, idx: Tensor, dtype: torch.dtype, piv: float = 0.0) -> tuple[Tensor, Tensor]:
+    """G = A[S, S]^-1 in ``dtype`` for the slots ``idx`` (n, M) of each row (Cholesky), and where it holds.
+
+    ``A`` is padded with the free slots' atom, index K (a zero row and column): G is 0 on free slots. A row
+    holds where A[S, S] is positive definite and, with ``piv`` > 0, every pivot of the factor is above ``piv``
+    times its atom's squared norm (no nearly dependent atoms); elsewhere its G is meaningless.
+    """
     K1 = A.shape[0]
-    idx = st.idx[sel]
     free = idx == K1 - 1
     Ass = A.take(idx.unsqueeze(2) * K1 + idx.unsqueeze(1)) + torch.diag_embed(free.to(A.dtype))  # 1 on free slots
-    L, info = torch.linalg.cholesky_ex(Ass.to(st.G.dtype))
+    L, info = torch.linalg.cholesky_ex(Ass.to(dtype))
     ok = info == 0
+    if piv:
+        pivots = torch.diagonal(L, dim1=1, dim2=2).square()
+        ok &= ~((pivots <= piv * torch.diagonal(Ass, dim1=1, dim2=2).to(dtype)) & ~free).any(1)
     # (a failed factor is replaced by I before inverting: its zero pivot would raise)
     G = torch.cholesky_inverse(torch.where(ok[:, None, None], L, torch.eye(L.shape[1], dtype=L.dtype, device=L.device)))
-    G = torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G)
+    return torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G), ok
+
+
+def _refresh(st: _ActiveSet, sel: Tensor, A: Tensor) -> Tensor:
+    """Recompute G of rows ``sel`` from A (Cholesky); returns the rows where A[S, S] is not positive definite."""
+    G, ok = _support_inverse(A, st.idx[sel], st.G.dtype)
     st.G[sel[ok]] = G[ok]
     return sel[~ok]
 
@@ -923,7 +935,6 @@ def _warm_sets(init: Tensor, Ap: Tensor, caps: Tensor, piv: float, n_cand: int =
     atom's squared norm) starts from zero instead.
     """
     N, K = init.shape
-    K1 = K + 1
     dev, wd = init.device, Ap.dtype
     size = (init != 0).sum(1)
     cap = caps[(size + _FS_ADD).clamp_max(K)]
@@ -936,13 +947,8 @@ def _warm_sets(init: Tensor, Ap: Tensor, caps: Tensor, piv: float, n_cand: int =
         val = h.gather(1, idx)
         free = val == 0
         idx = torch.where(free, K, idx)
-        Ass = Ap.take(idx.unsqueeze(2) * K1 + idx.unsqueeze(1)) + torch.diag_embed(free.to(wd))  # 1 on free slots
-        L, info = torch.linalg.cholesky_ex(Ass)
-        d = torch.diagonal(L, dim1=1, dim2=2).square()
-        bad = (info != 0) | ((d <= piv * torch.diagonal(Ass, dim1=1, dim2=2)) & ~free).any(1)
-        eye = torch.eye(M, dtype=wd, device=dev)
-        G = torch.cholesky_inverse(torch.where(bad[:, None, None], eye, L))
-        free |= bad.unsqueeze(1)
+        G, ok = _support_inverse(Ap, idx, wd, piv)
+        free |= ~ok.unsqueeze(1)
         G = torch.where(free.unsqueeze(2) | free.unsqueeze(1), 0.0, G)
         idx = torch.where(free, K, idx)
         val = torch.where(free, 0.0, val)
