@@ -674,6 +674,14 @@ def _step(
     return stuck, lost
 
 
+def _float32_holds(A: Tensor, B: Tensor, alpha: float) -> bool:
+    """Whether a lasso problem (Gram ``A``, correlations ``B``, penalty ``alpha``) lies well inside float32's
+    range, so that a float32 pass over it cannot overflow or flush to zero (its largest magnitude between
+    1e-20 and 1e20); beyond, a float32 search or screening would choose wrong atoms."""
+    size = max(alpha, float(B.abs().max()) if B.numel() else 0.0, float(A.abs().max()) if A.numel() else 0.0)
+    return 1e-20 < size < 1e20
+
+
 def _gradient_fn(A: Tensor, D: Tensor | None, beta: float) -> Any:
     """``(b, h) -> b - h A`` for A = D D^T + beta I (or A as given when D is None), in the cheaper form."""
     if D is not None and 2 * D.shape[1] < D.shape[0]:
@@ -734,8 +742,7 @@ def _feature_sign(
     # is declared optimal only after a check at the problem's precision.
     # Only where float32 can hold the problem: beyond its range the screening gradients overflow to inf and
     # would choose wrong candidates (a problem scaled by 1e40 got wrong codes).
-    size = max(alpha, float(B.abs().max()) if B.numel() else 0.0, float(A.abs().max()) if A.numel() else 0.0)
-    screen = B.dtype == torch.float64 and B.device.type == "cpu" and 1e-20 < size < 1e20
+    screen = B.dtype == torch.float64 and B.device.type == "cpu" and _float32_holds(A, B, alpha)
     B32 = B.float() if screen else B
     gradient32 = _gradient_fn(A.float(), D.float() if D is not None else None, beta) if screen else gradient
     slack32 = 64 * torch.finfo(torch.float32).eps
@@ -1135,8 +1142,7 @@ def lasso_core(
     if beta:
         gram = gram + beta * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
         B = B + beta * prior.double() if prior is not None else B
-    big = max(alpha, float(B.abs().max()), float(gram.abs().max()))
-    if Xd.device.type == "cpu" and 1e-20 < big < 1e20:  # (well inside float32's range)
+    if Xd.device.type == "cpu" and _float32_holds(gram, B, alpha):
         # The search in float32 first (half the memory traffic of float64), then the float64 solution
         # on each row's support and signs by iterative refinement, kept where the optimality conditions
         # confirm it; the other rows (about 1 %) are searched again in float64 from the float32 codes.
