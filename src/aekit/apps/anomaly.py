@@ -45,6 +45,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from aekit.core.params import is_whole
 from aekit.data.preprocessing import unit_norm_samples
 from aekit.model.registry import declared_capabilities, families
 
@@ -176,7 +177,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"rescaled_error={self.rescaled_error!r} must be True or False (whether unit-norm images "
                              "are also scored by their error at their own scale); e.g. rescaled_error=True")
         k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        if not is_whole(k, 0):
             raise ValueError(f"n_neighbors={k!r} must be an integer >= 0, the number of training codes a code's "
                              "distance is measured to (0 leaves the term out); e.g. n_neighbors=5")
         c = self.contamination

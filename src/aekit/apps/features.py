@@ -33,6 +33,7 @@ from sklearn.base import ClassifierMixin as SkClassifierMixin
 from torch import Tensor, nn
 
 from aekit.core.outputs import AEOutput, LossOutput, classifier_output
+from aekit.core.params import is_whole
 from aekit.data.corruption import random_translate
 from aekit.data.preprocessing import check_array, check_labels
 
@@ -271,7 +272,7 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
     def _shift(self, sample_shape: tuple[int, ...]) -> int:
         """``translation`` checked against the samples: a count of pixels smaller than half an image."""
         t = self.translation
-        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+        if not is_whole(t, 0):
             raise ValueError(f"translation={t!r}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
         if t and len(sample_shape) != 3:
             raise ValueError(f"translation={t} shifts images, but the samples have shape {sample_shape}, not "

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from aekit.core.params import is_whole
 from aekit.model.sampling import (
     DENSITIES,
     Generated,
@@ -112,7 +113,7 @@ class SweepResult:
 
 def _check_dims(latent_dims: Sequence[int]) -> list[int]:
     dims = list(latent_dims)
-    bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1]
+    bad = [d for d in dims if not is_whole(d, 1)]
     if not dims or bad:
         raise ValueError(f"latent_dims must be positive integers, e.g. 2,4,8,16,32; got {latent_dims!r}")
     if len(set(dims)) != len(dims):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from aekit.core.params import check_count
+from aekit.core.params import check_count, is_whole
 
 __all__ = [
     "RestorationScores",
@@ -104,7 +104,7 @@ def _check_stride(stride: Any, patch: tuple[int, int]) -> tuple[int, int]:
     if stride is None:
         return max(1, patch[0] // 2), max(1, patch[1] // 2)
     pair = (stride, stride) if not isinstance(stride, tuple | list) else tuple(stride)
-    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1 for s in pair):
+    if len(pair) != 2 or not all(is_whole(s, 1) for s in pair):
         raise ValueError(f"stride must be a positive integer or a pair of them, e.g. 14; got {stride!r}")
     return int(pair[0]), int(pair[1])
 
@@ -339,7 +339,7 @@ def inpaint(
     -------
     ndarray, the shape of ``X``: ``X`` where the mask is False, the fill where it is True
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer) or iterations < 1:
+    if not is_whole(iterations, 1):
         raise ValueError(f"iterations must be a positive integer, e.g. 5; got {iterations!r}")
     A = _as_images(X)
     M = make_mask(mask, A.shape, random_state) if isinstance(mask, str) else mask

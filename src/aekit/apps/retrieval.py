@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from aekit.core.params import is_whole
 from aekit.data.preprocessing import check_array
 
 #: The metrics an index searches with: "hamming" for binary codes, "euclidean" or "cosine" for any codes.
@@ -204,7 +205,7 @@ class CodeIndex:
         return ind.astype(np.int64), dist.astype(np.float64)
 
     def _check_k(self, k: Any) -> None:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        if not is_whole(k, 1):
             raise ValueError(f"k={k!r}: the number of neighbours must be a positive integer")
         if k > self.n_codes:
             raise ValueError(f"k={k} is larger than the index, which holds {self.n_codes} codes; use k <= {self.n_codes}")

@@ -28,6 +28,8 @@ import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 __all__ = [
     "AUTO",
     "Auto",
@@ -271,6 +273,13 @@ def check_value(name: str, value: Any, tp: Any) -> None:
     same_kind = [(b, m) for b, m in members(tp) if get_origin(b) is not Literal and _same_kind(value, b)]
     rule = "; ".join(_describe_one(b, m) for b, m in same_kind) if same_kind else describe(tp)
     raise ValueError(f"{name} must be {rule}{meaning}, got {value!r}{fix}")
+
+
+def is_whole(value: Any, at_least: int | None = None) -> bool:
+    """Whether ``value`` is an integer (Python's or NumPy's, not a bool), and at least ``at_least`` if given:
+    the test behind checks that word their own message."""
+    ok = not isinstance(value, bool) and isinstance(value, int | np.integer)
+    return ok and (at_least is None or value >= at_least)
 
 
 def check_count(name: str, value: Any) -> int:

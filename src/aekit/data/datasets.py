@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from aekit.core.params import is_whole
 from aekit.data.preprocessing import float32_overflow_message, layout_message
 
 __all__ = [
@@ -637,7 +638,7 @@ def _resolve_label_column(
                 f"label_column={label_column!r} is not a column of {path}; its header has: "
                 f"{', '.join(header)}"
             ) from None
-    if isinstance(label_column, bool) or not isinstance(label_column, int | np.integer):
+    if not is_whole(label_column):
         raise ValueError(f"label_column must be a column index or header name, got {label_column!r}")
     if not -n_cols <= label_column < n_cols:
         raise ValueError(
@@ -999,9 +1000,7 @@ def load_dataset(
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(repr(s) for s in SPLITS)}")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1
-    ):
+    if limit is not None and not is_whole(limit, 1):
         raise ValueError(f"limit must be a positive integer (or None for all samples), got {limit!r}")
     limit = None if limit is None else int(limit)
 
