@@ -46,6 +46,7 @@ from sklearn.exceptions import ConvergenceWarning
 import aekit
 from aekit.apps.features import make_classifier
 from aekit.apps.retrieval import CodeIndex
+from aekit.data.preprocessing import unit_norm_samples
 from aekit.families.autoencoder import itq_rotation
 
 from _common import add_data_args, machine, table
@@ -88,9 +89,12 @@ def itq(V: np.ndarray, n_iter: int = 50, seed: int = 0) -> np.ndarray:
 
 
 def unit(A: np.ndarray) -> np.ndarray:
-    """Each row of ``A`` scaled to unit Euclidean norm (a zero row stays zero)."""
-    n = np.linalg.norm(A, axis=1, keepdims=True)
-    return A / np.where(n > 0, n, 1.0)
+    """Each row of ``A`` scaled to unit Euclidean norm (a zero row stays zero), as aekit's ``sample_norm="l2"``."""
+    return unit_norm_samples(A)[0]
+
+
+def raw(A: np.ndarray) -> np.ndarray:
+    return A
 
 
 def real_codes(ae: Any, A: np.ndarray) -> np.ndarray:
@@ -165,6 +169,18 @@ def main() -> None:
                        f"{m[:, 1].mean():.4f} ± {m[:, 1].std():.4f}"])
         print(table(SPREAD_HEADER, [spread[-1]]).splitlines()[-1], flush=True)
 
+    def pca_itq(method: str, b: int, prep: Callable[[np.ndarray], np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray,
+                                                                                        tuple[float, float]]:
+        """PCA-ITQ of ``prep``'s images (the ITQ start of ``--seed``): its row; the PCA, the prepared images and
+        queries, and the row's P@10 and mAP."""
+        Xp, Qp = prep(X), prep(Q)
+        t = time.perf_counter()
+        pca = PCA(b, random_state=a.seed).fit(Xp)
+        W = (pca.components_.T @ itq(pca.transform(Xp), seed=a.seed)).astype(np.float32)
+        first = add(method, b, "hamming", True, lambda A: ((prep(A) - pca.mean_) @ W > 0).astype(np.float32),
+                    time.perf_counter() - t)
+        return pca, Xp, Qp, first
+
     for b in a.bits:
         t = time.perf_counter()
         ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization,
@@ -173,27 +189,14 @@ def main() -> None:
         ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)
-        t = time.perf_counter()
-        pca = PCA(b, random_state=a.seed).fit(X)
-        rot = itq(pca.transform(X), seed=a.seed)
-        W = (pca.components_.T @ rot).astype(np.float32)
-        itq_first = add("pca-itq", b, "hamming", True,
-                        lambda A, W=W, m=pca.mean_: ((A - m) @ W > 0).astype(np.float32), time.perf_counter() - t)
-        Xu, Qu = unit(X), unit(Q)
-        t = time.perf_counter()
-        pca_u = PCA(b, random_state=a.seed).fit(Xu)
-        W_u = (pca_u.components_.T @ itq(pca_u.transform(Xu), seed=a.seed)).astype(np.float32)
-        itq_u_first = add("pca-itq-l2", b, "hamming", True,
-                          lambda A, W=W_u, m=pca_u.mean_: ((unit(A) - m) @ W > 0).astype(np.float32),
-                          time.perf_counter() - t)
+        itq_rows = [(method, *pca_itq(method, b, prep)) for method, prep in (("pca-itq", raw), ("pca-itq-l2", unit))]
         if a.itq_seeds > 1:
             # The first seed is the row above; each further seed starts the same ITQ from another rotation
             # (aekit's own itq_rotation, as its code layer does, on the same trained network's codes).
             seeds = range(a.seed + 1, a.seed + a.itq_seeds)
-            V, Vq = pca.transform(X), pca.transform(Q)
-            seeds_row("pca-itq", b, [itq_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
-            V, Vq = pca_u.transform(Xu), pca_u.transform(Qu)
-            seeds_row("pca-itq-l2", b, [itq_u_first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
+            for method, pca, Xp, Qp, first in itq_rows:
+                V, Vq = pca.transform(Xp), pca.transform(Qp)
+                seeds_row(method, b, [first, *(bits_metrics(V, Vq, itq(V, seed=s)) for s in seeds)])
             Z, Zq = real_codes(ae, tr.X), real_codes(ae, te.X)
             m = Z.mean(0)
             rots = [itq_rotation(torch.from_numpy(Z - m), seed=s).numpy() for s in seeds]
