@@ -30,8 +30,10 @@ from aekit.data.corruption import (
     Grayscale,
     MaskingNoise,
     SaltAndPepper,
+    Translation,
     corruption_from_params,
     make_corruption,
+    random_translate,
 )
 from aekit.families.autoencoder import AutoencoderModule
 from aekit.families.sparse import keep_top_k
@@ -189,7 +191,9 @@ def test_kl_penalty_equals_the_closed_form() -> None:
 
 # ========================================================================================= corruption
 
-RANDOM_SPECS = ["gaussian:0.3", "masking:0.4", "salt-and-pepper:0.2", "block:3", "block:2:3", "masking:0.5+gaussian:0.1"]
+RANDOM_SPECS = [
+    "gaussian:0.3", "masking:0.4", "salt-and-pepper:0.2", "block:3", "block:2:3", "masking:0.5+gaussian:0.1", "translate:1",
+]
 
 
 @pytest.mark.parametrize(
@@ -203,6 +207,7 @@ RANDOM_SPECS = ["gaussian:0.3", "masking:0.4", "salt-and-pepper:0.2", "block:3",
         ("grayscale", (4, 3, 8, 8)),
         ("grayscale", (4, 3, 11)),
         ("masking:0.5+gaussian:0.1", (6, 3, 4, 4)),
+        ("translate:2", (4, 2, 8, 6)),
     ],
 )
 def test_corruptions_keep_the_shape_and_never_write_into_the_input(spec: str, shape: tuple[int, ...]) -> None:
@@ -320,6 +325,14 @@ def test_corruption_from_params_builds_one_level() -> None:
     assert corruption_from_params("salt_and_pepper", 0.1) == SaltAndPepper(0.1)
     assert corruption_from_params("block", 4.0) == BlockOcclusion(4)
     assert corruption_from_params("grayscale") == Grayscale()
+    assert corruption_from_params("translate", 2.0) == Translation(2) and Translation(0).is_identity
+
+
+def test_translation_is_random_translate_from_the_same_generator() -> None:
+    x = torch.rand(32, 2, 9, 7)
+    out = Translation(2)(x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out, random_translate(x, 2, torch.Generator().manual_seed(5)), rtol=0, atol=0)
+    torch.testing.assert_close(Translation(0)(x), x, rtol=0, atol=0)
 
 
 # ========================================================================================= denoising
@@ -365,6 +378,41 @@ def test_training_draws_fresh_masking_every_step_against_the_clean_x(monkeypatch
     assert sum(len(m) for m in masks.values()) == 3 * 120
     assert all(len(set(m)) == len(m) for m in masks.values())
     assert np.isfinite(dae.history_[-1]["loss"])
+
+
+def test_autoencoder_shift_corruption_feeds_shifted_images_and_targets_the_originals(monkeypatch: pytest.MonkeyPatch) -> None:
+    fed, targets = spy_on_training(monkeypatch)
+    X = digits_data().reshape(-1, 1, 8, 8)
+    ae = aekit.Autoencoder(shift_corruption=1, init="random", hidden_dims=(), latent_dim=8, max_epochs=2, batch_size=40,
+                           validation_fraction=0, **SEEDED).fit(X)
+    assert ae.resolved_.shift_corruption == 1 and len(fed) == len(targets) == 6
+    padded = torch.nn.functional.pad(torch.from_numpy(X), (1, 1, 1, 1), mode="replicate")
+    originals = {x.tobytes(): i for i, x in enumerate(X)}
+    shifted = 0
+    for inp, target in zip(fed, targets):
+        for a, t in zip(inp, target):
+            i = originals[t.numpy().tobytes()]  # the loss compares with a training image as it is ...
+            crops = [(dy, dx) for dy in range(3) for dx in range(3) if torch.equal(a, padded[i, :, dy:dy + 8, dx:dx + 8])]
+            assert crops  # ... the model sees it shifted by at most one pixel
+            shifted += (1, 1) not in crops
+    assert shifted > 100  # most of the 240 samples moved
+    # The plain autoencoder feeds the images as they are; binary codes take the shift too.
+    assert aekit.Autoencoder(latent_dim=4, max_epochs=1, verbose=0)._corruption() is None
+    bits = aekit.Autoencoder(shift_corruption=2, binary_codes=True, latent_dim=8, max_epochs=1, **SEEDED).fit(X).transform(X)
+    assert set(np.unique(bits)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("X", "message"),
+    [
+        (np.zeros((20, 64), np.float32), r"shift_corruption=1 shifts images \(C, H, W\) .* samples have shape \(64,\); use shift_corruption=0"),
+        (np.zeros((20, 1, 8, 4), np.float32), r"shift_corruption=2 shifts .* shape \(1, 8, 4\); use a shift below 2, or 0"),
+    ],
+)
+def test_autoencoder_shift_corruption_needs_images_larger_than_the_shift(X: np.ndarray, message: str) -> None:
+    shift = 1 if X.ndim == 2 else 2
+    with pytest.raises(ValueError, match=message):
+        aekit.Autoencoder(shift_corruption=shift, max_epochs=1, verbose=0).fit(X)
 
 
 def test_grayscale_training_feeds_gray_and_targets_colour(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -526,7 +574,7 @@ IMAGES = "images"
         ("denoising", {"corruption": "gaussian:inf"}, None, r"sigma must be in \[0, inf\) .*got inf"),
         ("denoising", {"corruption": "salt-and-pepper:2"}, None, r"p must be in \[0, 1\] \(the probability that a value is replaced by 0 or 1\), got 2\.0"),
         ("denoising", {"corruption": "salt-and-pepper:0.1:1:0"}, None, r"salt-and-pepper needs finite values low < high .*got low=1\.0, high=0\.0"),
-        ("denoising", {"corruption": "blur:3"}, None, r"unknown corruption 'blur' in 'blur:3'; valid corruptions are: gaussian, masking, salt-and-pepper, block, grayscale, none"),
+        ("denoising", {"corruption": "blur:3"}, None, r"unknown corruption 'blur' in 'blur:3'; valid corruptions are: gaussian, masking, salt-and-pepper, block, grayscale, translate, none"),
         ("denoising", {"corruption": "gaussian"}, None, r"corruption 'gaussian' takes 1 value \(sigma\), got 0 in 'gaussian'; write e\.g\. 'gaussian:0\.5'"),
         ("denoising", {"corruption": "masking:0.1:0.2"}, None, r"corruption 'masking' takes 1 value \(nu\), got 2"),
         ("denoising", {"corruption": "masking:abc"}, None, r"could not read 'abc' in corruption 'masking:abc' as a number \(nu\)"),
@@ -575,6 +623,10 @@ def test_bad_hyperparameters_name_the_value_and_the_range(
         (lambda: Grayscale()(torch.zeros(2, 1, 8, 8)), r"grayscale corruption needs an RGB batch of shape \(B, 3, H, W\), got shape \(2, 1, 8, 8\)"),
         (lambda: BlockOcclusion(3)(torch.zeros(2, 64)), r"block occlusion needs an image batch of shape \(B, C, H, W\), got shape \(2, 64\)"),
         (lambda: BlockOcclusion(5)(torch.zeros(2, 1, 4, 8)), r"block size 5 does not fit in images of sample shape \(1, 4, 8\) \(4x8\)"),
+        (lambda: Translation(-1), r"shift must be an integer >= 0 \(the largest offset in pixels\), got -1"),
+        (lambda: make_corruption("translate:1.5"), r"shift must be an integer >= 0 .*got 1\.5"),
+        (lambda: Translation(1)(torch.zeros(2, 64)), r"translation needs an image batch of shape \(B, C, H, W\), got shape \(2, 64\)"),
+        (lambda: Translation(2).check_shape((1, 4, 8)), r"a shift of up to 2 pixels does not fit images of sample shape \(1, 4, 8\); use a shift below 2"),
     ],
 )
 def test_bad_corruption_arguments(build: Any, message: str) -> None:

@@ -19,6 +19,7 @@ Written as strings for the command line and configs::
     "salt-and-pepper:0.1"     each value set, with probability 0.1, to 0 or 1 (fair coin)
     "block:8" / "block:8:2"   one (two) random 8x8 square(s) per image set to 0
     "grayscale"               RGB -> luma, replicated over the 3 channels
+    "translate:2"             each image shifted by up to 2 pixels along each axis, edges replicated
     "masking:0.25+gaussian:0.1"  applied left to right
 """
 
@@ -293,6 +294,51 @@ class Grayscale(Corruption):
         return "grayscale"
 
 
+class Translation(Corruption):
+    """Each image shifted by its own random offsets in [-shift, shift] pixels along H and W, the uncovered
+    border filled with the image's edge values: trained to undo it, a model's codes tolerate small shifts.
+
+    Images (B, C, H, W) only, each side larger than ``2 * shift``.
+
+    Parameters
+    ----------
+    shift : int >= 0
+        The largest offset in pixels; 0 leaves every image as it is.
+    """
+
+    def __init__(self, shift: int) -> None:
+        self.shift = _check_int("shift", shift, 0, what="the largest offset in pixels")
+
+    def check_shape(self, sample_shape: Sequence[int]) -> None:
+        shape = tuple(int(s) for s in sample_shape)
+        if len(shape) != 3:
+            raise ValueError(
+                f"translation needs images of shape (C, H, W), got sample shape {shape}; use 'masking' or "
+                "'gaussian' noise for tabular data and signals"
+            )
+        if 2 * self.shift >= min(shape[1], shape[2]):
+            raise ValueError(
+                f"a shift of up to {self.shift} pixels does not fit images of sample shape {shape}; use a shift "
+                f"below {(min(shape[1], shape[2]) + 1) // 2}"
+            )
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(
+                f"translation needs an image batch of shape (B, C, H, W), got shape {tuple(x.shape)}; use "
+                "'masking' or 'gaussian' noise for tabular data and signals"
+            )
+        return random_translate(x, self.shift, generator)
+
+    @property
+    def spec(self) -> str:
+        return f"translate:{self.shift}"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.shift == 0
+
+
 class Compose(Corruption):
     """Apply corruptions left to right: ``Compose([a, b])(x) == b(a(x))``; empty is the identity."""
 
@@ -332,10 +378,11 @@ _KINDS: dict[str, tuple[Callable[..., Corruption], tuple[str, ...], int, str]] =
     "salt-and-pepper": (SaltAndPepper, ("p", "low", "high"), 1, "salt-and-pepper:0.1"),
     "block": (BlockOcclusion, ("size", "n_blocks"), 1, "block:8 or block:8:2"),
     "grayscale": (Grayscale, (), 0, "grayscale"),
+    "translate": (Translation, ("shift",), 1, "translate:2"),
     "none": (lambda: Compose([]), (), 0, "none"),
 }
 CORRUPTIONS: tuple[str, ...] = tuple(_KINDS)
-_INT_ARGS = {"size", "n_blocks"}
+_INT_ARGS = {"size", "n_blocks", "shift"}
 
 
 def _build(kind: str, values: Sequence[Any], source: str) -> Corruption:
@@ -367,7 +414,7 @@ def make_corruption(spec: str | Corruption) -> Corruption:
     ----------
     spec : str
         ``name[:value[:value]]`` terms joined by ``+`` (applied left to right). Names: ``gaussian:sigma``,
-        ``masking:nu``, ``salt-and-pepper:p[:low:high]``, ``block:size[:n_blocks]``, ``grayscale``, ``none``.
+        ``masking:nu``, ``salt-and-pepper:p[:low:high]``, ``block:size[:n_blocks]``, ``grayscale``, ``translate:shift``, ``none``.
         A :class:`Corruption` is returned unchanged.
 
     Returns
@@ -407,28 +454,28 @@ def corruption_from_params(kind: str, level: float | None = None) -> Corruption:
     """Build a corruption from a name and its one level, e.g. ``("masking", 0.25)``, for parameter searches.
 
     ``level`` is sigma for ``gaussian``, nu for ``masking``, p for ``salt-and-pepper``, the block size for
-    ``block``; ``grayscale`` and ``none`` take no level (pass None).
+    ``block``, the largest shift for ``translate``; ``grayscale`` and ``none`` take no level (pass None).
     """
     key = str(kind).lower().replace("_", "-")
     values: list[Any] = [] if level is None else [level]
-    if key == "block" and level is not None and float(level).is_integer():
+    if key in ("block", "translate") and level is not None and float(level).is_integer():
         values = [int(level)]
     return _build(key, values, f"{kind}:{level}" if level is not None else str(kind))
 
 
-def random_translate(x: Tensor, max_shift: int) -> Tensor:
+def random_translate(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
     """Each image of ``x`` (B, C, H, W) shifted by its own random offsets in [-max_shift, max_shift] along
     H and W, the uncovered border filled with the image's edge values; ``max_shift = 0`` returns ``x``.
 
-    Drawn from torch's default generator of ``x``'s device.
+    Drawn from ``generator``, else torch's default generator of ``x``'s device.
     """
     if max_shift == 0:
         return x
     b, _, h, w = x.shape
     s = int(max_shift)
     padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")  # (B, C, H + 2s, W + 2s)
-    dy = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
-    dx = torch.randint(0, 2 * s + 1, (b, 1), device=x.device)
+    dy = torch.randint(0, 2 * s + 1, (b, 1), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * s + 1, (b, 1), generator=generator, device=x.device)
     rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
     cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
     batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)

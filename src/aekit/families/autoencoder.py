@@ -47,6 +47,7 @@ from aekit.core.nets import (
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
+from aekit.data.corruption import Translation
 from aekit.data.preprocessing import Scaling, mean_std, unit_norm_samples
 from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
@@ -187,6 +188,10 @@ class AdaptiveNetConfig(AutoencoderConfig):
     # samples. For ITQ bits it lifts precision at 10 on MNIST and Fashion-MNIST, but PCA-ITQ of unit-norm images
     # gains as much, and on MNIST it lowers the bits' mAP, so it is not the default (benchmarks/RESULTS.md).
     sample_norm: Literal["none", "l2"] = "none"
+    # Images only: each training image is shifted by up to this many pixels along each axis (edges replicated)
+    # and the network reconstructs the unshifted image, a denoising corruption ("translate:N") that makes
+    # the codes tolerate small shifts, as an image's class does. 0: the images as they are.
+    shift_corruption: Annotated[int, Interval(0)] = 0
 
 
 @dataclass
@@ -491,11 +496,12 @@ class Autoencoder(BaseAutoencoder):
     Parameters
     ----------
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling, init, binary_codes, binarization,
-    sample_norm
+    sample_norm, shift_corruption
         See :class:`AdaptiveNetConfig`: by default an MLP starts as PCA, with a correction learned on top;
         ``binary_codes=True`` gives 0/1 codes for semantic hashing, by default bits of the trained codes by
         iterative quantization (:class:`ITQCodes`), else by a straight-through estimator
-        (:class:`BinaryCodeAutoencoderModule`); ``sample_norm="l2"`` feeds the network unit-norm samples.
+        (:class:`BinaryCodeAutoencoderModule`); ``sample_norm="l2"`` feeds the network unit-norm samples;
+        ``shift_corruption=N`` trains it to reconstruct each image from a copy shifted by up to N pixels.
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
     device, random_state, verbose, cuda_graph
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
@@ -610,6 +616,13 @@ class Autoencoder(BaseAutoencoder):
                 r["max_epochs"] = auto["max_epochs"]
             if r["patience"] == AUTO:
                 r["patience"] = max(10, math.ceil(int(r["max_epochs"]) / 10))
+        shift, shape = int(r.get("shift_corruption") or 0), tuple(data.sample_shape)
+        if shift and (len(shape) != 3 or 2 * shift >= min(shape[1:])):
+            fix = f"a shift below {(min(shape[1:]) + 1) // 2}, or 0" if len(shape) == 3 else "shift_corruption=0"
+            raise ValueError(
+                f"shift_corruption={shift} shifts images (C, H, W) by up to {shift} pixels, each side longer than "
+                f"{2 * shift}, but the samples have shape {shape}; use {fix}"
+            )
         if r["scaling"] == AUTO:
             r["scaling"] = DataInfo.auto_scaling(data.sample_shape, data.min, data.max)
         r["output"], r["loss"] = output_and_loss(r["output"], r["loss"], *data.scaled_range(r["scaling"]))
@@ -632,6 +645,11 @@ class Autoencoder(BaseAutoencoder):
         if r.get("binary_codes"):
             return BinaryCodeAutoencoderModule(encoder, decoder, r.output, r.loss, int(r.latent_dim))
         return AutoencoderModule(encoder, decoder, r.output, r.loss)
+
+    def _corruption(self) -> Callable[[Tensor], Tensor] | None:
+        """The training batches' shift (``shift_corruption``), or None: the plain autoencoder reconstructs its input."""
+        shift = int(getattr(self, "resolved_", {}).get("shift_corruption") or 0)
+        return Translation(shift) if shift else None
 
     def _unit_norm(self) -> bool:
         """Whether samples are scaled to unit Euclidean norm before the network (``sample_norm="l2"``)."""

@@ -42,7 +42,7 @@ class DenoisingConfig:
 
 @register(
     "denoising",
-    "autoencoder trained to undo a corruption q(x'|x) sampled every step: gaussian, masking, salt-and-pepper, block, grayscale",
+    "autoencoder trained to undo a corruption q(x'|x) sampled every step: gaussian, masking, salt-and-pepper, block, grayscale, translate",
     capabilities=("gradient", "images", "stackable"),
 )
 @declare_params(AutoencoderConfig, DenoisingConfig, TrainConfig)
@@ -54,7 +54,7 @@ class DenoisingAutoencoder(Autoencoder):
     corruption : str, default "masking:0.25"
         The corruption process q(x'|x), applied to the scaled data of each training batch afresh (and to
         the validation batches, so the validation loss is the denoising loss). Terms ``gaussian:sigma``,
-        ``masking:nu``, ``salt-and-pepper:p``, ``block:size[:n_blocks]``, ``grayscale``, joined by ``+``;
+        ``masking:nu``, ``salt-and-pepper:p``, ``block:size[:n_blocks]``, ``grayscale``, ``translate:shift``, joined by ``+``;
         see :func:`aekit.corruption.make_corruption`.
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`.
