@@ -9,7 +9,8 @@ index), and the query time per 1,000 queries (encoding the queries plus the k=10
 Rows at each bit count b (``--bits``):
 
 - ``aekit-binary``: ``Autoencoder(binary_codes=True, latent_dim=b)``, Hamming distance (``--binarization``: the
-  default "itq", bits of the trained codes by iterative quantization, or "straight-through");
+  default "itq", bits of the trained codes by iterative quantization, or "straight-through"; ``--sample-norm`` and
+  ``--shift-corruption`` set the family's parameters of those names);
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
 - ``pca-itq-l2``: the same on the images scaled to unit Euclidean norm (what aekit's ``sample_norm="l2"``,
@@ -130,6 +131,8 @@ def main() -> None:
     p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
     p.add_argument("--sample-norm", default="none", choices=("none", "l2"),
                    help="aekit's sample_norm: l2 scales each image to unit norm before its network")
+    p.add_argument("--shift-corruption", type=int, default=0,
+                   help="aekit-binary's network is trained to undo random shifts of up to N pixels (default 0: none)")
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--itq-seeds", type=int, default=1,
                    help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
@@ -184,7 +187,7 @@ def main() -> None:
     for b in a.bits:
         t = time.perf_counter()
         ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization,
-                               sample_norm=a.sample_norm, max_epochs=a.epochs,
+                               sample_norm=a.sample_norm, shift_corruption=a.shift_corruption, max_epochs=a.epochs,
                                random_state=a.seed, verbose=0).fit(tr.X)
         ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
