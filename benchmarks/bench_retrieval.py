@@ -9,7 +9,8 @@ index), and the query time per 1,000 queries (encoding the queries plus the k=10
 Rows at each bit count b (``--bits``):
 
 - ``aekit-binary``: ``Autoencoder(binary_codes=True, latent_dim=b)``, Hamming distance (``--binarization``: the
-  default "itq", bits of the trained codes by iterative quantization, or "straight-through"; ``--sample-norm`` and
+  default "itq", bits of the trained codes by iterative quantization, or "straight-through"; ``--preset hashing``
+  takes the family's retrieval preset, a convolutional encoder trained to undo shifts; ``--sample-norm`` and
   ``--shift-corruption`` set the family's parameters of those names);
 - ``lsh``: random-projection LSH, sign(R^T (x - mean)) with a Gaussian R (Charikar 2002), Hamming;
 - ``pca-itq``: PCA to b dimensions then iterative quantization (Gong and Lazebnik 2011, 50 iterations), Hamming;
@@ -29,6 +30,7 @@ pixels (``--features-train`` training images, all test images).
 
     python benchmarks/bench_retrieval.py --data mnist --data-dir ../shared/data/mnist
     python benchmarks/bench_retrieval.py --data mnist --data-dir ../shared/data/mnist --queries 1000 --epochs 5
+    python benchmarks/bench_retrieval.py --data fashion-mnist --data-dir ../shared/data/fashion-mnist --preset hashing
 """
 
 from __future__ import annotations
@@ -131,8 +133,11 @@ def main() -> None:
     p.add_argument("--binarization", default="itq", choices=("itq", "straight-through"))
     p.add_argument("--sample-norm", default="none", choices=("none", "l2"),
                    help="aekit's sample_norm: l2 scales each image to unit norm before its network")
-    p.add_argument("--shift-corruption", type=int, default=0,
-                   help="aekit-binary's network is trained to undo random shifts of up to N pixels (default 0: none)")
+    p.add_argument("--preset", default=None, choices=aekit.Autoencoder.presets(),
+                   help="aekit-binary's network from this preset of the family (e.g. hashing), the flags on top")
+    p.add_argument("--shift-corruption", type=int, default=None,
+                   help="aekit-binary's network is trained to undo random shifts of up to N pixels (default: the "
+                        "preset's, else 0)")
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--itq-seeds", type=int, default=1,
                    help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
@@ -186,9 +191,15 @@ def main() -> None:
 
     for b in a.bits:
         t = time.perf_counter()
-        ae = aekit.Autoencoder(latent_dim=b, binary_codes=True, binarization=a.binarization,
-                               sample_norm=a.sample_norm, shift_corruption=a.shift_corruption, max_epochs=a.epochs,
-                               random_state=a.seed, verbose=0).fit(tr.X)
+        shift = {} if a.shift_corruption is None else {"shift_corruption": a.shift_corruption}
+        ae = aekit.Autoencoder.from_preset(
+            a.preset, latent_dim=b, binary_codes=True, binarization=a.binarization, sample_norm=a.sample_norm,
+            max_epochs=a.epochs, random_state=a.seed, verbose=0, **shift,
+        ) if a.preset else aekit.Autoencoder(
+            latent_dim=b, binary_codes=True, binarization=a.binarization, sample_norm=a.sample_norm,
+            max_epochs=a.epochs, random_state=a.seed, verbose=0, **shift,
+        )
+        ae.fit(tr.X)
         ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)

@@ -44,10 +44,20 @@ def test_preset_is_a_named_parameter_set() -> None:
     # The preset is the measured recipe (benchmarks/RESULTS.md): PCA start, cosine schedule, all data, fixed budget.
     assert (ae.init, ae.lr_schedule, ae.validation_fraction, ae.patience) == ("pca", "cosine", 0.0, None)
     assert isinstance(ae.max_epochs, int) and ae.batch_size == 128 and ae.learning_rate == 1e-3
-    assert aekit.Autoencoder.presets() == ["hinton", "lecture-conv"]
+    assert aekit.Autoencoder.presets() == ["hinton", "lecture-conv", "hashing"]
     assert aekit.SparseAutoencoder.from_preset("hinton").hidden_dims == (1000, 500, 250)  # subclasses share them
-    with pytest.raises(ValueError, match=r"unknown preset 'vgg' for Autoencoder; valid: hinton, lecture-conv"):
+    with pytest.raises(ValueError, match=r"unknown preset 'vgg' for Autoencoder; valid: hinton, lecture-conv, hashing"):
         aekit.Autoencoder.from_preset("vgg")
+    # ... except the retrieval preset, which needs the plain autoencoder's binary codes and shifts.
+    assert aekit.SparseAutoencoder.presets() == ["hinton", "lecture-conv"]
+    with pytest.raises(ValueError, match=r"preset 'hashing' sets binarization, binary_codes, shift_corruption, which "
+                                         r"SparseAutoencoder does not have; use aekit.Autoencoder.from_preset\('hashing'\)"):
+        aekit.SparseAutoencoder.from_preset("hashing")
+    hashing = aekit.Autoencoder.from_preset("hashing", latent_dim=16)
+    assert (hashing.architecture, hashing.binary_codes, hashing.shift_corruption) == ("conv", True, 1)
+    X = np.random.default_rng(0).random((40, 1, 12, 12), dtype=np.float32)
+    bits = hashing.set_params(hidden_dims=(4,), max_epochs=1, verbose=0, random_state=0).fit(X).transform(X)
+    assert bits.shape == (40, 16) and set(np.unique(bits)) <= {0.0, 1.0}
     with pytest.raises(ValueError, match=r"unknown preset 'hinton' for LinearAutoencoder; valid: none"):
         aekit.LinearAutoencoder.from_preset("hinton")
 

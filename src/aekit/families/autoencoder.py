@@ -69,7 +69,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The lecture's convolutional network; MNIST normalized with mean 0.5, std 0.5 and a Tanh output.
     "lecture-conv": {"architecture": "lecture-conv", "hidden_dims": (), "latent_dim": LECTURE_CODE,
                      "activation": "relu", "scaling": "normalize", "output": "tanh", "loss": "mse"},
+    # Binary codes for retrieval of images (semantic hashing): a convolutional encoder trained to undo shifts
+    # of one pixel, its codes' bits by iterative quantization. On MNIST and Fashion-MNIST its bits found more
+    # neighbours of the query's class than PCA-ITQ's and the MLP's (benchmarks/RESULTS.md, "Retrieval");
+    # digits gain more from shifts of 2 pixels (shift_corruption=2), clothes lose from them.
+    "hashing": {"architecture": "conv", "binary_codes": True, "binarization": "itq", "shift_corruption": 1},
 }
+#: Parameters a preset may set that the variants of the plain autoencoder do without (the preset still applies).
+_OPTIONAL_PRESET_PARAMS = frozenset({"init"})
 
 HiddenDims = tuple[Annotated[int, Interval(1)], ...]
 
@@ -507,7 +514,8 @@ class Autoencoder(BaseAutoencoder):
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
         chosen from the number of samples by default (:func:`auto_training`).
 
-    Presets (:meth:`from_preset`): ``"hinton"`` (784-1000-500-250-30, GELU) and ``"lecture-conv"`` (the
+    Presets (:meth:`from_preset`): ``"hinton"`` (784-1000-500-250-30, GELU), ``"hashing"`` (binary codes of a
+    convolutional encoder trained to undo one-pixel shifts, for image retrieval) and ``"lecture-conv"`` (the
     lecture's convolutional network for 28x28 images, data normalized to [-1, 1], Tanh output).
 
     Examples
@@ -537,11 +545,26 @@ class Autoencoder(BaseAutoencoder):
     )
 
     @classmethod
+    def presets(cls) -> list[str]:
+        """The presets this family can take: the variants share the plain autoencoder's, except those that
+        need its own settings (``binary_codes`` and ``shift_corruption`` for ``"hashing"``)."""
+        types = getattr(cls, "_param_types", {})
+        return [name for name, params in cls._presets.items()
+                if set(params) - _OPTIONAL_PRESET_PARAMS <= set(types)]
+
+    @classmethod
     def preset_params(cls, name: str) -> dict[str, Any]:
         """The parameters the preset ``name`` sets that this family has: the variants share the presets, and
         take the network without the plain autoencoder's own settings (``init``)."""
         types = getattr(cls, "_param_types", {})
-        return {k: v for k, v in super().preset_params(name).items() if k in types}
+        params = super().preset_params(name)
+        missing = sorted(set(params) - _OPTIONAL_PRESET_PARAMS - set(types))
+        if missing:
+            raise ValueError(
+                f"preset {name!r} sets {', '.join(missing)}, which {cls.__name__} does not have; use "
+                f"aekit.Autoencoder.from_preset({name!r}) (--family autoencoder), or one of {cls.presets()}"
+            )
+        return {k: v for k, v in params.items() if k in types}
 
     def _check_params(self) -> None:
         arch, dims = self.architecture, self.hidden_dims

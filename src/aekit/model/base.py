@@ -285,7 +285,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def preset_params(cls, name: str) -> dict[str, Any]:
         """The parameters the preset ``name`` sets; a ValueError lists the valid names."""
         if name not in cls._presets:
-            valid = ", ".join(cls._presets) or f"none ({cls.__name__} has no presets)"
+            valid = ", ".join(cls.presets()) or f"none ({cls.__name__} has no presets)"
             raise ValueError(f"unknown preset {name!r} for {cls.__name__}; valid: {valid}")
         return dict(cls._presets[name])
 
