@@ -127,6 +127,12 @@ def test_sample_norm_makes_codes_blind_to_each_sample_s_scale(digits: Any) -> No
     assert np.isfinite(ae.transform(np.zeros_like(X[:2]))).all()
     with pytest.raises(ValueError, match=r"sample_norm 'unit'; valid: none, l2"):
         aekit.Autoencoder(sample_norm="unit").fit(X)
+    # A random start models unit-norm samples with a linear output and the squared error unless told otherwise.
+    conv = dict(architecture="conv", hidden_dims=(4,), latent_dim=4, max_epochs=1, verbose=0)
+    assert (aekit.Autoencoder(sample_norm="l2", **conv).fit(X[:40]).resolved_.output,
+            aekit.Autoencoder(**conv).fit(X[:40]).resolved_.output) == ("linear", "sigmoid")
+    told = aekit.Autoencoder(sample_norm="l2", output="sigmoid", **conv).fit(X[:40]).resolved_
+    assert (told.output, told.loss) == ("sigmoid", "bce")
 
 
 def test_binary_codes_refuse_a_pca_start_and_hamming_needs_bits(float_ae: Any, digits: Any) -> None:
