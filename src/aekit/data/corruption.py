@@ -63,6 +63,24 @@ def _rand(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+_FOR_OTHER_DATA = "use 'masking' or 'gaussian' noise for tabular data and signals"
+
+
+def _image_shape(what: str, sample_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``sample_shape`` as (C, H, W), else a ValueError: ``what`` acts on images only."""
+    shape = tuple(int(s) for s in sample_shape)
+    if len(shape) != 3:
+        raise ValueError(f"{what} needs images of shape (C, H, W), got sample shape {shape}; {_FOR_OTHER_DATA}")
+    return shape[0], shape[1], shape[2]
+
+
+def _check_image_batch(what: str, x: Tensor) -> None:
+    if x.ndim != 4:
+        raise ValueError(
+            f"{what} needs an image batch of shape (B, C, H, W), got shape {tuple(x.shape)}; {_FOR_OTHER_DATA}"
+        )
+
+
 # ------------------------------------------------------------------------------------- corruptions
 
 
@@ -228,12 +246,7 @@ class BlockOcclusion(Corruption):
         self.value = float(value)
 
     def check_shape(self, sample_shape: Sequence[int]) -> None:
-        shape = tuple(int(s) for s in sample_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"block occlusion needs images of shape (C, H, W), got sample shape {shape}; use 'masking' or "
-                "'gaussian' noise for tabular data and signals"
-            )
+        shape = _image_shape("block occlusion", sample_shape)
         h, w = shape[1], shape[2]
         if self.size > min(h, w):
             raise ValueError(
@@ -242,11 +255,7 @@ class BlockOcclusion(Corruption):
             )
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(
-                f"block occlusion needs an image batch of shape (B, C, H, W), got shape {tuple(x.shape)}; use "
-                "'masking' or 'gaussian' noise for tabular data and signals"
-            )
+        _check_image_batch("block occlusion", x)
         self.check_shape(x.shape[1:])
         b, _, h, w = x.shape
         s, n, dev = self.size, self.n_blocks, x.device
@@ -310,12 +319,7 @@ class Translation(Corruption):
         self.shift = _check_int("shift", shift, 0, what="the largest offset in pixels")
 
     def check_shape(self, sample_shape: Sequence[int]) -> None:
-        shape = tuple(int(s) for s in sample_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"translation needs images of shape (C, H, W), got sample shape {shape}; use 'masking' or "
-                "'gaussian' noise for tabular data and signals"
-            )
+        shape = _image_shape("translation", sample_shape)
         if 2 * self.shift >= min(shape[1], shape[2]):
             raise ValueError(
                 f"a shift of up to {self.shift} pixels does not fit images of sample shape {shape}; use a shift "
@@ -323,11 +327,7 @@ class Translation(Corruption):
             )
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(
-                f"translation needs an image batch of shape (B, C, H, W), got shape {tuple(x.shape)}; use "
-                "'masking' or 'gaussian' noise for tabular data and signals"
-            )
+        _check_image_batch("translation", x)
         return random_translate(x, self.shift, generator)
 
     @property
