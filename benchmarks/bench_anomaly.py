@@ -9,10 +9,13 @@ rows run in a separate environment named by ``--pyod-python`` (``pip install tor
 
 Breast cancer (scikit-learn's bundled copy): per seed, 70 % of the benign samples train, the other benign samples and
 all malignant ones are scored; features standardized with the training part's statistics; AUC and average precision.
+``--tables`` adds one-class tables from scikit-learn's other bundled data, each class in turn normal (wine, iris, and
+digits as 64 features), split and standardized the same way.
 
     python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist                              # short: digits 8,2
     python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist --digits all --seeds 3       # the protocol
     python benchmarks/bench_anomaly.py --data-dir ../shared/data/mnist --pyod-python /tmp/pyod-venv/bin/python
+    python benchmarks/bench_anomaly.py --skip-images --tables breast-cancer,wine,iris,digits --tabular-seeds 5
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ GOAL_MEAN, GOAL_MIN = 98.5, 96.0
 PYOD = ("pyod-ae", "pyod-vae")
 #: aekit's detector with some of its additions left out: all (aekit-error, the first default), all but the unit norm
 #: (aekit-unit), all but the code distance (aekit-codes, raw pixels), the error at the image's own scale (aekit-shape,
-#: the second default).
-VARIANTS = {"aekit-error": {"n_neighbors": 0, "normalize": "none"},
-            "aekit-unit": {"n_neighbors": 0, "rescaled_error": False},
-            "aekit-codes": {"normalize": "none"}, "aekit-shape": {"rescaled_error": False}}
+#: the second default); on tables, the autoencoder and its code distance in place of factor analysis (aekit-ae, the
+#: tables' default before factor analysis).
+VARIANTS: dict[str, dict[str, object]] = {
+    "aekit-error": {"n_neighbors": 0, "normalize": "none"}, "aekit-unit": {"n_neighbors": 0, "rescaled_error": False},
+    "aekit-codes": {"normalize": "none"}, "aekit-shape": {"rescaled_error": False},
+    "aekit-ae": {"n_neighbors": 5, "autoencoder": True}}
 METHODS = ("aekit", "iforest", "ocsvm", *PYOD, *VARIANTS)
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
@@ -46,14 +51,18 @@ Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, se
 # ----------------------------------------------------------------------------------- the detectors
 
 
-def aekit_scores(epochs: int | None, **params: object) -> Scorer:
+def aekit_scores(epochs: int | None, autoencoder: bool = False, **params: object) -> Scorer:
+    """aekit's detector with ``params``; its default model, or the default autoencoder where ``autoencoder`` (the
+    images' model, also for a table), trained for ``epochs`` where given (factor analysis has no epochs)."""
     def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
         import aekit
         from aekit.apps.anomaly import default_model
 
         model = None
-        if epochs is not None:
-            model = default_model(int(np.prod(train.shape[1:])), seed).set_params(max_epochs=epochs)
+        if autoencoder or (epochs is not None and train.ndim > 2):
+            model = default_model(int(np.prod(train.shape[1:])), seed)
+            if epochs is not None:
+                model.set_params(max_epochs=epochs)
         det = aekit.AnomalyDetector(model, random_state=seed, **params).fit(train)
         return np.asarray(det.decision_function(test))
 
@@ -115,7 +124,7 @@ def _flat(X: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     from _common import add_data_args, machine, table
 
@@ -138,8 +147,10 @@ def main() -> None:
     p.add_argument("--save", metavar="FILE.json", help="write the image AUCs per method, digit and seed")
     p.add_argument("--merge", metavar="A.json,B.json", help="print the table of AUCs saved by earlier runs together "
                                                             "(nothing is trained)")
-    p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the breast-cancer split (0: skip it)")
-    p.add_argument("--skip-images", action="store_true", help="only the breast-cancer table")
+    p.add_argument("--tabular-seeds", type=int, default=3, help="seeds of the tables' splits (0: skip them)")
+    p.add_argument("--tables", default="breast-cancer", help=f"comma-separated, from {','.join(TABLES)} "
+                                                             "(default: breast-cancer)")
+    p.add_argument("--skip-images", action="store_true", help="only the tables")
     args = p.parse_args()
 
     import torch
@@ -151,8 +162,11 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    bad = [t for t in args.tables.split(",") if t and t not in TABLES]
+    if bad:
+        p.error(f"unknown table(s) {bad}; choose from {', '.join(TABLES)}")
     scorers: dict[str, Scorer] = {"aekit": aekit_scores(args.epochs), "iforest": iforest, "ocsvm": ocsvm}
-    scorers.update({k: aekit_scores(args.epochs, **v) for k, v in VARIANTS.items()})
+    scorers.update({k: aekit_scores(args.epochs, **v) for k, v in VARIANTS.items()})  # type: ignore[arg-type]
     for kind in PYOD:
         if kind in methods:
             if args.pyod_python is None:
@@ -227,27 +241,56 @@ def main() -> None:
             report(args.seeds)
 
     if args.tabular_seeds > 0:
-        from sklearn.datasets import load_breast_cancer
-        from sklearn.model_selection import train_test_split
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.metrics import average_precision_score, roc_auc_score
 
-        X, y = load_breast_cancer(return_X_y=True)  # y: 0 malignant, 1 benign
-        benign, malignant = X[y == 1], X[y == 0]
-        res: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
-        for seed in range(args.tabular_seeds):
-            tr_b, te_b = train_test_split(benign, train_size=0.7, random_state=seed)
-            sc = StandardScaler().fit(tr_b)
-            train = sc.transform(tr_b).astype(np.float32)
-            test = sc.transform(np.concatenate([te_b, malignant])).astype(np.float32)
-            truth = np.r_[np.zeros(len(te_b)), np.ones(len(malignant))]
-            for m in methods:
-                s = scorers[m](train, test, seed)
-                res[m].append((100 * roc_auc_score(truth, s), 100 * average_precision_score(truth, s)))
-        rows = [[m, f"{np.mean([a for a, _ in res[m]]):.1f} ± {np.std([a for a, _ in res[m]]):.1f}",
-                 f"{np.mean([b for _, b in res[m]]):.1f} ± {np.std([b for _, b in res[m]]):.1f}"] for m in methods]
-        print(f"\nBreast cancer (benign normal, malignant anomalies), {args.tabular_seeds} seeds: % mean ± std")
-        print(table(["detector", "ROC-AUC", "average precision"], rows))
+        for name in [t for t in args.tables.split(",") if t]:
+            res: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in methods}  # per seed, per class
+            for seed in range(args.tabular_seeds):
+                for m in methods:
+                    res[m].append([])
+                for train, test, truth in tabular_splits(name, seed):
+                    for m in methods:
+                        s = scorers[m](train, test, seed)
+                        res[m][-1].append((100 * roc_auc_score(truth, s), 100 * average_precision_score(truth, s)))
+            # The mean over the classes of a seed, then mean ± std of those over the seeds.
+            auc_ap = {m: np.array([np.mean(r, axis=0) for r in res[m]]) for m in methods}
+            rows = [[m, *[f"{auc_ap[m][:, i].mean():.1f} ± {auc_ap[m][:, i].std():.1f}" for i in (0, 1)]]
+                    for m in methods]
+            print(f"\n{TABLES[name]}, {args.tabular_seeds} seeds: % mean ± std over seeds")
+            print(table(["detector", "ROC-AUC", "average precision"], rows))
+            if len(res[methods[0]][0]) > 1:  # one column per normal class
+                n = len(res[methods[0]][0])
+                rows = [[m, *[f"{np.mean([r[c][0] for r in res[m]]):.1f}" for c in range(n)]] for m in methods]
+                print(f"ROC-AUC % by normal class, mean over {args.tabular_seeds} seeds")
+                print(table(["detector", *map(str, range(n))], rows))
 
+
+#: The one-class tables from scikit-learn's bundled data: what is normal and what is scored.
+TABLES = {"breast-cancer": "Breast cancer (benign normal, malignant anomalies)",
+          "wine": "Wine (each cultivar in turn normal, the other two anomalies; ROC-AUC averaged over the three)",
+          "iris": "Iris (each species in turn normal, the other two anomalies; averaged over the three)",
+          "digits": "Digits as 64 features (each digit in turn normal, the other nine anomalies; averaged over ten)"}
+
+
+def tabular_splits(name: str, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(train, test, truth) per normal class of table ``name``: 70 % of the normal class trains; the other 30 % and
+    every sample of the other classes are scored (truth 1 for those); features standardized with the training part's
+    statistics (a constant feature only centred)."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    load = {"breast-cancer": datasets.load_breast_cancer, "wine": datasets.load_wine, "iris": datasets.load_iris,
+            "digits": datasets.load_digits}
+    X, y = load[name](return_X_y=True)
+    normal = [1] if name == "breast-cancer" else sorted(set(y.tolist()))  # breast cancer's y: 1 benign, 0 malignant
+    out = []
+    for c in normal:
+        tr, te = train_test_split(X[y == c], train_size=0.7, random_state=seed)
+        sc = StandardScaler().fit(tr)
+        test = sc.transform(np.concatenate([te, X[y != c]])).astype(np.float32)
+        out.append((sc.transform(tr).astype(np.float32), test, np.r_[np.zeros(len(te)), np.ones(int((y != c).sum()))]))
+    return out
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--pyod-worker":

@@ -4,7 +4,8 @@ An autoencoder fitted to normal data only reconstructs normal data well, so the 
 ||x - g(f(x))||^2 is small on normal samples and large on anomalies; a family with a likelihood (declared
 ``"loglik"``: factor analysis's exact log p(x), the VAE's evidence lower bound) scores log p(x) directly.
 :class:`AnomalyDetector` wraps either, fitted or not, and gives them the outlier-detector face of
-scikit-learn and PyOD. Three additions, measured on one-class MNIST and Fashion-MNIST (``benchmarks/bench_anomaly.py``):
+scikit-learn and PyOD. Three additions for images, measured on one-class MNIST and Fashion-MNIST
+(``benchmarks/bench_anomaly.py``):
 
 * the code's distance to the normal codes: the mean Euclidean distance d_k(z) of the code z = f(x) to its
   ``n_neighbors`` nearest training codes is added to the reconstruction (or likelihood) score, each of the two
@@ -19,6 +20,17 @@ scikit-learn and PyOD. Three additions, measured on one-class MNIST and Fashion-
   reconstruction rescaled to the image's own norm, ||x - ||x|| g(f(x / ||x||))||^2 = ||x||^2 e(x / ||x||), so that
   the amount of light in an image still counts where it tells the classes apart (a bright shirt under a model of
   sandals), while the unit-norm terms keep the shape.
+
+For tables (samples of one axis) the detector given no model trains factor analysis instead and scores by its exact
+log-likelihood alone (no code-distance term: the likelihood already measures where the code lies). One-class tables
+from scikit-learn's bundled data (``bench_anomaly.py --tables``), ROC-AUC % mean over seeds, this default against the
+autoencoder default it replaced (reconstruction error plus the code's 5-NN distance), IsolationForest, OneClassSVM and
+PyOD's AutoEncoder and VAE: breast cancer (benign normal, 5 seeds) 97.1 against 94.8, 95.9, 95.6, 95.6, 96.3; wine
+(each cultivar normal in turn, 5 seeds) 97.5 against 97.4, 96.4, 97.4, 97.4, 97.3; iris (each species normal in turn,
+5 seeds) 98.4 against 98.4, 96.2, 98.1, 97.6, 97.5; but digits as 64 features (each digit normal in turn, 3 seeds)
+97.9 against 98.3, 97.2, 97.8, 96.6, 96.2: on a table of pixels the nonlinear autoencoder stays ahead (pass
+``aekit.Autoencoder()`` as the model). Pass images with their shape, (n, C, H, W), not flattened, to keep the images'
+defaults.
 
 The face:
 
@@ -59,18 +71,29 @@ NORMALIZE = ("auto", "unit", "none")
 _LOGLIK = "loglik"
 
 
-def default_model(n_features: int, random_state: Any = None) -> Any:
-    """The autoencoder :class:`AnomalyDetector` trains when given none, for samples of ``n_features`` values.
+def default_model(n_features: int, random_state: Any = None, table: bool = False) -> Any:
+    """The model :class:`AnomalyDetector` trains when given none, for samples of ``n_features`` values.
 
-    The default :class:`~aekit.Autoencoder` (an MLP that starts at PCA and learns a correction, sized from the
-    data, so it takes tables and images of any shape) with a narrow code of ``clip(n_features // 8, 2, 16)``
-    units, trained for 30 epochs: the narrower the code, the worse the samples unlike the training data are
-    reconstructed. On one-class MNIST a code of 16 scored a higher AUC than 8, 4 or 32 (digits 2 and 8, one
-    seed, scored by the reconstruction error of raw pixels; ``benchmarks/bench_anomaly.py``).
+    Images and signals (``table=False``): the default :class:`~aekit.Autoencoder` (an MLP that starts at PCA and
+    learns a correction, sized from the data) with a narrow code of ``clip(n_features // 8, 2, 16)`` units, trained
+    for 30 epochs: the narrower the code, the worse the samples unlike the training data are reconstructed. On
+    one-class MNIST a code of 16 scored a higher AUC than 8, 4 or 32 (digits 2 and 8, one seed, scored by the
+    reconstruction error of raw pixels; ``benchmarks/bench_anomaly.py``).
+
+    Tables (``table=True``): :class:`~aekit.FactorAnalysisAutoencoder` with as many factors as that code has units
+    (at most ``n_features``), the linear autoencoder with a likelihood, fitted by EM (deterministic:
+    ``random_state`` is not used). A table of a few hundred samples is too small for the network to move from the
+    PCA it starts at (early stopping keeps it there), and factor analysis's log-likelihood scores what PCA's
+    reconstruction error leaves out: where a sample lies within the subspace (a Mahalanobis distance of its
+    factors) and its residual feature by feature, each under its own noise variance.
     """
+    latent = int(min(16, max(2, n_features // 8)))
+    if table:
+        from aekit.families.factor_analysis import FactorAnalysisAutoencoder
+
+        return FactorAnalysisAutoencoder(latent_dim=min(latent, n_features))
     from aekit.families.autoencoder import Autoencoder
 
-    latent = int(min(16, max(2, n_features // 8)))
     return Autoencoder(latent_dim=latent, max_epochs=30, verbose=0, random_state=random_state)
 
 
@@ -108,15 +131,18 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     ----------
     model : estimator or None, default None
         The autoencoder. A fitted one is used as it is (``fit`` only sets the statistics and the threshold); an
-        unfitted one is cloned and the clone fitted to the normal data; ``None`` trains :func:`default_model`
-        (an autoencoder with a code of ``clip(n_features // 8, 2, 16)`` units).
+        unfitted one is cloned and the clone fitted to the normal data; ``None`` trains :func:`default_model`: for
+        images and signals an autoencoder with a code of ``clip(n_features // 8, 2, 16)`` units, for tables
+        (``X`` of shape (n_samples, n_features)) factor analysis with as many factors, scored by its likelihood.
     score_type : {"auto", "reconstruction", "likelihood"}, default "auto"
         ``"reconstruction"``: e(x) is the squared reconstruction error of each sample, summed over its
         features. ``"likelihood"``: e(x) is minus the model's log-likelihood of each sample (families that declare
         the ``"loglik"`` capability). ``"auto"``: the likelihood where the family has one, else the reconstruction
         error.
-    n_neighbors : int >= 0, default 5
-        k of the code-distance term; 0 leaves it out (and so does a model without ``transform``).
+    n_neighbors : int >= 0 or "auto", default "auto"
+        k of the code-distance term; 0 leaves it out (and so does a model without ``transform``). ``"auto"``: 0 for
+        a table when the detector trains its default factor analysis (with it the term lowered the AUC: breast
+        cancer 97.1 to 96.7, digits 97.9 to 97.8), else 5.
     normalize : {"auto", "unit", "none"}, default "auto"
         ``"unit"``: every sample (training and scored) is divided by its Euclidean norm before the model sees
         it. ``"auto"``: ``"unit"`` for images and signals (samples of more than one axis) when the detector trains
@@ -130,7 +156,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         The expected fraction of anomalies in the training data: ``threshold_`` is set so that this
         fraction of the training samples is called anomalous.
     random_state : int or None, default None
-        Seed of the default model (ignored when ``model`` is given).
+        Seed of the default autoencoder (ignored when ``model`` is given, and by factor analysis's EM, which is
+        deterministic).
 
     Attributes
     ----------
@@ -156,8 +183,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     n_features_in_ : int
     """
 
-    def __init__(self, model: Any = None, score_type: str = "auto", n_neighbors: int = 5, normalize: str = "auto",
-                 rescaled_error: bool = True, contamination: float = 0.1, random_state: Any = None) -> None:
+    def __init__(self, model: Any = None, score_type: str = "auto", n_neighbors: int | str = "auto",
+                 normalize: str = "auto", rescaled_error: bool = True, contamination: float = 0.1,
+                 random_state: Any = None) -> None:
         self.model = model
         self.score_type = score_type
         self.n_neighbors = n_neighbors
@@ -177,9 +205,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"rescaled_error={self.rescaled_error!r} must be True or False (whether unit-norm images "
                              "are also scored by their error at their own scale); e.g. rescaled_error=True")
         k = self.n_neighbors
-        if not is_whole(k, 0):
+        if not (is_whole(k, 0) or (isinstance(k, str) and k == "auto")):
             raise ValueError(f"n_neighbors={k!r} must be an integer >= 0, the number of training codes a code's "
-                             "distance is measured to (0 leaves the term out); e.g. n_neighbors=5")
+                             "distance is measured to (0 leaves the term out), or 'auto'; e.g. n_neighbors=5")
         c = self.contamination
         if isinstance(c, bool) or not isinstance(c, int | float | np.number) or not 0 < float(c) <= 0.5:
             raise ValueError(f"contamination={c!r} must be a fraction in (0, 0.5], the expected share of anomalies "
@@ -227,7 +255,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
         self._check_params()
         X = check_array(X)
-        model = default_model(int(np.prod(X.shape[1:])), self.random_state) if self.model is None else self.model
+        table = X.ndim == 2
+        if self.model is None:
+            model = default_model(int(np.prod(X.shape[1:])), self.random_state, table=table)
+        else:
+            model = self.model
         if not (callable(getattr(model, "fit", None)) or _is_fitted(model)):
             raise TypeError(f"model must be an autoencoder estimator (e.g. aekit.Autoencoder()), got "
                             f"{type(model).__name__}")
@@ -244,7 +276,10 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.model_ = model
         if hasattr(model, "n_features_in_"):
             self.n_features_in_ = int(model.n_features_in_)
-        k = int(self.n_neighbors) if callable(getattr(model, "transform", None)) else 0
+        k = self.n_neighbors
+        if isinstance(k, str):  # "auto": no code distance beside the tabular default's likelihood
+            k = 0 if self.model is None and table else 5
+        k = int(k) if callable(getattr(model, "transform", None)) else 0
         self.n_neighbors_ = min(k, X.shape[0] - 1)
         terms = self._terms(Xn, norms, fitting=True)
         self.term_stats_ = [(float(np.mean(t)), float(np.std(t)) or 1.0) for t in terms] if len(terms) > 1 else []
