@@ -180,7 +180,7 @@ def test_config_of_another_family_than_the_weights(run: Path) -> None:
     # training settings).
     def as_denoising(c: dict[str, Any]) -> None:
         c["family"] = "denoising"
-        for only_plain in ("init", "binary_codes", "binarization", "sample_norm"):
+        for only_plain in ("init", "binary_codes", "binarization", "sample_norm", "shift_corruption"):
             c["params"].pop(only_plain), c["resolved"].pop(only_plain)
         c["params"].update({k: c["resolved"][k] for k in ("max_epochs", "validation_fraction", "patience")})
 
