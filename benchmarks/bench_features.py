@@ -89,6 +89,10 @@ def main() -> None:
     p.add_argument("--ft-translation", type=int, default=0,
                    help="random shifts of up to N pixels of every training image while fine-tuning aekit-finetune and "
                         "aekit-finetune-conv (an augmentation; 0: none) (default: %(default)s)")
+    p.add_argument("--ft-dropout", type=float, default=0.0,
+                   help="dropout of the hidden units while the sda and cae rows fine-tune (default: %(default)s)")
+    p.add_argument("--ft-input-dropout", type=float, default=0.0,
+                   help="dropout of the input while the sda and cae rows fine-tune (default: %(default)s)")
     p.add_argument("--conv-channels", default="32,64",
                    help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
     p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
@@ -133,7 +137,8 @@ def main() -> None:
             hidden_dims=(args.hidden,) * (n_layers - 1), latent_dim=args.hidden, layer_family=layer_family,
             layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
             pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify",
-            lr_schedule=args.ft_schedule, **common,
+            lr_schedule=args.ft_schedule, finetune_dropout=args.ft_dropout,
+            finetune_input_dropout=args.ft_input_dropout, **common,
         )
 
     Xtr, Xte = train.X.reshape(len(train.X), -1), test.X.reshape(len(test.X), -1)

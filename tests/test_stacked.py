@@ -262,6 +262,28 @@ def test_fine_tuning_forward_reconstructs_only_in_evaluation_mode() -> None:
     torch.testing.assert_close(out_eval.extras["class_logits"], out.extras["class_logits"])
 
 
+def test_fine_tuning_dropout_acts_only_while_the_classifier_trains() -> None:
+    est, _, test = classifier()
+    module, x = est.module_, torch.from_numpy(test.X[:50])
+    module.eval()
+    clean = module(x).extras["class_logits"]
+    module.dropout, module.input_dropout = 0.5, 0.2
+    module.train()
+    dropped = module(x).extras["class_logits"]
+    assert not torch.allclose(dropped, clean) and not torch.allclose(dropped, module(x).extras["class_logits"])
+    # Dropout of the input alone changes the logits too.
+    module.dropout = 0.0
+    assert not torch.allclose(module(x).extras["class_logits"], clean)
+    module.eval()
+    torch.testing.assert_close(module(x).extras["class_logits"], clean)  # never in evaluation
+    # Fitted with dropout: it reaches the module, and predictions are deterministic.
+    fitted = small(objective="classify", finetune_dropout=0.5, finetune_input_dropout=0.2, max_epochs=2)
+    fitted.fit(digits_data(), digits_labels())
+    assert (fitted.module_.dropout, fitted.module_.input_dropout) == (0.5, 0.2)
+    X = digits_data()[:50]
+    np.testing.assert_array_equal(fitted.predict_proba(X), fitted.predict_proba(X))
+
+
 def test_labels_other_than_0_to_9_and_unlabelled_samples() -> None:
     X, digits = digits_data(), digits_labels()
     truth = np.where(digits % 2 == 0, 10, 20)  # even against odd digits
@@ -404,6 +426,8 @@ def test_resume_without_a_checkpoint(tmp_path: Path) -> None:
         ({"architecture": "lecture-conv", "latent_dim": 32}, r"unknown architecture 'lecture-conv'"),
         ({"latent_dim": 0}, r"latent_dim must be an integer >= 1, got 0"),
         ({"max_epochs": 0}, r"max_epochs must be an integer >= 1, got 0"),
+        ({"finetune_dropout": 1.0}, r"finetune_dropout must be .*got 1\.0"),
+        ({"finetune_input_dropout": -0.1}, r"finetune_input_dropout must be .*got -0\.1"),
     ],
     ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
 )

@@ -111,6 +111,12 @@ class StackedConfig:
         Explain("the weight of the layers' penalty", "use 'auto' for the layer family's default"),
         Auto("the layer family's default (sparse: 0.1 for l1, 3 for kl; contractive: 0.1)"),
     ] = "auto"
+    # Dropout while the classifier is fine-tuned (Srivastava et al. 2014, whose pretrained nets fine-tuned with
+    # dropout beat those without): each hidden unit of the encoder is zeroed with this probability at every
+    # step, and each input value with finetune_input_dropout (they use 0.5 and 0.2); 0 turns it off. Without it
+    # the fine-tuned stack fits its training images exactly within a few epochs (benchmarks/RESULTS.md).
+    finetune_dropout: Annotated[float, Interval(0, 1, closed="left")] = 0.0
+    finetune_input_dropout: Annotated[float, Interval(0, 1, closed="left")] = 0.0
 
 
 def code_output(act: str) -> tuple[str, str]:
@@ -155,13 +161,16 @@ class StackedAutoencoderModule(nn.Module):
     z (B, d_L), class logits (B, n_classes).
     """
 
-    def __init__(self, layers: Sequence[AutoencoderModule], code_dim: int, n_classes: int | None = None) -> None:
+    def __init__(self, layers: Sequence[AutoencoderModule], code_dim: int, n_classes: int | None = None,
+                 dropout: float = 0.0, input_dropout: float = 0.0) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.output, self.loss_kind = layers[0].output, layers[0].loss_kind
         self.head = nn.Linear(code_dim, n_classes) if n_classes is not None else None
         # fit_module passes the labels to ``loss`` only when this is set.
         self.uses_labels = n_classes is not None
+        # Dropout of the hidden units and of the input while the classifier trains (never in evaluation).
+        self.dropout, self.input_dropout = float(dropout), float(input_dropout)
 
     @property
     def stack(self) -> Sequence[AutoencoderModule]:
@@ -195,8 +204,16 @@ class StackedAutoencoderModule(nn.Module):
             raise RuntimeError("this stack has no classifier head; it was fitted without labels")
         return self.head(z)
 
+    def _dropout_codes(self, x: Tensor) -> Tensor:
+        """The top code of ``x`` with dropout of the input and of every layer's units (training the classifier)."""
+        h = F.dropout(x, self.input_dropout, training=True)
+        for layer in self.stack:
+            h = F.dropout(layer.encode(h), self.dropout, training=True)
+        return h
+
     def forward(self, x: Tensor) -> AEOutput:
-        z = self.encode(x)
+        dropping = self.head is not None and self.training and (self.dropout > 0 or self.input_dropout > 0)
+        z = self._dropout_codes(x) if dropping else self.encode(x)
         if self.head is not None:
             # The decoder is frozen while the classifier is fine-tuned, and reconstructs only in evaluation mode.
             return classifier_output(z, self.head(z), self.decode, self.training)
@@ -269,6 +286,10 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
     layer_alpha : float >= 0 or "auto", default "auto"
         The ``alpha`` (penalty weight) of a layer family that has one; "auto": that family's default
         (sparse: 0.1 for l1, 3 for kl; contractive: 0.1), None for a layer family without one.
+    finetune_dropout, finetune_input_dropout : float in [0, 1), default 0
+        Dropout while the classifier head is fine-tuned (``objective="classify"``): every hidden unit of the
+        encoder, and every input value, zeroed with this probability at each step (Srivastava et al. 2014 use
+        0.5 and 0.2). The codes ``transform`` returns and the predictions never drop anything.
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`. Only ``architecture="mlp"``: each
         layer is fully connected. ``activation`` is the units of every layer, by default "sigmoid",
@@ -470,7 +491,8 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
             in_shape = (width,)
             output, loss = code_output(act)
         classes = self.data_info_.classes if r.objective == "classify" else None
-        return StackedAutoencoderModule(layers, _widths(r)[-1], None if classes is None else len(classes))
+        return StackedAutoencoderModule(layers, _widths(r)[-1], None if classes is None else len(classes),
+                                        float(r.finetune_dropout), float(r.finetune_input_dropout))
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         module: StackedAutoencoderModule = self.module_
