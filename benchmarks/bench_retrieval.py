@@ -191,15 +191,13 @@ def main() -> None:
 
     for b in a.bits:
         t = time.perf_counter()
-        shift = {} if a.shift_corruption is None else {"shift_corruption": a.shift_corruption}
-        ae = aekit.Autoencoder.from_preset(
-            a.preset, latent_dim=b, binary_codes=True, binarization=a.binarization, sample_norm=a.sample_norm,
-            max_epochs=a.epochs, random_state=a.seed, verbose=0, **shift,
-        ) if a.preset else aekit.Autoencoder(
-            latent_dim=b, binary_codes=True, binarization=a.binarization, sample_norm=a.sample_norm,
-            max_epochs=a.epochs, random_state=a.seed, verbose=0, **shift,
-        )
-        ae.fit(tr.X)
+        # The preset's parameters (if any), the flags on top, as from_preset does.
+        params = aekit.Autoencoder.preset_params(a.preset) if a.preset else {}
+        if a.shift_corruption is not None:
+            params["shift_corruption"] = a.shift_corruption
+        ae = aekit.Autoencoder(**{**params, "latent_dim": b, "binary_codes": True, "binarization": a.binarization,
+                                  "sample_norm": a.sample_norm, "max_epochs": a.epochs, "random_state": a.seed,
+                                  "verbose": 0}).fit(tr.X)
         ae_first = add("aekit-binary", b, "hamming", True, ae.transform, time.perf_counter() - t)
         R = np.random.default_rng(a.seed).standard_normal((X.shape[1], b)).astype(np.float32)
         add("lsh", b, "hamming", True, lambda A, R=R: ((A - mean) @ R > 0).astype(np.float32), 0.0)

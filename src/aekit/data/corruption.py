@@ -318,12 +318,20 @@ class Translation(Corruption):
     def __init__(self, shift: int) -> None:
         self.shift = _check_int("shift", shift, 0, what="the largest offset in pixels")
 
+    @staticmethod
+    def largest_shift(sample_shape: Sequence[int]) -> int | None:
+        """The largest shift images of ``sample_shape`` (C, H, W) take, each side longer than twice it; None for
+        samples that are not images."""
+        shape = tuple(int(s) for s in sample_shape)
+        return (min(shape[1], shape[2]) - 1) // 2 if len(shape) == 3 else None
+
     def check_shape(self, sample_shape: Sequence[int]) -> None:
         shape = _image_shape("translation", sample_shape)
-        if 2 * self.shift >= min(shape[1], shape[2]):
+        largest = self.largest_shift(shape)
+        if largest is not None and self.shift > largest:
             raise ValueError(
                 f"a shift of up to {self.shift} pixels does not fit images of sample shape {shape}; use a shift "
-                f"below {(min(shape[1], shape[2]) + 1) // 2}"
+                f"below {largest + 1}"
             )
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -549,12 +549,15 @@ class Autoencoder(BaseAutoencoder):
     )
 
     @classmethod
+    def _lacks(cls, preset: Mapping[str, Any]) -> list[str]:
+        """The parameters ``preset`` sets that this family does not have and cannot do without, sorted."""
+        return sorted(set(preset) - _OPTIONAL_PRESET_PARAMS - set(getattr(cls, "_param_types", {})))
+
+    @classmethod
     def presets(cls) -> list[str]:
         """The presets this family can take: the variants share the plain autoencoder's, except those that
         need its own settings (``binary_codes`` and ``shift_corruption`` for ``"hashing"``)."""
-        types = getattr(cls, "_param_types", {})
-        return [name for name, params in cls._presets.items()
-                if set(params) - _OPTIONAL_PRESET_PARAMS <= set(types)]
+        return [name for name, params in cls._presets.items() if not cls._lacks(params)]
 
     @classmethod
     def preset_params(cls, name: str) -> dict[str, Any]:
@@ -562,7 +565,7 @@ class Autoencoder(BaseAutoencoder):
         take the network without the plain autoencoder's own settings (``init``)."""
         types = getattr(cls, "_param_types", {})
         params = super().preset_params(name)
-        missing = sorted(set(params) - _OPTIONAL_PRESET_PARAMS - set(types))
+        missing = cls._lacks(params)
         if missing:
             raise ValueError(
                 f"preset {name!r} sets {', '.join(missing)}, which {cls.__name__} does not have; use "
@@ -644,8 +647,9 @@ class Autoencoder(BaseAutoencoder):
             if r["patience"] == AUTO:
                 r["patience"] = max(10, math.ceil(int(r["max_epochs"]) / 10))
         shift, shape = int(r.get("shift_corruption") or 0), tuple(data.sample_shape)
-        if shift and (len(shape) != 3 or 2 * shift >= min(shape[1:])):
-            fix = f"a shift below {(min(shape[1:]) + 1) // 2}, or 0" if len(shape) == 3 else "shift_corruption=0"
+        largest = Translation.largest_shift(shape)
+        if shift and (largest is None or shift > largest):
+            fix = "shift_corruption=0" if largest is None else f"a shift below {largest + 1}, or 0"
             raise ValueError(
                 f"shift_corruption={shift} shifts images (C, H, W) by up to {shift} pixels, each side longer than "
                 f"{2 * shift}, but the samples have shape {shape}; use {fix}"
