@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aekit.core.params import is_whole
+
 #: ITU-R BT.601 luma weights, the usual RGB -> gray conversion (also PIL's "L" mode).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -53,7 +55,7 @@ def _check_number(name: str, value: Any, low: float, high: float, *, what: str) 
 
 
 def _check_int(name: str, value: Any, low: int, *, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_whole(value, low):
         raise ValueError(f"{name} must be an integer >= {low} ({what}), got {value!r}")
     return int(value)
 
