@@ -11,7 +11,9 @@ per-repeat ratios so the noise is visible:
    indexed by a shuffled permutation, fused Adam, BCE with logits, ``set_to_none`` gradients, no
    per-step host syncs), aekit's trainer, and pythae 0.1.2's trainer when its environment exists; and,
    as a bound rather than a loop, the step's matrix products alone on the same shapes and batches (the
-   rate no fp32 step of this network can pass on this BLAS and thread count).
+   rate no fp32 step of this network can pass on this BLAS and thread count). On CUDA also a
+   hand-written CUDA-graph step (the tuned step captured once with ``torch.cuda.graph`` and replayed per
+   batch, full batches only), the reference ANCHORS.md gives for one H100, and aekit with its graph off.
 2. Whole processes, one epoch each: ``aekit train --family autoencoder --preset hinton --epochs 1``
    (which also holds out 10 % for validation, evaluates on a bounded sample and writes the report)
    against a script that imports torch, reads the same IDX files, trains one epoch with the
@@ -20,6 +22,11 @@ per-repeat ratios so the noise is visible:
     python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist            # CPU, everything
     python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist --limit 10000 --skip-process
     python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist --device cuda --batch-size 256
+    python benchmarks/bench_throughput.py --data-dir ../shared/data/mnist --device cuda --families --skip-pythae
+
+``--families`` adds a table of the families with extra loss terms (denoising, contractive, sparse, the
+VAE) on the same layout: seconds per epoch beside the plain autoencoder's, and which path the run's
+history says its steps took (on CUDA a family must not fall back to eager steps unnoticed).
 
 pythae pins old versions of its dependencies, so it lives in a virtual environment of its own; the
 row reports "not installed" with the reason when that environment is missing:
@@ -118,6 +125,42 @@ def tuned(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
             opt.step()
     _sync(device)
     return epochs * n / (time.perf_counter() - t0)
+
+
+def graph_step(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
+    """The tuned step captured as one CUDA graph (gather, forward, backward, Adam) and replayed per batch."""
+    torch.manual_seed(0)
+    model = hinton_net(sigmoid_output=False).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    Xt = torch.from_numpy(X).to(device)
+    n = Xt.shape[0]
+    idx = torch.arange(batch_size, device=device)
+
+    def step() -> None:
+        xb = Xt[idx]
+        loss = F.binary_cross_entropy_with_logits(model(xb), xb, reduction="sum") / xb.shape[0]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(n, device=device)
+        for i in range(0, n - batch_size + 1, batch_size):
+            idx.copy_(perm[i : i + batch_size])
+            graph.replay()
+    _sync(device)
+    return epochs * (n - n % batch_size) / (time.perf_counter() - t0)
 
 
 HINTON_DIMS = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
@@ -225,6 +268,32 @@ PYTHAE_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def family_rows(X: np.ndarray, epochs: int, batch_size: int, device: str) -> list[list[object]]:
+    """Seconds per epoch of the families with extra loss terms on the hinton layout, and the path their steps took."""
+    common = {"hidden_dims": (1000, 500, 250), "latent_dim": 30, "activation": "gelu", "max_epochs": epochs,
+              "batch_size": batch_size, "validation_fraction": 0.0, "patience": None, "device": device,
+              "random_state": 0, "verbose": 0}
+    families = [
+        ("Autoencoder (plain)", lambda: aekit.Autoencoder(**common)),
+        ("DenoisingAutoencoder, masking:0.25", lambda: aekit.DenoisingAutoencoder(corruption="masking:0.25", **common)),
+        ("ContractiveAutoencoder, alpha 0.1", lambda: aekit.ContractiveAutoencoder(alpha=0.1, **common)),
+        ("SparseAutoencoder, KL penalty", lambda: aekit.SparseAutoencoder(**common)),
+        ("VAE, k=1", lambda: aekit.VAE(**common)),
+        ("VAE, k=5 (IWAE)", lambda: aekit.VAE(k=5, **common)),
+    ]
+    rows: list[list[object]] = []
+    base = None
+    for name, make in families:
+        model = make().fit(X)
+        hist = model.history_[1:] if (device.startswith("cuda") and len(model.history_) > 1) else model.history_
+        s = statistics.median(r["seconds"] for r in hist)
+        base = base or s
+        graph = [r.get("cuda_graph") for r in model.history_]
+        path = "cpu (eager)" if graph[0] is None else ("cuda-graph" if all(g == 1.0 for g in graph) else "eager")
+        rows.append([name, s, s / base, path])
+    return rows
+
+
 def pythae_status() -> str | None:
     """None when pythae 0.1.2 can run, else why not."""
     if not PYTHAE_PYTHON.is_file():
@@ -319,6 +388,8 @@ def main() -> None:
     p.add_argument("--skip-pythae", action="store_true", help="leave out the pythae row")
     p.add_argument("--skip-process", action="store_true", help="leave out the whole-process measurement")
     p.add_argument("--process-repeats", type=int, default=2, help="alternating whole-process runs (default: %(default)s)")
+    p.add_argument("--families", action="store_true",
+                   help="also time the families with extra terms (denoising, contractive, sparse, VAE)")
     p.add_argument("--process-limit", type=int, default=None,
                    help="whole processes train on the first N images only (default: all 60,000)")
     args = p.parse_args()
@@ -330,6 +401,7 @@ def main() -> None:
     ]
     if args.device.startswith("cuda"):
         loops.append(("aekit trainer, no CUDA graph", lambda *a: aekit_trainer(*a, cuda_graph=False)))
+        loops.append(("hand-written CUDA-graph step", graph_step))
     pythae_why = "left out (--skip-pythae)" if args.skip_pythae else pythae_status()
     if pythae_why is None:
         loops.append(("pythae 0.1.2 trainer", pythae_trainer))
@@ -356,6 +428,12 @@ def main() -> None:
     print(f"\nThe matrix products alone ran at {gflops:.1f} GFLOP/s ({gflops / torch.get_num_threads():.1f} per thread "
           f"on {torch.get_num_threads()}); {gemm_flops_per_sample() / 1e6:.2f} MFLOP per sample and step.")
 
+    if args.families:
+        print(f"\nFamilies with extra terms, layout 784-1000-500-250-30 (GELU), {len(X)} images, batch "
+              f"{args.batch_size}, {args.device}; median seconds per epoch of {epochs} epochs"
+              + (" after the first (graph capture)" if args.device.startswith("cuda") else "") + "\n")
+        print(table(["family", "s/epoch", "vs plain", "steps ran (run history)"],
+                    family_rows(X, epochs + (1 if args.device.startswith("cuda") else 0), args.batch_size, args.device)))
     if args.skip_process or args.device != "cpu":
         return
     data_dir = args.data_dir or os.environ.get("AEKIT_DATA_DIR")

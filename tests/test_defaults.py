@@ -93,11 +93,14 @@ def test_resolved_budget_is_recorded_printed_and_overridable(tmp_path: Path, cap
     # learning rate, so early stopping ends it after the patience given.
     assert "max_epochs=2000" in err and "validation_fraction=0.25" in err and "init='pca'" in err
     assert "patience" not in err  # given, not chosen
+    assert "binarization" not in err  # chosen, but it matters only with binary codes
     assert len(ae.history_) == 5
     cfg = json.loads(ae.save(tmp_path / "run").joinpath("config.json").read_text())
     assert cfg["params"]["max_epochs"] == "auto"
     assert (cfg["resolved"]["max_epochs"], cfg["resolved"]["patience"]) == (2000, 5)
     assert aekit.load(tmp_path / "run").resolved_.max_epochs == 2000
+    aekit.Autoencoder(latent_dim=2, hidden_dims=(8,), max_epochs=1, binary_codes=True, verbose=1).fit(X)
+    assert "binarization='itq'" in capsys.readouterr().err
     fixed = aekit.Autoencoder(latent_dim=2, hidden_dims=(8,), max_epochs=3, patience=None, validation_fraction=0.1,
                               init="random", verbose=0, random_state=0).fit(X.clip(0, 1))
     assert len(fixed.history_) == 3 and (fixed.resolved_.output, fixed.resolved_.loss) == ("sigmoid", "bce")

@@ -566,7 +566,8 @@ def _graph_against_eager(graph: nn.Module, eager: nn.Module) -> tuple[list[dict[
 
     256 rows, no validation, batches of 64: four full batches, so both paths take the same steps.
     """
-    cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda"}
+    # Full fp32: these tests are about the path, and TF32's rounding would blur the comparison.
+    cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda", "tf32": False}
     h_graph, p_graph = _path_of(graph, config(cuda_graph=True, **cfg))
     h_eager, p_eager = _path_of(eager, config(cuda_graph=False, **cfg))
     assert (p_graph, p_eager) == ("cuda-graph", "eager")
@@ -593,7 +594,7 @@ def test_cuda_graph_steps_equal_eager_steps() -> None:
 @cuda
 def test_cuda_graph_resume_keeps_the_optimizer_state(tmp_path: Path) -> None:
     """Capture runs warm-up steps; a resumed run must get its loaded Adam moments back after them."""
-    cfg = {"batch_size": 64, "validation_fraction": 0.0, "device": "cuda", "cuda_graph": True}
+    cfg = {"batch_size": 64, "validation_fraction": 0.0, "device": "cuda", "cuda_graph": True, "tf32": False}
     fit_module(TinyAE(), data(256), config=config(max_epochs=2, **cfg), checkpoint_dir=tmp_path)
     resumed, straight = TinyAE(), TinyAE()
     _, path = _path_of(resumed, config(max_epochs=4, **cfg), checkpoint_dir=tmp_path, resume=True)
@@ -606,9 +607,48 @@ def test_cuda_graph_resume_keeps_the_optimizer_state(tmp_path: Path) -> None:
 @cuda
 def test_cuda_graph_reads_a_loss_weight_changed_in_place() -> None:
     """A weight changed in place between replays is read by the captured graph as by the eager path."""
-    cfg = {"max_epochs": 4, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda"}
+    cfg = {"max_epochs": 4, "batch_size": 64, "validation_fraction": 0.0, "device": "cuda", "tf32": False}
     graph = fit_module(TinyAE(), data(256), config=config(cuda_graph=True, **cfg), callbacks=[WarmUpByEpoch(2)])
     eager = fit_module(TinyAE(), data(256), config=config(cuda_graph=False, **cfg), callbacks=[WarmUpByEpoch(2)])
     assert graph[0]["penalty"] == 0.0 and graph[1]["penalty"] > 0
     assert [r["penalty_weight"] for r in graph] == [0.0, 0.5, 1.0, 1.0]
     assert [r["penalty"] for r in graph] == pytest.approx([r["penalty"] for r in eager], rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------- TensorFloat-32
+
+
+def _tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_tf32_is_set_for_cuda_blocks_and_restored(on: bool) -> None:
+    before = _tf32_flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (not on), (not on)
+        with training._tf32(torch.device("cuda"), on):
+            assert _tf32_flags() == (on, on)
+        assert _tf32_flags() == (not on, not on)
+        with pytest.raises(RuntimeError, match="boom"), training._tf32(torch.device("cuda"), on):
+            raise RuntimeError("boom")
+        assert _tf32_flags() == (not on, not on)
+        with training._tf32(torch.device("cpu"), on):  # the CPU has no TF32: nothing changes
+            assert _tf32_flags() == (not on, not on)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@cuda
+@pytest.mark.parametrize("on", [True, False])
+def test_cuda_training_runs_with_the_configured_tf32(on: bool) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    class Flags(Callback):
+        def on_epoch_end(self, state: TrainState) -> None:
+            seen.append(_tf32_flags())
+
+    before = _tf32_flags()
+    cfg = config(max_epochs=2, batch_size=64, validation_fraction=0.0, device="cuda", tf32=on)
+    fit_module(TinyAE(), data(256), config=cfg, callbacks=[Flags()])
+    assert seen == [(on, on)] * 2 and _tf32_flags() == before

@@ -606,6 +606,12 @@ class Autoencoder(BaseAutoencoder):
                     f"{', '.join(clash)}; use init='random' for this network"
                 )
 
+    def _announce(self, resolved: Mapping[str, Any]) -> None:
+        # The bits' method matters only with binary codes: say nothing of it otherwise.
+        if not resolved.get("binary_codes"):
+            resolved = {k: v for k, v in resolved.items() if k != "binarization"}
+        super()._announce(resolved)
+
     @classmethod
     def resolve(cls, params: Mapping[str, Any], data: DataInfo) -> dict[str, Any]:
         """Hidden sizes, data scaling, output layer and loss for ``data``; a ValueError for a combination
