@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import aekit
 
-from _common import add_data_args, machine, table
+from _common import add_data_args, machine, table, timed_epochs, training_path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PYTHAE_PYTHON = Path(os.environ.get("PYTHAE_VENV", "/tmp/pythae-venv")) / "bin" / "python"
@@ -212,9 +212,7 @@ def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda
         "hinton", max_epochs=epochs, batch_size=batch_size, validation_fraction=0.0, patience=None,
         device=device, random_state=0, verbose=0, cuda_graph=cuda_graph,
     ).fit(X)
-    # Skip the first epoch on CUDA (graph capture and allocator warm-up), as the hand-written rows do not
-    # pay comparable one-off costs.
-    rows = ae.history_[1:] if (device.startswith("cuda") and len(ae.history_) > 1) else ae.history_
+    rows = timed_epochs(ae.history_, device)
     THREADS["aekit"] = int(rows[0]["threads"])
     return statistics.median(r["samples_per_s"] for r in rows)
 
@@ -285,12 +283,9 @@ def family_rows(X: np.ndarray, epochs: int, batch_size: int, device: str) -> lis
     base = None
     for name, make in families:
         model = make().fit(X)
-        hist = model.history_[1:] if (device.startswith("cuda") and len(model.history_) > 1) else model.history_
-        s = statistics.median(r["seconds"] for r in hist)
+        s = statistics.median(r["seconds"] for r in timed_epochs(model.history_, device))
         base = base or s
-        graph = [r.get("cuda_graph") for r in model.history_]
-        path = "cpu (eager)" if graph[0] is None else ("cuda-graph" if all(g == 1.0 for g in graph) else "eager")
-        rows.append([name, s, s / base, path])
+        rows.append([name, s, s / base, training_path(model.history_)])
     return rows
 
 

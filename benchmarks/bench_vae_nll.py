@@ -21,15 +21,9 @@ import torch
 
 import aekit
 
-from _common import add_data_args, machine, table
+from _common import add_data_args, machine, table, training_path
 
 ANCHOR = {1: 86.76, 50: 84.78}
-
-
-def training_path(history: list[dict[str, float]]) -> str:
-    """"cuda-graph" when the run's history says every epoch replayed the captured step, else "eager"."""
-    graph = [row.get("cuda_graph") for row in history]
-    return "cuda-graph" if graph and all(g == 1.0 for g in graph) else "eager"
 
 
 def main() -> None:

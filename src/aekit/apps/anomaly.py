@@ -266,7 +266,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.score_ = self._choose_score(model)  # before any training
         trains = self.model is None or not _is_fitted(model)
         if self.normalize == "auto":
-            self.normalize_ = "unit" if trains and X.ndim > 2 else "none"
+            self.normalize_ = "unit" if trains and not table else "none"
         else:
             self.normalize_ = str(self.normalize)
         self.rescaled_error_ = bool(self.rescaled_error) and self.normalize_ == "unit" and self.score_ == "reconstruction"
