@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import low_rank_data
 
 import aekit
@@ -140,3 +141,54 @@ def test_principal_axes_by_scatter_match_the_svd_and_read_the_data_in_chunks() -
     _, Sw, Vtw = torch.linalg.svd(W.double() - W.double().mean(dim=0), full_matrices=False)
     torch.testing.assert_close(scale_w, Sw[:4] / 29**0.5, rtol=1e-12, atol=0)
     torch.testing.assert_close(axes_w.abs(), Vtw[:4].abs(), rtol=0, atol=1e-12)
+
+
+def test_clip_output_is_the_clipped_value_with_the_gradient_of_a_convex_loss() -> None:
+    """output="clip": forward min(max(raw, 0), 1); the squared error's gradient through it is that of the convex
+    loss equal to (raw - x)^2 inside [0, 1] and continued linearly outside, checked against autograd of that loss."""
+    from aekit.core.nets import apply_output
+
+    raw = torch.tensor([-0.7, -0.2, 0.0, 0.3, 0.9, 1.0, 1.4, 2.5, -0.1, 1.2], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([0.0, 0.4, 0.2, 0.3, 1.0, 0.5, 1.0, 0.25, 0.0, 0.0], dtype=torch.float64)
+    out = apply_output("clip", raw)
+    torch.testing.assert_close(out.detach(), raw.detach().clamp(0, 1), rtol=0, atol=1e-15)
+    ((out - x) ** 2).sum().backward()
+    grad_st = raw.grad.clone()
+
+    ref = raw.detach().clone().requires_grad_(True)
+    c = ref.clamp(0, 1)  # continuing the quadratic at the bound b with its slope there: (b - x)^2 + 2 (b - x) (raw - b)
+    surrogate = torch.where((ref >= 0) & (ref <= 1), (ref - x) ** 2, (c - x) ** 2 + 2 * (c.detach() - x) * (ref - c.detach()))
+    surrogate.sum().backward()
+    torch.testing.assert_close(grad_st, ref.grad, rtol=0, atol=1e-12)
+    # A value beyond the bound its target sits on costs nothing; one beyond the other bound is pulled back.
+    assert grad_st[0] == 0 and grad_st[6] == 0 and grad_st[1] < 0 and grad_st[7] > 0 and grad_st[9] > 0
+    # Without a graph (evaluation) the clipped values are exact.
+    assert torch.equal(apply_output("clip", raw.detach()), raw.detach().clamp(0, 1))
+
+
+def test_clip_output_starts_at_clipped_pca_and_stays_in_the_data_range(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = (curved_data(300, d=16, seed=2) * 0.5 + 0.5).clip(0, 1)  # in [0, 1], many values at the bounds
+    X[rng.random(X.shape) < 0.3] = 0.0
+    pca = aekit.LinearAutoencoder(latent_dim=3, solver="svd").fit(X)
+    start = aekit.Autoencoder(latent_dim=3, output="clip", learning_rate=0.5, max_epochs=1, patience=None,
+                              verbose=0, random_state=0).fit(X)  # a step far too large: PCA's start is kept
+    assert (start.resolved_.init, start.resolved_.output, start.resolved_.loss) == ("pca", "clip", "mse")
+    np.testing.assert_allclose(start.reconstruct(X), pca.reconstruct(X).clip(0, 1), atol=2e-5)
+    assert held_out_error(start, X) < held_out_error(pca, X)  # clipping PCA's values to the range only helps
+
+    ae = aekit.Autoencoder(latent_dim=3, output="clip", max_epochs=20, verbose=0, random_state=0).fit(X)
+    rec = ae.reconstruct(X)
+    assert rec.min() >= 0.0 and rec.max() <= 1.0
+    ae.save(tmp_path / "m")
+    np.testing.assert_array_equal(aekit.load(tmp_path / "m").reconstruct(X), rec)
+    assert aekit.Autoencoder(latent_dim=3, output="clip", init="random", max_epochs=2, verbose=0,
+                             random_state=0).fit(X).resolved_.loss == "mse"
+
+
+def test_clip_output_refuses_data_outside_zero_one_and_a_cross_entropy() -> None:
+    X = curved_data(120, d=8)  # centred, so outside [0, 1]
+    with pytest.raises(ValueError, match=r"output='clip' clips reconstructions to \[0, 1\], but the data range over"):
+        aekit.Autoencoder(latent_dim=2, output="clip", max_epochs=1, verbose=0).fit(X)
+    with pytest.raises(ValueError, match=r"loss='bce' needs output='sigmoid', got output='clip'"):
+        aekit.Autoencoder(latent_dim=2, output="clip", loss="bce", init="random", max_epochs=1, verbose=0).fit(X.clip(0, 1))

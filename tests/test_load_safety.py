@@ -197,7 +197,7 @@ def test_unknown_scaling(run: Path) -> None:
     ("fitted", "match"),
     [
         ([], r"field 'fitted' must be a JSON object, found list"),
-        ({"output": 3, "loss": "mse"}, r"field 'fitted\.output' must be one of sigmoid, linear, tanh, got 3"),
+        ({"output": 3, "loss": "mse"}, r"field 'fitted\.output' must be one of sigmoid, linear, tanh, clip, got 3"),
         ({"output": "linear", "loss": ["mse"]}, r"field 'fitted\.loss' must be one of bce, mse, got \['mse'\]"),
         ({"output": "linear", "loss": "mse", "classes": "abc"}, r"'fitted\.classes' must be a sorted list of distinct"),
         ({"output": "linear", "loss": "mse", "extra": {"a": 1}}, r"'fitted\.extra' must be a number, string, boolean"),

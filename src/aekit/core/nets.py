@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 #: The hidden non-linearities by name (the keys of :data:`ACTIVATIONS`), as a type families declare fields with.
 Activation = Literal["relu", "gelu", "silu", "elu", "leaky_relu", "sigmoid", "tanh"]
-#: The output non-linearities of a decoder.
-Output = Literal["sigmoid", "linear", "tanh"]
+#: The output non-linearities of a decoder ("clip": linear, clipped to [0, 1]; see :func:`apply_output`).
+Output = Literal["sigmoid", "linear", "tanh", "clip"]
 #: The network layouts of :func:`build_encoder_decoder`.
 Architecture = Literal["mlp", "conv", "lecture-conv"]
 
@@ -95,11 +95,23 @@ def code_activation(name: str) -> nn.Module:
 
 
 def apply_output(kind: str, raw: Tensor) -> Tensor:
-    """Map the decoder's raw output to data space: sigmoid, tanh or identity."""
+    """Map the decoder's raw output to data space: sigmoid, tanh, identity, or clipped to [0, 1] ("clip").
+
+    "clip" is a linear output for data in [0, 1] whose values are min(max(raw, 0), 1): a reconstruction
+    never leaves the data's range, so where a pixel is 0 (most of a digit's) any raw value at or below 0 is
+    exact. While training, the gradient passes the clip unchanged (straight through): the squared error of
+    the clipped value then has the gradient 2 (clip(raw) - x), which is the gradient of a convex loss in
+    raw, the squared error inside [0, 1] continued linearly outside it. A raw value beyond the range of
+    its target is pulled back (no gradient dies at the clip), one beyond the bound its target sits on
+    costs nothing.
+    """
     if kind == "sigmoid":
         return sigmoid(raw)
     if kind == "tanh":
         return torch.tanh(raw)
+    if kind == "clip":
+        clipped = raw.clamp(0.0, 1.0)
+        return raw + (clipped - raw).detach() if raw.requires_grad else clipped
     return raw
 
 

@@ -141,9 +141,10 @@ class AutoencoderConfig:
     hidden_dims: Annotated[HiddenDims | Literal["auto"], Auto("(256, 128) for mlp, channels (32, 64) for conv")] = "auto"
     latent_dim: Annotated[int, Interval(1)] = 32  # The code size K; 32 keeps most of MNIST's detail.
     activation: Activation = "relu"  # The hidden non-linearity; ReLU trains fast without pretraining.
-    # The decoder's output non-linearity, matched to the range of the scaled data.
+    # The decoder's output non-linearity, matched to the range of the scaled data; "clip" is linear and clipped
+    # to [0, 1], trained on the squared error with its gradient passed through the clip.
     output: Annotated[
-        Literal["auto", "sigmoid", "linear", "tanh"],
+        Literal["auto", "sigmoid", "linear", "tanh", "clip"],
         Auto("sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
     ] = "auto"
     # The reconstruction term: the Bernoulli likelihood for a sigmoid output, the squared error otherwise.
@@ -159,9 +160,10 @@ class AdaptiveNetConfig(AutoencoderConfig):
     """The plain autoencoder's network: by default PCA plus a learned correction (the variants built on
     :class:`AutoencoderConfig` keep a random start: their objectives are not PCA's)."""
 
-    # The output, loss and scaling that PCA plus a correction needs are the defaults with init='pca'.
+    # The output, loss and scaling that PCA plus a correction needs are the defaults with init='pca'; it also
+    # takes "clip" for data in [0, 1]: the linear output clipped to [0, 1], so no reconstruction leaves the range.
     output: Annotated[
-        Literal["auto", "sigmoid", "linear", "tanh"],
+        Literal["auto", "sigmoid", "linear", "tanh", "clip"],
         Auto("linear with init='pca' or sample_norm='l2'; sigmoid for data in [0, 1] unless loss='mse', else linear",
              from_data=True),
     ] = "auto"
@@ -241,8 +243,8 @@ class AutoencoderModule(nn.Module):
         (B, *sample_shape) -> (B, K).
     decoder : nn.Module
         (B, K) -> (B, *sample_shape), before the output non-linearity.
-    output : {"sigmoid", "linear", "tanh"}
-        The output non-linearity.
+    output : {"sigmoid", "linear", "tanh", "clip"}
+        The output non-linearity (:func:`~aekit.core.nets.apply_output`).
     loss : {"bce", "mse"}
         The reconstruction term; "bce" needs ``output="sigmoid"``.
     """
@@ -444,7 +446,8 @@ class ITQCodes:
 
 class PCAAutoencoderModule(AutoencoderModule):
     """PCA plus a learned correction: a :class:`~aekit.core.nets.ResidualPCAEncoder` and decoder, exactly PCA
-    at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective)."""
+    at initialization (:meth:`set_pca`), with a linear output and the squared error (PCA's objective), or
+    ``output="clip"`` for data in [0, 1]: the same, clipped to the data's range."""
 
     encoder: ResidualPCAEncoder
     decoder: ResidualPCADecoder
@@ -454,8 +457,12 @@ class PCAAutoencoderModule(AutoencoderModule):
     #: learning rate per step whatever its gradient, which would blur the axes before the correction learns.
     AXES_LR_SCALE = 0.1
 
-    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float) -> None:
-        super().__init__(encoder, decoder, "linear", "mse")
+    def __init__(
+        self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float, output: str = "linear"
+    ) -> None:
+        if output not in ("linear", "clip"):
+            raise ValueError(f"PCA plus a correction has a linear output, clipped or not; got output={output!r}")
+        super().__init__(encoder, decoder, output, "mse")
         self.learning_rate = float(learning_rate)
 
     def param_groups(self) -> list[dict[str, Any]]:
@@ -490,8 +497,10 @@ class ITQAutoencoderModule(ITQCodes, AutoencoderModule):
 class ITQPCAAutoencoderModule(ITQCodes, PCAAutoencoderModule):
     """PCA plus a learned correction, with binary codes by iterative quantization: PCA-ITQ's bits at the start."""
 
-    def __init__(self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float) -> None:
-        super().__init__(encoder, decoder, learning_rate)
+    def __init__(
+        self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float, output: str = "linear"
+    ) -> None:
+        super().__init__(encoder, decoder, learning_rate, output)
         self.code_layer = ITQCodeLayer(int(decoder.W.shape[1]))
 
 
@@ -598,12 +607,13 @@ class Autoencoder(BaseAutoencoder):
         if getattr(self, "init", None) == "pca":
             clash = [f"{k}={v!r}" for k, v, ok in (
                 ("architecture", arch, arch == "mlp"), ("tied", self.tied, not self.tied),
-                ("output", self.output, self.output in ("auto", "linear")), ("loss", self.loss, self.loss in ("auto", "mse")),
+                ("output", self.output, self.output in ("auto", "linear", "clip")),
+                ("loss", self.loss, self.loss in ("auto", "mse")),
             ) if not ok]
             if clash:
                 raise ValueError(
-                    f"init='pca' starts an untied MLP with a linear output and the squared error at PCA, but got "
-                    f"{', '.join(clash)}; use init='random' for this network"
+                    f"init='pca' starts an untied MLP with a linear output (clipped or not) and the squared error at "
+                    f"PCA, but got {', '.join(clash)}; use init='random' for this network"
                 )
 
     def _announce(self, resolved: Mapping[str, Any]) -> None:
@@ -624,7 +634,7 @@ class Autoencoder(BaseAutoencoder):
         if r.get("init") == AUTO:
             # An overcomplete code (more units than PCA has axes) starts at random, as do the networks PCA
             # plus a correction cannot be.
-            pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear")
+            pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear", "clip")
                       and r["loss"] in (AUTO, "mse") and not straight_through
                       and r["latent_dim"] <= min(data.n_samples, math.prod(data.sample_shape)))
             r["init"] = "pca" if pca_ok else "random"
@@ -636,7 +646,7 @@ class Autoencoder(BaseAutoencoder):
                     f"latent_dim={k} (n_samples={data.n_samples}, n_features={d}); lower latent_dim, or use "
                     "init='random' for an overcomplete code"
                 )
-            r["output"], r["loss"] = "linear", "mse"
+            r["output"], r["loss"] = ("clip" if r["output"] == "clip" else "linear"), "mse"
             if r["scaling"] == AUTO:
                 r["scaling"] = "none"  # PCA's: the model centres the data itself, and its error is in the data's units
         if r["hidden_dims"] == AUTO:
@@ -677,7 +687,7 @@ class Autoencoder(BaseAutoencoder):
             return pca_module(
                 ResidualPCAEncoder(d, dims, int(r.latent_dim), r.activation),
                 ResidualPCADecoder(sample_shape, dims, int(r.latent_dim), r.activation),
-                float(r.learning_rate),
+                float(r.learning_rate), r.output,
             )
         encoder, decoder = self._networks(sample_shape)
         if itq:
@@ -833,6 +843,11 @@ def output_and_loss(output: str, loss: str, lo: float, hi: float) -> tuple[str, 
     if output == "sigmoid" and not in_unit:
         raise ValueError(
             f"output='sigmoid' can only produce values in (0, 1), but the data range over [{lo:.4g}, {hi:.4g}]; "
+            "use output='linear', or scaling='minmax'"
+        )
+    if output == "clip" and not in_unit:
+        raise ValueError(
+            f"output='clip' clips reconstructions to [0, 1], but the data range over [{lo:.4g}, {hi:.4g}]; "
             "use output='linear', or scaling='minmax'"
         )
     if output == "tanh" and (lo < -1 or hi > 1):

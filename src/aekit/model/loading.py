@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from aekit.core.nets import OUTPUTS
 from aekit.engine.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -48,7 +49,7 @@ SAVED_SCALINGS = ("none", "standard", "minmax", "normalize")
 # Scalings whose statistics are constants, (shift, scale): anything else means a file was edited.
 _FIXED_SCALERS = {"none": (0.0, 1.0), "normalize": (0.5, 0.5)}
 # Output layers and reconstruction losses that fit() stores in config.json's "fitted" entry.
-_OUTPUTS = ("sigmoid", "linear", "tanh")
+_OUTPUTS = OUTPUTS
 _LOSSES = ("bce", "mse")
 
 
