@@ -39,8 +39,12 @@ def main() -> None:
     p.add_argument("--hinton-lr", type=float, default=None, help="default: the preset's learning_rate")
     p.add_argument("--hinton-batch-size", type=int, default=None, help="default: the preset's batch_size")
     p.add_argument("--hinton-weight-decay", type=float, default=None, help="default: the preset's weight_decay")
+    p.add_argument("--hinton-output", choices=("clip", "linear", "sigmoid"), default=None,
+                   help="default: the preset's output (linear: without the clip to [0, 1]; sigmoid: with BCE, "
+                        "random start only)")
     p.add_argument("--hinton-init", choices=("pca", "random"), default=None,
-                   help="default: the preset's init (random: the GELU network with a logistic output and BCE)")
+                   help="default: the preset's init (random: the GELU network from a random start; with --hinton-output "
+                        "sigmoid, the logistic output and BCE of the preset before)")
     p.add_argument("--pretrain-epochs", type=int, default=10, help="greedy epochs per layer of hinton-stacked")
     p.add_argument("--stack-layer-family", default="autoencoder", help="shallow family of each pretrained layer")
     p.add_argument("--keras-epochs", type=int, default=50)
@@ -56,7 +60,7 @@ def main() -> None:
     common = {"device": args.device, "random_state": args.seed, "verbose": 1}
     hinton = aekit.Autoencoder.preset_params("hinton")
     flags = {"max_epochs": args.hinton_epochs, "learning_rate": args.hinton_lr, "batch_size": args.hinton_batch_size,
-             "weight_decay": args.hinton_weight_decay, "init": args.hinton_init}
+             "weight_decay": args.hinton_weight_decay, "init": args.hinton_init, "output": args.hinton_output}
     hinton.update({k: v for k, v in flags.items() if v is not None})
     # The stacked rows train with the preset's budget, with the papers' logistic units and a random start.
     stack_train = {k: hinton.get(k, v) for k, v in (("max_epochs", 30), ("batch_size", 128), ("learning_rate", 1e-3),
@@ -85,7 +89,8 @@ def main() -> None:
     }
     descr = {
         "pca": "PCA-30 (linear, svd solver)",
-        "hinton": f"hinton preset, GELU, init={hinton.get('init', 'auto')}, Adam {hinton.get('learning_rate', 1e-3):g}, "
+        "hinton": f"hinton preset, GELU, init={hinton.get('init', 'auto')}, output={hinton.get('output', 'auto')}, "
+                  f"Adam {hinton.get('learning_rate', 1e-3):g}, weight decay {hinton.get('weight_decay', 0.0):g}, "
                   f"{hinton.get('lr_schedule', 'constant')} lr, batch {hinton.get('batch_size', 128)}, "
                   f"{hinton.get('max_epochs')} epochs",
         "hinton-stacked": f"hinton, logistic units, {args.stack_layer_family} layers pretrained "
