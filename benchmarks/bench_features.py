@@ -85,7 +85,8 @@ def main() -> None:
                    help="learning-rate schedule of the fine-tuned rows (aekit-finetune, aekit-finetune-conv, sda, cae; for sda and "
                         "cae it also schedules each layer's pretraining) (default: %(default)s)")
     p.add_argument("--ft-weight-decay", type=float, default=0.0,
-                   help="decoupled weight decay (AdamW) of aekit-finetune and aekit-finetune-conv (default: %(default)s)")
+                   help="decoupled weight decay (AdamW) of the fine-tuned rows (aekit-finetune, aekit-finetune-conv, sda, "
+                        "cae; for sda and cae also of each layer's pretraining) (default: %(default)s)")
     p.add_argument("--ft-translation", type=int, default=0,
                    help="random shifts of up to N pixels of every training image while fine-tuning aekit-finetune and "
                         "aekit-finetune-conv (an augmentation; 0: none) (default: %(default)s)")
@@ -138,7 +139,7 @@ def main() -> None:
             layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
             pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify",
             lr_schedule=args.ft_schedule, finetune_dropout=args.ft_dropout,
-            finetune_input_dropout=args.ft_input_dropout, **common,
+            finetune_input_dropout=args.ft_input_dropout, weight_decay=args.ft_weight_decay, **common,
         )
 
     Xtr, Xte = train.X.reshape(len(train.X), -1), test.X.reshape(len(test.X), -1)
@@ -158,6 +159,9 @@ def main() -> None:
         "sda-no-pretraining": "same network as sda, fine-tuned from random initialization",
         "cae": f"contractive autoencoder {args.cae_layers}x{args.hidden}, fine-tuned",
     }
+    if args.ft_weight_decay:
+        for row in ("sda", "sda-no-pretraining", "cae"):
+            descr[row] += f", weight decay {args.ft_weight_decay:g}"
     descr.update({
         "pixels-knn": "5-NN, raw pixels", "pca": f"logistic regression, PCA codes ({args.code})",
         "pca-knn": f"5-NN, PCA codes ({args.code})",
