@@ -85,13 +85,18 @@ def test_resolve_is_pure_and_decides_from_the_data() -> None:
     digits = DataInfo.of(digits_data())
     r = aekit.Autoencoder.resolve(params, digits)
     assert params == frozen  # the parameters are not changed
-    # The default MLP starts at PCA: PCA's objective and scaling; widths from the input size.
-    assert (r["init"], r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ("pca", (128, 64), "none", "linear", "mse")
+    # The default MLP starts at PCA: PCA's objective and scaling, the output clipped to the data's [0, 1]; widths
+    # from the input size.
+    assert (r["init"], r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ("pca", (128, 64), "none", "clip", "mse")
+    assert aekit.Autoencoder.resolve({**params, "sample_norm": "l2"}, digits)["output"] == "linear"  # directions
+    assert aekit.Autoencoder.resolve({**params, "output": "linear"}, digits)["output"] == "linear"
     r = aekit.Autoencoder.resolve({**params, "init": "random"}, digits)
     assert (r["hidden_dims"], r["scaling"], r["output"], r["loss"]) == ((128, 64), "none", "sigmoid", "bce")
     gauss = DataInfo.of(np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32))
     r = aekit.Autoencoder.resolve({**params, "init": "random"}, gauss)
     assert (r["scaling"], r["output"], r["loss"]) == ("standard", "linear", "mse")
+    r = aekit.Autoencoder.resolve({**params, "latent_dim": 3}, gauss)  # PCA's start outside [0, 1]: not clipped
+    assert (r["init"], r["scaling"], r["output"], r["loss"]) == ("pca", "none", "linear", "mse")
     conv = aekit.Autoencoder.resolve({**params, "architecture": "conv"}, DataInfo.of(digits_data().reshape(-1, 1, 8, 8)))
     assert conv["hidden_dims"] == (32, 64)
     sparse = aekit.SparseAutoencoder.resolve({**aekit.SparseAutoencoder().get_params(), "penalty": "kl"}, digits)
