@@ -38,11 +38,12 @@ PYOD = ("pyod-ae", "pyod-vae")
 #: aekit's detector with some of its additions left out: all (aekit-error, the first default), all but the unit norm
 #: (aekit-unit), all but the code distance (aekit-codes, raw pixels), the error at the image's own scale (aekit-shape,
 #: the second default); on tables, the autoencoder and its code distance in place of factor analysis (aekit-ae, the
-#: tables' default before factor analysis).
+#: tables' default before factor analysis); on images, the model's output clipped to [0, 1] (aekit-clip, the default
+#: autoencoder's output on such data since the detector's figures were measured).
 VARIANTS: dict[str, dict[str, object]] = {
     "aekit-error": {"n_neighbors": 0, "normalize": "none"}, "aekit-unit": {"n_neighbors": 0, "rescaled_error": False},
     "aekit-codes": {"normalize": "none"}, "aekit-shape": {"rescaled_error": False},
-    "aekit-ae": {"n_neighbors": 5, "autoencoder": True}}
+    "aekit-ae": {"n_neighbors": 5, "autoencoder": True}, "aekit-clip": {"output": "clip"}}
 METHODS = ("aekit", "iforest", "ocsvm", *PYOD, *VARIANTS)
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> abnormality of test
@@ -51,18 +52,21 @@ Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, se
 # ----------------------------------------------------------------------------------- the detectors
 
 
-def aekit_scores(epochs: int | None, autoencoder: bool = False, **params: object) -> Scorer:
+def aekit_scores(epochs: int | None, autoencoder: bool = False, output: str | None = None, **params: object) -> Scorer:
     """aekit's detector with ``params``; its default model, or the default autoencoder where ``autoencoder`` (the
-    images' model, also for a table), trained for ``epochs`` where given (factor analysis has no epochs)."""
+    images' model, also for a table), trained for ``epochs`` where given (factor analysis has no epochs), with
+    ``output`` in place of its output layer where given."""
     def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
         import aekit
         from aekit.apps.anomaly import default_model
 
         model = None
-        if autoencoder or (epochs is not None and train.ndim > 2):
+        if autoencoder or ((epochs is not None or output is not None) and train.ndim > 2):
             model = default_model(int(np.prod(train.shape[1:])), seed)
             if epochs is not None:
                 model.set_params(max_epochs=epochs)
+            if output is not None:
+                model.set_params(output=output)
         det = aekit.AnomalyDetector(model, random_state=seed, **params).fit(train)
         return np.asarray(det.decision_function(test))
 
