@@ -143,7 +143,7 @@ def main() -> None:
                                                                 "--seeds (default: all of them)")
     p.add_argument("--methods", default=",".join(METHODS[:5]),
                    help=f"comma-separated, from {','.join(METHODS)} (default: the first five; the aekit-* variants "
-                        "leave out some of the detector's terms)")
+                        "leave out some of the detector's terms, aekit-clip clips its image model's output to [0, 1])")
     p.add_argument("--pyod-python", default=None, help="a Python with pyod installed; without it the PyOD rows are "
                                                        "skipped")
     p.add_argument("--first-seed", type=int, default=0, help="the first seed (seeds run from it on), so that seeds can "
