@@ -98,6 +98,8 @@ def test_fitted_model_is_used_as_is_and_likelihood_scores() -> None:
     assert "factor-analysis" in scoring_families()["likelihood"]
     # The default model's code narrows with the data: 30 features -> 3 units, MNIST's 784 -> 16, tiny tables -> 2.
     assert [default_model(d).latent_dim for d in (30, 784, 6)] == [3, 16, 2]
+    # Unclipped output, also on images in [0, 1]: an overshoot past the range is part of the abnormality score.
+    assert default_model(784).output == "linear"
 
 
 def test_tables_default_to_factor_analysis_scored_by_likelihood() -> None:
