@@ -138,6 +138,8 @@ def main() -> None:
     p.add_argument("--shift-corruption", type=int, default=None,
                    help="aekit-binary's network is trained to undo random shifts of up to N pixels (default: the "
                         "preset's, else 0)")
+    p.add_argument("--output", default=None, choices=("linear", "clip"),
+                   help="the aekit-binary network's output (default: its own, clipped to [0, 1] from the PCA start)")
     p.add_argument("--no-float", action="store_true", help="only the binary rows (no float codes, no features)")
     p.add_argument("--itq-seeds", type=int, default=1,
                    help="N > 1: also the mean and spread over N seeds of the ITQ rotation's start (aekit and pca-itq)")
@@ -195,6 +197,8 @@ def main() -> None:
         params = aekit.Autoencoder.preset_params(a.preset) if a.preset else {}
         if a.shift_corruption is not None:
             params["shift_corruption"] = a.shift_corruption
+        if a.output is not None:
+            params["output"] = a.output
         ae = aekit.Autoencoder(**{**params, "latent_dim": b, "binary_codes": True, "binarization": a.binarization,
                                   "sample_norm": a.sample_norm, "max_epochs": a.epochs, "random_state": a.seed,
                                   "verbose": 0}).fit(tr.X)
