@@ -459,11 +459,13 @@ class PCAAutoencoderModule(AutoencoderModule):
     #: The principal axes learn at this fraction of the learning rate: Adam moves every weight by about the
     #: learning rate per step whatever its gradient, which would blur the axes before the correction learns.
     AXES_LR_SCALE = 0.1
+    #: The outputs PCA's reconstruction can start from: linear, clipped to [0, 1] or not.
+    OUTPUTS = ("linear", "clip")
 
     def __init__(
         self, encoder: ResidualPCAEncoder, decoder: ResidualPCADecoder, learning_rate: float, output: str = "linear"
     ) -> None:
-        if output not in ("linear", "clip"):
+        if output not in self.OUTPUTS:
             raise ValueError(f"PCA plus a correction has a linear output, clipped or not; got output={output!r}")
         super().__init__(encoder, decoder, output, "mse")
         self.learning_rate = float(learning_rate)
@@ -610,7 +612,7 @@ class Autoencoder(BaseAutoencoder):
         if getattr(self, "init", None) == "pca":
             clash = [f"{k}={v!r}" for k, v, ok in (
                 ("architecture", arch, arch == "mlp"), ("tied", self.tied, not self.tied),
-                ("output", self.output, self.output in ("auto", "linear", "clip")),
+                ("output", self.output, self.output in (AUTO, *PCAAutoencoderModule.OUTPUTS)),
                 ("loss", self.loss, self.loss in ("auto", "mse")),
             ) if not ok]
             if clash:
@@ -637,7 +639,7 @@ class Autoencoder(BaseAutoencoder):
         if r.get("init") == AUTO:
             # An overcomplete code (more units than PCA has axes) starts at random, as do the networks PCA
             # plus a correction cannot be.
-            pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, "linear", "clip")
+            pca_ok = (r["architecture"] == "mlp" and not r["tied"] and r["output"] in (AUTO, *PCAAutoencoderModule.OUTPUTS)
                       and r["loss"] in (AUTO, "mse") and not straight_through
                       and r["latent_dim"] <= min(data.n_samples, math.prod(data.sample_shape)))
             r["init"] = "pca" if pca_ok else "random"

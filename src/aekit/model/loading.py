@@ -48,8 +48,7 @@ MAX_CONFIG_BYTES = 4 * 2**20
 SAVED_SCALINGS = ("none", "standard", "minmax", "normalize")
 # Scalings whose statistics are constants, (shift, scale): anything else means a file was edited.
 _FIXED_SCALERS = {"none": (0.0, 1.0), "normalize": (0.5, 0.5)}
-# Output layers and reconstruction losses that fit() stores in config.json's "fitted" entry.
-_OUTPUTS = OUTPUTS
+# Reconstruction losses that fit() stores in config.json's "fitted" entry (its outputs: nets.OUTPUTS).
 _LOSSES = ("bce", "mse")
 
 
@@ -241,7 +240,7 @@ def _is_flat_json(v: Any) -> bool:
 
 
 _FITTED_RULES = {
-    "output": (lambda v: v in _OUTPUTS, f"one of {', '.join(_OUTPUTS)}"),
+    "output": (lambda v: v in OUTPUTS, f"one of {', '.join(OUTPUTS)}"),
     "loss": (lambda v: v in _LOSSES, f"one of {', '.join(_LOSSES)}"),
     "classes": (
         lambda v: isinstance(v, list)
