@@ -37,6 +37,7 @@ from aekit.core.nets import (
     OUTPUTS,
     Activation,
     Architecture,
+    Output,
     ResidualPCADecoder,
     ResidualPCAEncoder,
     activation,
@@ -54,6 +55,9 @@ from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
 
 #: The hidden widths (mlp) or channel counts (conv) that ``hidden_dims="auto"`` stands for.
+#: The output a network asks for: one of nets.OUTPUTS, or "auto" to choose it from the data.
+OutputChoice = Literal["auto", Output]
+
 AUTO_HIDDEN_DIMS = {"mlp": (256, 128), "conv": (32, 64), "lecture-conv": ()}
 LOSSES = ("bce", "mse")
 
@@ -147,7 +151,7 @@ class AutoencoderConfig:
     # The decoder's output non-linearity, matched to the range of the scaled data; "clip" is linear and clipped
     # to [0, 1], trained on the squared error with its gradient passed through the clip.
     output: Annotated[
-        Literal["auto", "sigmoid", "linear", "tanh", "clip"],
+        OutputChoice,
         Auto("sigmoid for data in [0, 1] unless loss='mse', else linear", from_data=True),
     ] = "auto"
     # The reconstruction term: the Bernoulli likelihood for a sigmoid output, the squared error otherwise.
@@ -166,7 +170,7 @@ class AdaptiveNetConfig(AutoencoderConfig):
     # The output, loss and scaling that PCA plus a correction needs are the defaults with init='pca': for data in
     # [0, 1] "clip", the linear output clipped to [0, 1], so no reconstruction leaves the range; else linear.
     output: Annotated[
-        Literal["auto", "sigmoid", "linear", "tanh", "clip"],
+        OutputChoice,
         Auto("with init='pca': clip for data in [0, 1], else linear; linear with sample_norm='l2'; sigmoid for data "
              "in [0, 1] unless loss='mse', else linear", from_data=True),
     ] = "auto"
