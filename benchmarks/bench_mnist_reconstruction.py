@@ -26,6 +26,9 @@ from aekit.report.metrics import reconstruction_metrics
 
 from _common import add_data_args, machine, table
 
+#: The families --hinton-family can train with the hinton preset: the plain autoencoder and its variants.
+HINTON_FAMILIES = {"autoencoder": aekit.Autoencoder, "denoising": aekit.DenoisingAutoencoder,
+                   "sparse": aekit.SparseAutoencoder, "contractive": aekit.ContractiveAutoencoder}
 ANCHOR_SQ = {"pca": 13.87, "hinton": 3.00, "hinton-stacked": 3.00, "hinton-sigmoid": 3.00}
 ANCHOR_BCE = {"keras-dense": 0.09}
 
@@ -45,6 +48,9 @@ def main() -> None:
     p.add_argument("--hinton-init", choices=("pca", "random"), default=None,
                    help="default: the preset's init (random: the GELU network from a random start; with --hinton-output "
                         "sigmoid, the logistic output and BCE of the preset before)")
+    p.add_argument("--hinton-family", choices=tuple(HINTON_FAMILIES), default="autoencoder",
+                   help="the family trained with the hinton preset (the variants start at random: the preset's init "
+                        "is the plain autoencoder's) (default: %(default)s)")
     p.add_argument("--pretrain-epochs", type=int, default=10, help="greedy epochs per layer of hinton-stacked")
     p.add_argument("--stack-layer-family", default="autoencoder", help="shallow family of each pretrained layer")
     p.add_argument("--keras-epochs", type=int, default=50)
@@ -54,11 +60,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-dir", default=None, help="save each trained model as a run directory here")
     args = p.parse_args()
+    family = HINTON_FAMILIES[args.hinton_family]
+    if args.hinton_init is not None and family is not aekit.Autoencoder:
+        p.error(f"--hinton-init is the plain autoencoder's; --hinton-family {args.hinton_family} starts at random")
 
     train = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir, limit=args.limit)
     test = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
     common = {"device": args.device, "random_state": args.seed, "verbose": 1}
-    hinton = aekit.Autoencoder.preset_params("hinton")
+    hinton = family.preset_params("hinton")
+    if family is not aekit.Autoencoder:
+        hinton.pop("init", None)  # the plain autoencoder's start, which the variants do without
     flags = {"max_epochs": args.hinton_epochs, "learning_rate": args.hinton_lr, "batch_size": args.hinton_batch_size,
              "weight_decay": args.hinton_weight_decay, "init": args.hinton_init, "output": args.hinton_output}
     hinton.update({k: v for k, v in flags.items() if v is not None})
@@ -67,7 +78,7 @@ def main() -> None:
                                                      ("weight_decay", 0.0))}
     models = {
         "pca": lambda: aekit.LinearAutoencoder(latent_dim=30, solver="svd"),
-        "hinton": lambda: aekit.Autoencoder(**{**hinton, **common}),
+        "hinton": lambda: family(**{**hinton, **common}),
         "hinton-stacked": lambda: aekit.StackedAutoencoder.from_preset(
             # The stacked family's hinton preset keeps the papers' logistic units.
             "hinton", layer_family=args.stack_layer_family, pretrain_epochs=args.pretrain_epochs, **stack_train,
@@ -89,7 +100,8 @@ def main() -> None:
     }
     descr = {
         "pca": "PCA-30 (linear, svd solver)",
-        "hinton": f"hinton preset, GELU, init={hinton.get('init', 'auto')}, output={hinton.get('output', 'auto')}, "
+        "hinton": ("" if family is aekit.Autoencoder else f"{family.__name__}, ")
+                  + f"hinton preset, GELU, init={hinton.get('init', 'random')}, output={hinton.get('output', 'auto')}, "
                   f"Adam {hinton.get('learning_rate', 1e-3):g}, weight decay {hinton.get('weight_decay', 0.0):g}, "
                   f"{hinton.get('lr_schedule', 'constant')} lr, batch {hinton.get('batch_size', 128)}, "
                   f"{hinton.get('max_epochs')} epochs",
