@@ -145,6 +145,13 @@ def test_cli_compress_decompress_report_and_refusals(tmp_path: Path, capsys: pyt
     test = aekit.load_dataset("digits", split="test", limit=40).X
     assert np.abs(np.load(out) - test).max() <= 0.05 + 1e-6
     assert summary["psnr"] == pytest.approx(10 * np.log10(1 / np.mean((np.load(out) - test) ** 2)), rel=1e-5)
+    # Images given as flat rows (N, 64) are the same images: compressed, and drawn in the report as images.
+    flat = tmp_path / "flat.npy"
+    np.save(flat, test.reshape(len(test), -1))
+    capsys.readouterr()
+    assert main(["compress", str(run), "--data", str(flat), "--out", str(tmp_path / "flat.aec"), "--step", "0.5",
+                 "--residual-step", "0.1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes"] == (tmp_path / "flat.aec").stat().st_size
     pngs = tmp_path / "pngs"
     assert main(["decompress", str(run), str(f), "--out", str(pngs)]) == 0
     assert len(list(pngs.glob("*.png"))) == 40

@@ -141,7 +141,9 @@ def _report_section(run: Path, est: Any, cm: Any, X: Any, rows: list[dict[str, A
     pair = None
     shape = tuple(est.sample_shape_)
     if len(shape) == 3 and shape[0] in (1, 3):
-        head = X[:10]
+        import numpy as np
+
+        head = np.asarray(X[:10]).reshape(-1, *shape)  # images may come as flat rows
         pair = (head, decompress(est, compress(est, head, code_model=cm, step=ns.step,
                                                residual_step=ns.residual_step), code_model=cm))
     png = rate_distortion_figure(rows, pair, title=f"Rate and distortion on {len(X)} samples")
