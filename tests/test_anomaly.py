@@ -304,7 +304,8 @@ def test_anomaly_command_adds_histograms_to_a_trained_runs_report(tmp_path: Path
 
 @pytest.mark.parametrize(("args", "match"), [
     (["--neighbors", "-1"], r"expected an integer >= 0 \(0 leaves the code distance out\), e.g. 5; got '-1'"),
-    (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples; give one label per sample"),
+    (["--labels", "LABELS"], r"--labels .*labels.npy has 5 labels for 360 scored samples \(digits, 360 samples of the test split\); "
+                               r"give one label per scored sample; or score every sample with --split all"),
     (["--normal-label", "12"], r"--normal-label 12: 12 is not a class of the labels of digits .*; give a class"),
     (["--contamination", "0.7"], r"expected a fraction in \(0, 0.5\]"),
     (["--score", "likelihood"], r"--score likelihood: --score 'likelihood' needs a family with a likelihood"),

@@ -89,7 +89,9 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _read_labels(path: str, n: int) -> Any:
+def _read_labels(path: str, n: int, scored: str, whole: bool) -> Any:
+    """The integer labels in ``path``, one per scored sample (``n`` of them, described by ``scored``; ``whole``:
+    they are every sample of the data)."""
     import numpy as np
 
     p = Path(path)
@@ -105,7 +107,9 @@ def _read_labels(path: str, n: int) -> Any:
         raise UsageError(f"--labels {path} must hold one integer label per sample (shape (n,)), got shape {y.shape}"
                          " or non-integers")
     if y.shape[0] != n:
-        raise UsageError(f"--labels {path} has {y.shape[0]} labels for {n} scored samples; give one label per sample")
+        every = "" if whole else "; or score every sample with --split all"
+        raise UsageError(f"--labels {path} has {y.shape[0]} labels for {n} scored samples ({scored}); give one label "
+                         f"per scored sample{every}")
     return y.astype(np.int64)
 
 
@@ -163,7 +167,8 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
     ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
     truth = None
     if ns.labels is not None:
-        truth = _is_anomaly(_read_labels(ns.labels, len(ds)), ns.normal_label, f"--labels {ns.labels}")
+        scored = _described(ds, ns.limit)
+        truth = _is_anomaly(_read_labels(ns.labels, len(ds), scored, ds.split == "all" and ns.limit is None), ns.normal_label, f"--labels {ns.labels}")
     elif ns.normal_label is not None:
         if ds.y is None:
             raise UsageError(f"--normal-label: {ds.name} has no labels; give them with --labels FILE")
