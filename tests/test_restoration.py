@@ -123,6 +123,8 @@ def test_refusals(gray_model: aekit.LinearAutoencoder) -> None:
     X = aekit.load_dataset("digits").X[:4]
     with pytest.raises(ValueError, match=r"mask has shape \(5, 5\).*\(N, H, W\) = \(4, 8, 8\)"):
         aekit.inpaint(gray_model, X, np.zeros((5, 5), bool))
+    with pytest.raises(ValueError, match=r"X has shape \(4, 64\).*reshape them, e.g. to \(4, 1, H, W\) with H \* W = 64"):
+        aekit.denoise(gray_model, X.reshape(4, -1))
     with pytest.raises(ValueError, match="mask must be binary"):
         aekit.inpaint(gray_model, X, np.full((8, 8), 0.5))
     with pytest.raises(ValueError, match="unknown mask spec 'blob:3'.*block:HxW"):

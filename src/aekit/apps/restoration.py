@@ -92,7 +92,9 @@ def _as_images(X: Any, name: str = "X") -> np.ndarray:
     if A.ndim == 3:
         A = A[:, None]
     if A.ndim != 4:
-        raise ValueError(f"{name} has shape {A.shape}; pass images as (N, C, H, W) or (N, H, W)")
+        hint = (f" (flat rows carry no image shape: reshape them, e.g. to ({A.shape[0]}, 1, H, W) with H * W = "
+                f"{A.shape[1]} for gray images)" if A.ndim == 2 else "")
+        raise ValueError(f"{name} has shape {A.shape}; pass images as (N, C, H, W) or (N, H, W){hint}")
     if A.shape[0] == 0 or min(A.shape[2:]) == 0:
         raise ValueError(f"{name} has shape {A.shape}; it holds no pixels")
     if not np.isfinite(A).all():
