@@ -9,7 +9,7 @@
 set -u
 DATA=${1:?usage: bash benchmarks/gpu_figures.sh MNIST_DIR [LOG_DIR]}
 LOG_DIR=${2:-gpu-figures}
-STEPS=${STEPS:-"throughput vae hinton scaling sparse iwae"}
+STEPS=${STEPS:-"throughput vae hinton scaling sparse iwae features"}
 mkdir -p "$LOG_DIR"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-src}
 PY=${PYTHON:-python3}
@@ -41,7 +41,10 @@ for s in $STEPS; do
         step sparse 300 $PY benchmarks/bench_sparse_coding.py --part speed --device cuda --data-dir "$DATA" ;;
     iwae)  # below 84.78 nats (issue 8)
         step iwae 600 $PY benchmarks/bench_vae_nll.py --data-dir "$DATA" --ks 50 --iwae-epochs 1000 --iwae-batch-size 500 --iwae-lr 2e-3 --device cuda ;;
-    *) echo "unknown step '$s'; steps: throughput vae hinton scaling sparse iwae" >&2; exit 2 ;;
+    features)  # the budgets that bring the fine-tuned stacks to their anchors, on the GPU (issue 11)
+        step features-sda 600 $PY benchmarks/bench_features.py --data-dir "$DATA" --only sda --pretrain-epochs 10 --epochs 50 --ft-schedule cosine --ft-dropout 0.5 --ft-input-dropout 0.2 --device cuda
+        step features-cae 600 $PY benchmarks/bench_features.py --data-dir "$DATA" --only cae --pretrain-epochs 10 --epochs 200 --lr 3e-3 --ft-schedule cosine --ft-dropout 0.5 --ft-input-dropout 0.2 --device cuda ;;
+    *) echo "unknown step '$s'; steps: throughput vae hinton scaling sparse iwae features" >&2; exit 2 ;;
     esac
 done
 echo "== done in $(( $(date +%s) - start )) s; tables in $LOG_DIR/"
