@@ -82,7 +82,7 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
         rows = np.flatnonzero(bad.any(axis=1))
         raise ValueError(
             f"{name} contains NaN or infinity: {int(bad.sum())} values in {rows.size} samples (first at sample "
-            f"{int(rows[0])}); drop or impute those values before fitting"
+            f"{int(rows[0])}); drop or impute those values first"
         )
     if expected_shape is not None and tuple(arr.shape[1:]) != tuple(expected_shape):
         got = arr.shape[1:]
