@@ -67,9 +67,7 @@ def main() -> None:
     train = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir, limit=args.limit)
     test = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
     common = {"device": args.device, "random_state": args.seed, "verbose": 1}
-    hinton = family.preset_params("hinton")
-    if family is not aekit.Autoencoder:
-        hinton.pop("init", None)  # the plain autoencoder's start, which the variants do without
+    hinton = family.preset_params("hinton")  # for a variant, without the plain autoencoder's init
     flags = {"max_epochs": args.hinton_epochs, "learning_rate": args.hinton_lr, "batch_size": args.hinton_batch_size,
              "weight_decay": args.hinton_weight_decay, "init": args.hinton_init, "output": args.hinton_output}
     hinton.update({k: v for k, v in flags.items() if v is not None})

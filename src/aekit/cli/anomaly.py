@@ -89,9 +89,8 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _read_labels(path: str, n: int, scored: str, whole: bool) -> Any:
-    """The integer labels in ``path``, one per scored sample (``n`` of them, described by ``scored``; ``whole``:
-    they are every sample of the data)."""
+def _read_labels(path: str, ds: Any, limit: int | None) -> Any:
+    """The integer labels in ``path``, one per scored sample of ``ds`` (loaded with ``--limit`` ``limit``)."""
     import numpy as np
 
     p = Path(path)
@@ -106,10 +105,10 @@ def _read_labels(path: str, n: int, scored: str, whole: bool) -> Any:
     if y.ndim != 1 or not np.all(np.isfinite(y.astype(np.float64))) or not np.all(y == np.round(y)):
         raise UsageError(f"--labels {path} must hold one integer label per sample (shape (n,)), got shape {y.shape}"
                          " or non-integers")
-    if y.shape[0] != n:
-        every = "" if whole else "; or score every sample with --split all"
-        raise UsageError(f"--labels {path} has {y.shape[0]} labels for {n} scored samples ({scored}); give one label "
-                         f"per scored sample{every}")
+    if y.shape[0] != len(ds):
+        every = "" if ds.split == "all" and limit is None else "; or score every sample with --split all"
+        raise UsageError(f"--labels {path} has {y.shape[0]} labels for {len(ds)} scored samples "
+                         f"({_described(ds, limit)}); give one label per scored sample{every}")
     return y.astype(np.int64)
 
 
@@ -167,8 +166,7 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
     ds = _load_eval_data(spec, split, ns.split is not None, ns.download)
     truth = None
     if ns.labels is not None:
-        scored = _described(ds, ns.limit)
-        truth = _is_anomaly(_read_labels(ns.labels, len(ds), scored, ds.split == "all" and ns.limit is None), ns.normal_label, f"--labels {ns.labels}")
+        truth = _is_anomaly(_read_labels(ns.labels, ds, ns.limit), ns.normal_label, f"--labels {ns.labels}")
     elif ns.normal_label is not None:
         if ds.y is None:
             raise UsageError(f"--normal-label: {ds.name} has no labels; give them with --labels FILE")

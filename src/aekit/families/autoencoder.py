@@ -54,10 +54,10 @@ from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
 
-#: The hidden widths (mlp) or channel counts (conv) that ``hidden_dims="auto"`` stands for.
 #: The output a network asks for: one of nets.OUTPUTS, or "auto" to choose it from the data.
 OutputChoice = Literal["auto", Output]
 
+#: The hidden widths (mlp) or channel counts (conv) that ``hidden_dims="auto"`` stands for.
 AUTO_HIDDEN_DIMS = {"mlp": (256, 128), "conv": (32, 64), "lecture-conv": ()}
 LOSSES = ("bce", "mse")
 
