@@ -94,6 +94,9 @@ def main() -> None:
                    help="dropout of the hidden units while the sda and cae rows fine-tune (default: %(default)s)")
     p.add_argument("--ft-input-dropout", type=float, default=0.0,
                    help="dropout of the input while the sda and cae rows fine-tune (default: %(default)s)")
+    p.add_argument("--ft-max-norm", type=float, default=0.0,
+                   help="longest incoming weight vector of a hidden unit while the sda and cae rows fine-tune "
+                        "(0: no constraint) (default: %(default)s)")
     p.add_argument("--conv-channels", default="32,64",
                    help="channel counts of aekit-finetune-conv's strided convolutions (default: %(default)s)")
     p.add_argument("--conv-code", type=int, default=128, help="code size of aekit-finetune-conv (default: %(default)s)")
@@ -139,7 +142,7 @@ def main() -> None:
             layer_corruption=args.corruption, layer_alpha=args.cae_alpha if layer_family == "contractive" else "auto",
             pretrain_epochs=pretrain_epochs, max_epochs=args.epochs, objective="classify",
             lr_schedule=args.ft_schedule, finetune_dropout=args.ft_dropout,
-            finetune_input_dropout=args.ft_input_dropout, weight_decay=args.ft_weight_decay, **common,
+            finetune_input_dropout=args.ft_input_dropout, finetune_max_norm=args.ft_max_norm, weight_decay=args.ft_weight_decay, **common,
         )
 
     Xtr, Xte = train.X.reshape(len(train.X), -1), test.X.reshape(len(test.X), -1)
@@ -159,9 +162,11 @@ def main() -> None:
         "sda-no-pretraining": "same network as sda, fine-tuned from random initialization",
         "cae": f"contractive autoencoder {args.cae_layers}x{args.hidden}, fine-tuned",
     }
-    if args.ft_weight_decay:
-        for row in ("sda", "sda-no-pretraining", "cae"):
+    for row in ("sda", "sda-no-pretraining", "cae"):
+        if args.ft_weight_decay:
             descr[row] += f", weight decay {args.ft_weight_decay:g}"
+        if args.ft_max_norm:
+            descr[row] += f", max-norm {args.ft_max_norm:g}"
     descr.update({
         "pixels-knn": "5-NN, raw pixels", "pca": f"logistic regression, PCA codes ({args.code})",
         "pca-knn": f"5-NN, PCA codes ({args.code})",

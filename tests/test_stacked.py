@@ -284,6 +284,27 @@ def test_fine_tuning_dropout_acts_only_while_the_classifier_trains() -> None:
     np.testing.assert_array_equal(fitted.predict_proba(X), fitted.predict_proba(X))
 
 
+def encoder_row_norms(est: StackedAutoencoder) -> list[torch.Tensor]:
+    return [m.weight.detach().norm(dim=1) for layer in est.module_.stack for m in layer.encoder.modules()
+            if isinstance(m, torch.nn.Linear)]
+
+
+def test_fine_tuning_max_norm_bounds_every_encoder_unit() -> None:
+    X, y = digits_data(), digits_labels()
+    fast = {"objective": "classify", "activation": "relu", "learning_rate": 1e-2, "max_epochs": 10, "patience": None}
+    free = small(**fast).fit(X, y)
+    longest = max(float(n.max()) for n in encoder_row_norms(free))
+    bound = longest / 2  # half the longest row of the same fit without the constraint: it must bind
+    held = small(**fast, finetune_max_norm=bound).fit(X, y)
+    norms = encoder_row_norms(held)
+    assert len(norms) == 2 and all(float(n.max()) <= bound * (1 + 1e-5) for n in norms)
+    assert any(float(n.max()) >= bound * (1 - 1e-3) for n in norms)  # rows were scaled to the bound, not below
+    assert held.score(X, y) > 0.2  # still learns (chance: 0.1)
+    # Only the classifier's fine-tuning is constrained: a reconstruction fine-tuning leaves the rows as trained.
+    rec = small(max_epochs=3, finetune_max_norm=1e-3, objective="reconstruct").fit(X)
+    assert max(float(n.max()) for n in encoder_row_norms(rec)) > 1e-2
+
+
 def test_labels_other_than_0_to_9_and_unlabelled_samples() -> None:
     X, digits = digits_data(), digits_labels()
     truth = np.where(digits % 2 == 0, 10, 20)  # even against odd digits
@@ -428,6 +449,7 @@ def test_resume_without_a_checkpoint(tmp_path: Path) -> None:
         ({"max_epochs": 0}, r"max_epochs must be an integer >= 1, got 0"),
         ({"finetune_dropout": 1.0}, r"finetune_dropout must be .*got 1\.0"),
         ({"finetune_input_dropout": -0.1}, r"finetune_input_dropout must be .*got -0\.1"),
+        ({"finetune_max_norm": -1.0}, r"finetune_max_norm must be .*got -1\.0; use 0 to turn it off"),
     ],
     ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
 )

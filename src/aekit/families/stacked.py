@@ -117,6 +117,12 @@ class StackedConfig:
     # the fine-tuned stack fits its training images exactly within a few epochs (benchmarks/RESULTS.md).
     finetune_dropout: Annotated[float, Interval(0, 1, closed="left")] = 0.0
     finetune_input_dropout: Annotated[float, Interval(0, 1, closed="left")] = 0.0
+    # The max-norm constraint that Srivastava et al. pair with dropout: after every fine-tuning step of the
+    # classifier, each hidden unit's incoming weight vector longer than this is scaled back to this length
+    # (they use 3 to 4); 0 turns it off.
+    finetune_max_norm: Annotated[
+        float, Interval(0), Explain("the longest incoming weight vector of a hidden unit while fine-tuning", "use 0 to turn it off")
+    ] = 0.0
 
 
 def code_output(act: str) -> tuple[str, str]:
@@ -162,7 +168,7 @@ class StackedAutoencoderModule(nn.Module):
     """
 
     def __init__(self, layers: Sequence[AutoencoderModule], code_dim: int, n_classes: int | None = None,
-                 dropout: float = 0.0, input_dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, input_dropout: float = 0.0, max_norm: float = 0.0) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.output, self.loss_kind = layers[0].output, layers[0].loss_kind
@@ -171,6 +177,8 @@ class StackedAutoencoderModule(nn.Module):
         self.uses_labels = n_classes is not None
         # Dropout of the hidden units and of the input while the classifier trains (never in evaluation).
         self.dropout, self.input_dropout = float(dropout), float(input_dropout)
+        # The longest incoming weight vector of an encoder unit after each classifier step; 0: none.
+        self.max_norm = float(max_norm)
 
     @property
     def stack(self) -> Sequence[AutoencoderModule]:
@@ -210,6 +218,16 @@ class StackedAutoencoderModule(nn.Module):
         for layer in self.stack:
             h = F.dropout(layer.encode(h), self.dropout, training=True)
         return h
+
+    def after_step(self) -> None:
+        """Scale every encoder unit's incoming weight vector back to ``max_norm`` (classifier steps only)."""
+        if self.head is None or self.max_norm <= 0:
+            return
+        for layer in self.stack:
+            for m in layer.encoder.modules():
+                if isinstance(m, nn.Linear):
+                    # Rows are the units' incoming weights; renorm_ leaves the shorter ones as they are.
+                    m.weight.renorm_(2, 0, self.max_norm)
 
     def forward(self, x: Tensor) -> AEOutput:
         dropping = self.head is not None and self.training and (self.dropout > 0 or self.input_dropout > 0)
@@ -290,6 +308,10 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
         Dropout while the classifier head is fine-tuned (``objective="classify"``): every hidden unit of the
         encoder, and every input value, zeroed with this probability at each step (Srivastava et al. 2014 use
         0.5 and 0.2). The codes ``transform`` returns and the predictions never drop anything.
+    finetune_max_norm : float >= 0, default 0
+        With ``objective="classify"``, after every fine-tuning step each hidden unit's incoming weight vector
+        (a row of an encoder layer's weight) longer than this is scaled back to this length, the constraint
+        Srivastava et al. (2014) pair with dropout (they use 3 to 4). 0: no constraint.
     architecture, hidden_dims, latent_dim, activation, output, loss, tied, scaling
         See :class:`aekit.families.autoencoder.AutoencoderConfig`. Only ``architecture="mlp"``: each
         layer is fully connected. ``activation`` is the units of every layer, by default "sigmoid",
@@ -492,7 +514,8 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
             output, loss = code_output(act)
         classes = self.data_info_.classes if r.objective == "classify" else None
         return StackedAutoencoderModule(layers, _widths(r)[-1], None if classes is None else len(classes),
-                                        float(r.finetune_dropout), float(r.finetune_input_dropout))
+                                        float(r.finetune_dropout), float(r.finetune_input_dropout),
+                                        float(r.finetune_max_norm))
 
     def _fit_module(self, Xs: np.ndarray, y: Any, seed: int, **fit_kw: Any) -> list[dict[str, float]]:
         module: StackedAutoencoderModule = self.module_
