@@ -170,7 +170,9 @@ def test_declared_variants_train_and_round_trip(name: str, variant: dict[str, An
     assert all(np.isfinite(row["loss"]) for row in est.history_)
     loaded = aekit.load(est.save(tmp_path / "run"))
     np.testing.assert_allclose(loaded.transform(X), est.transform(X), rtol=0, atol=1e-6)
+    # A sample's code does not depend on the samples it is passed with: not in number, not alone.
     np.testing.assert_array_equal(est.transform(X[:7])[3:], est.transform(X[3:7]))
+    np.testing.assert_array_equal(est.transform(X)[5], est.transform(X[5:6])[0])
 
 
 # ----------------------------------------------------------------------------------- persistence

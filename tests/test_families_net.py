@@ -357,3 +357,23 @@ def test_strided_stack_sizes_and_their_mirror(kernel: int) -> None:
         for before, after in zip(shapes[:-1], shapes[1:]):
             up = convt(1, 1, kernel, stride=2, padding=kernel // 2, output_padding=mirror_padding(before))
             assert tuple(up(torch.zeros(1, 1, *after)).shape[2:]) == before
+
+
+def test_a_samples_outputs_do_not_depend_on_the_batch_it_comes_in() -> None:
+    """Inference runs in passes of exactly INFERENCE_ROWS rows, so row counts never change a matrix kernel's rounding."""
+    from aekit.model.base import INFERENCE_ROWS, pad_rows
+
+    rng = np.random.default_rng(0)
+    n = INFERENCE_ROWS + 44  # two passes, the second padded
+    X = rng.uniform(0, 1, (n, 784)).astype(np.float32)
+    ae = aekit.Autoencoder(hidden_dims=(256,), latent_dim=32, max_epochs=1, verbose=0, random_state=0).fit(X)
+    Z, R = ae.transform(X), ae.reconstruct(X)
+    for i in (0, INFERENCE_ROWS - 1, INFERENCE_ROWS, n - 1):
+        np.testing.assert_array_equal(ae.transform(X[i : i + 1])[0], Z[i])
+        np.testing.assert_array_equal(ae.reconstruct(X[i : i + 3])[0], R[i])
+    np.testing.assert_array_equal(ae.inverse_transform(Z[7:8])[0], ae.inverse_transform(Z)[7])
+    # Padding repeats the last row, for arrays and tensors, and leaves a full block as it is.
+    a = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(pad_rows(a, 5), [[0, 1], [2, 3], [4, 5], [4, 5], [4, 5]])
+    assert pad_rows(a, 3) is a
+    assert torch.equal(pad_rows(torch.from_numpy(a), 4), torch.from_numpy(pad_rows(a, 4)))

@@ -286,7 +286,7 @@ def test_fine_tuning_dropout_acts_only_while_the_classifier_trains() -> None:
 
 def encoder_row_norms(est: StackedAutoencoder) -> list[torch.Tensor]:
     return [m.weight.detach().norm(dim=1) for layer in est.module_.stack for m in layer.encoder.modules()
-            if isinstance(m, torch.nn.Linear)]
+            if isinstance(m, torch.nn.Linear)]  # the layers' first linear maps, as built
 
 
 def test_fine_tuning_max_norm_bounds_every_encoder_unit() -> None:

@@ -224,10 +224,11 @@ class StackedAutoencoderModule(nn.Module):
         if self.head is None or self.max_norm <= 0:
             return
         for layer in self.stack:
-            for m in layer.encoder.modules():
-                if isinstance(m, nn.Linear):
-                    # Rows are the units' incoming weights; renorm_ leaves the shorter ones as they are.
-                    m.weight.renorm_(2, 0, self.max_norm)
+            # Each layer's encoder is fully connected: its matrices (out, in) hold one unit's incoming weights
+            # a row, and its other parameters are biases. renorm_ leaves the shorter rows as they are.
+            for p in layer.encoder.parameters():
+                if p.dim() == 2:
+                    p.renorm_(2, 0, self.max_norm)
 
     def forward(self, x: Tensor) -> AEOutput:
         dropping = self.head is not None and self.training and (self.dropout > 0 or self.input_dropout > 0)

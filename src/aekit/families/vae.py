@@ -55,7 +55,7 @@ from aekit.core.params import AUTO, Auto, Explain, Interval, check_count
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, check_binarizable
-from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
+from aekit.model.base import INFERENCE_ROWS, BaseAutoencoder, DataInfo, declare_params, pad_rows
 from aekit.model.classifier import ClassifierMixin, class_indices
 from aekit.model.registry import register
 
@@ -517,14 +517,17 @@ class VAE(BaseAutoencoder):
 
     # ------------------------------------------------------------------ internals
 
-    def _batched_xy(self, fn: Any, A: np.ndarray, y: Tensor | None, batch_size: int = 2048) -> np.ndarray:
+    def _batched_xy(self, fn: Any, A: np.ndarray, y: Tensor | None, batch_size: int = INFERENCE_ROWS) -> np.ndarray:
+        """``fn(x, y)`` in passes of exactly ``batch_size`` rows, as :meth:`_batched`."""
         self.module_.eval()
         dev = self.device_
         outs = []
         with torch.no_grad():
             for i in range(0, A.shape[0], batch_size):
-                yy = None if y is None else y[i : i + batch_size].to(dev)
-                outs.append(fn(torch.from_numpy(A[i : i + batch_size]).to(dev), yy).cpu().numpy())
+                block = A[i : i + batch_size]
+                yy = None if y is None else pad_rows(y[i : i + batch_size], batch_size).to(dev)
+                out = fn(torch.from_numpy(pad_rows(block, batch_size)).to(dev), yy)
+                outs.append(out[: block.shape[0]].cpu().numpy())
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _bound(self, X: Any, y: Any, s: int, random_state: int, *, iwae: bool, batch_size: int | None = None) -> np.ndarray:

@@ -37,6 +37,24 @@ E = TypeVar("E", bound=type)
 C = TypeVar("C")
 B = TypeVar("B", bound="BaseAutoencoder")
 
+#: Rows of every forward pass at inference (transform, reconstruct, the scores): each pass gets exactly this
+#: many, the last padded by repeating its final row. Matrix-product kernels are chosen by the row count, and
+#: their float32 results differ in the last bits between counts, so without it a sample scored alone could
+#: differ from the same sample scored among others; with a fixed count a row's result depends on that row
+#: alone. 256 rows keep a convolutional network's activations in cache (3x faster than 2,048 on a CPU).
+INFERENCE_ROWS = 256
+T = TypeVar("T", np.ndarray, Tensor)
+
+
+def pad_rows(a: T, rows: int) -> T:
+    """``a`` (m, ...) with m <= ``rows``, its last row repeated to make ``rows`` rows (``a`` itself if m == rows)."""
+    missing = rows - a.shape[0]
+    if missing <= 0:
+        return a
+    if isinstance(a, Tensor):
+        return torch.cat([a, a[-1:].expand(missing, *a.shape[1:])])
+    return np.concatenate([a, np.repeat(a[-1:], missing, axis=0)])
+
 
 def declare_params(*configs: type) -> Callable[[E], E]:
     """Give an estimator class a keyword-only ``__init__`` built from the fields of ``configs``.
@@ -465,10 +483,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             return next(self.module_.buffers()).device
 
     @torch.no_grad()
-    def _batched(self, fn: Callable[[Tensor], Tensor], A: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    def _batched(self, fn: Callable[[Tensor], Tensor], A: np.ndarray, batch_size: int = INFERENCE_ROWS) -> np.ndarray:
+        """``fn`` on the rows of ``A`` in passes of exactly ``batch_size`` rows (:data:`INFERENCE_ROWS`)."""
         self.module_.eval()
         dev = self.device_
-        outs = [fn(torch.from_numpy(A[i : i + batch_size]).to(dev)).cpu().numpy() for i in range(0, A.shape[0], batch_size)]
+        outs = []
+        for i in range(0, A.shape[0], batch_size):
+            block = A[i : i + batch_size]
+            outs.append(fn(torch.from_numpy(pad_rows(block, batch_size)).to(dev))[: block.shape[0]].cpu().numpy())
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def transform(self, X: Any) -> np.ndarray:
