@@ -359,9 +359,10 @@ def test_strided_stack_sizes_and_their_mirror(kernel: int) -> None:
             assert tuple(up(torch.zeros(1, 1, *after)).shape[2:]) == before
 
 
-def test_a_samples_outputs_do_not_depend_on_the_batch_it_comes_in() -> None:
-    """Inference runs in passes of exactly INFERENCE_ROWS rows, so row counts never change a matrix kernel's rounding."""
-    from aekit.model.base import INFERENCE_ROWS, pad_rows
+def test_a_samples_outputs_do_not_depend_on_the_batch_it_comes_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference runs in passes of a fixed number of rows, so row counts never change a matrix kernel's rounding."""
+    from aekit.model import base
+    from aekit.model.base import INFERENCE_ROWS, inference_rows, pad_rows
 
     rng = np.random.default_rng(0)
     n = INFERENCE_ROWS + 44  # two passes, the second padded
@@ -372,6 +373,14 @@ def test_a_samples_outputs_do_not_depend_on_the_batch_it_comes_in() -> None:
         np.testing.assert_array_equal(ae.transform(X[i : i + 1])[0], Z[i])
         np.testing.assert_array_equal(ae.reconstruct(X[i : i + 3])[0], R[i])
     np.testing.assert_array_equal(ae.inverse_transform(Z[7:8])[0], ae.inverse_transform(Z)[7])
+    # Large samples get fewer rows a pass (never fewer than one), the same for every pass of a model.
+    assert inference_rows((784,)) == INFERENCE_ROWS and inference_rows((3, 32, 32)) == INFERENCE_ROWS
+    assert inference_rows((3, 512, 512)) == 5 and inference_rows((1, 4096, 4096)) == 1
+    monkeypatch.setattr(base, "INFERENCE_BUDGET", 3 * 784)  # three rows a pass for this model
+    assert inference_rows(ae.sample_shape_) == 3
+    Z3, R3 = ae.transform(X), ae.reconstruct(X)
+    np.testing.assert_array_equal(ae.transform(X[:10]), Z3[:10])
+    np.testing.assert_array_equal(ae.reconstruct(X[4:5]), R3[4:5])
     # Padding repeats the last row, for arrays and tensors, and leaves a full block as it is.
     a = np.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(pad_rows(a, 5), [[0, 1], [2, 3], [4, 5], [4, 5], [4, 5]])

@@ -55,7 +55,7 @@ from aekit.core.params import AUTO, Auto, Explain, Interval, check_count
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, check_binarizable
-from aekit.model.base import INFERENCE_ROWS, BaseAutoencoder, DataInfo, declare_params, pad_rows
+from aekit.model.base import BaseAutoencoder, DataInfo, declare_params, inference_rows, pad_rows
 from aekit.model.classifier import ClassifierMixin, class_indices
 from aekit.model.registry import register
 
@@ -517,10 +517,12 @@ class VAE(BaseAutoencoder):
 
     # ------------------------------------------------------------------ internals
 
-    def _batched_xy(self, fn: Any, A: np.ndarray, y: Tensor | None, batch_size: int = INFERENCE_ROWS) -> np.ndarray:
-        """``fn(x, y)`` in passes of exactly ``batch_size`` rows, as :meth:`_batched`."""
+    def _batched_xy(self, fn: Any, A: np.ndarray, y: Tensor | None, batch_size: int | None = None) -> np.ndarray:
+        """``fn(x, y)`` in passes of exactly ``batch_size`` rows (the model's :func:`inference_rows`), as
+        :meth:`_batched`."""
         self.module_.eval()
         dev = self.device_
+        batch_size = batch_size or inference_rows(self.sample_shape_)
         outs = []
         with torch.no_grad():
             for i in range(0, A.shape[0], batch_size):
