@@ -251,7 +251,7 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         classes = np.unique(labels)
         if classes.size < 2:
             raise ValueError("y holds a single class; a classifier needs samples of at least two classes")
-        code_dim = int(model._batched(model.module_.encode, Xs[:1]).shape[1])
+        code_dim = model._n_features_out
         module = FineTuneModule(model.module_, code_dim, int(classes.size))
         config = TrainConfig(
             max_epochs=self.max_epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
