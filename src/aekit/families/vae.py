@@ -55,7 +55,7 @@ from aekit.core.params import AUTO, Auto, Explain, Interval, check_count
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, check_binarizable
-from aekit.model.base import BaseAutoencoder, DataInfo, declare_params, inference_rows, pad_rows
+from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.classifier import ClassifierMixin, class_indices
 from aekit.model.registry import register
 
@@ -474,7 +474,8 @@ class VAE(BaseAutoencoder):
         seed = int(random_state) if random_state is not None else secrets.randbelow(2**63 - 1)
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn((n, self.module_.latent_dim), generator=gen)
-        out = self._batched_xy(lambda zz, yy: self.module_.decode(zz, yy), z.numpy(), y)
+        decode = self.module_.decode
+        out = self._batched(decode, z.numpy(), y) if y is not None else self._batched(lambda zz: decode(zz, None), z.numpy())
         return self.scaler_.inverse_transform(out)
 
     def elbo(self, X: Any, *, y: Any = None, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
@@ -516,21 +517,6 @@ class VAE(BaseAutoencoder):
         return self.elbo(X)
 
     # ------------------------------------------------------------------ internals
-
-    def _batched_xy(self, fn: Any, A: np.ndarray, y: Tensor | None, batch_size: int | None = None) -> np.ndarray:
-        """``fn(x, y)`` in passes of exactly ``batch_size`` rows (the model's :func:`inference_rows`), as
-        :meth:`_batched`."""
-        self.module_.eval()
-        dev = self.device_
-        batch_size = batch_size or inference_rows(self.sample_shape_)
-        outs = []
-        with torch.no_grad():
-            for i in range(0, A.shape[0], batch_size):
-                block = A[i : i + batch_size]
-                yy = None if y is None else pad_rows(y[i : i + batch_size], batch_size).to(dev)
-                out = fn(torch.from_numpy(pad_rows(block, batch_size)).to(dev), yy)
-                outs.append(out[: block.shape[0]].cpu().numpy())
-        return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _bound(self, X: Any, y: Any, s: int, random_state: int, *, iwae: bool, batch_size: int | None = None) -> np.ndarray:
         Xs = self._prepare(X)

@@ -41,8 +41,9 @@ B = TypeVar("B", bound="BaseAutoencoder")
 #: exactly the same number, the last padded by repeating its final row. Matrix-product kernels are chosen by
 #: the row count, and their float32 results differ in the last bits between counts, so without it a sample
 #: scored alone could differ from the same sample scored among others; with a fixed count a row's result
-#: depends on that row alone. 256 rows keep a convolutional network's activations in cache (3x faster than
-#: 2,048 on a CPU); large samples get fewer (:func:`inference_rows`).
+#: depends on that row alone. 256 rows keep a convolutional network's activations in cache (1.4x to 1.6x faster
+#: than 2,048 on a CPU, level for an MLP: benchmarks/bench_inference.py); large samples get fewer
+#: (:func:`inference_rows`).
 INFERENCE_ROWS = 256
 #: The most values of data in one inference pass (16 MiB of float32): 256 MNIST or CIFAR-10 images, 5 RGB
 #: images of 512 x 512, so a single large image is not padded to hundreds.
@@ -53,6 +54,8 @@ def inference_rows(sample_shape: Sequence[int]) -> int:
     """Rows of every inference pass of a model of samples ``sample_shape``: at most :data:`INFERENCE_ROWS`
     and :data:`INFERENCE_BUDGET` values, at least one sample."""
     return max(1, min(INFERENCE_ROWS, INFERENCE_BUDGET // max(1, math.prod(sample_shape))))
+
+
 T = TypeVar("T", np.ndarray, Tensor)
 
 
@@ -493,16 +496,21 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             return next(self.module_.buffers()).device
 
     @torch.no_grad()
-    def _batched(self, fn: Callable[[Tensor], Tensor], A: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """``fn`` on the rows of ``A`` (data or codes) in passes of exactly ``batch_size`` rows, by default the
-        model's :func:`inference_rows`; the last pass is padded, and only ``A``'s rows are returned."""
+    def _batched(
+        self, fn: Callable[..., Tensor], A: np.ndarray, *aligned: Tensor, batch_size: int | None = None
+    ) -> np.ndarray:
+        """``fn(x, *rows of aligned)`` on the rows of ``A`` (data or codes) and of the tensors ``aligned`` (one row
+        per row of ``A``, e.g. labels), in passes of exactly ``batch_size`` rows, by default the model's
+        :func:`inference_rows`; the last pass is padded, and only ``A``'s rows are returned."""
         self.module_.eval()
         dev = self.device_
         batch_size = batch_size or inference_rows(self.sample_shape_)
         outs = []
         for i in range(0, A.shape[0], batch_size):
             block = A[i : i + batch_size]
-            outs.append(fn(torch.from_numpy(pad_rows(block, batch_size)).to(dev))[: block.shape[0]].cpu().numpy())
+            extra = [pad_rows(t[i : i + batch_size], batch_size).to(dev) for t in aligned]
+            out = fn(torch.from_numpy(pad_rows(block, batch_size)).to(dev), *extra)
+            outs.append(out[: block.shape[0]].cpu().numpy())
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def transform(self, X: Any) -> np.ndarray:
