@@ -58,6 +58,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="trained rows: bf16 inputs to the matrix products on a CPU with bf16 units (cpu_bf16=True)")
     p.add_argument("--save-dir", default=None, help="save each trained model as a run directory here")
     args = p.parse_args()
     family = HINTON_FAMILIES[args.hinton_family]
@@ -66,7 +68,7 @@ def main() -> None:
 
     train = aekit.load_dataset(args.data, split="train", data_dir=args.data_dir, limit=args.limit)
     test = aekit.load_dataset(args.data, split="test", data_dir=args.data_dir)
-    common = {"device": args.device, "random_state": args.seed, "verbose": 1}
+    common = {"device": args.device, "random_state": args.seed, "verbose": 1, "cpu_bf16": args.cpu_bf16}
     hinton = family.preset_params("hinton")  # for a variant, without the plain autoencoder's init
     flags = {"max_epochs": args.hinton_epochs, "learning_rate": args.hinton_lr, "batch_size": args.hinton_batch_size,
              "weight_decay": args.hinton_weight_decay, "init": args.hinton_init, "output": args.hinton_output}
@@ -114,11 +116,13 @@ def main() -> None:
         t0 = time.perf_counter()
         est = models[name]().fit(train.X)
         secs = time.perf_counter() - t0
+        history = getattr(est, "history_", None) or [{}]
+        bf16 = " (bf16 products)" if history[-1].get("bf16") == 1.0 else ""
         m = reconstruction_metrics(test.X, est.reconstruct(test.X))
         if args.save_dir:
             est.save(f"{args.save_dir}/{name}", overwrite=True)
         rows.append([
-            descr[name], m["sq_err_per_image"], ANCHOR_SQ.get(name, "-"), m.get("bce_per_pixel", float("nan")),
+            descr[name] + bf16, m["sq_err_per_image"], ANCHOR_SQ.get(name, "-"), m.get("bce_per_pixel", float("nan")),
             ANCHOR_BCE.get(name, "-"), secs, len(train.X),
         ])
         print(table(["model", "test sq. err/image", "anchor", "test BCE/pixel", "anchor", "train s", "train images"],

@@ -38,6 +38,7 @@ row reports "not installed" with the reason when that environment is missing:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import aekit
+from aekit.engine.training import cpu_bf16_available
 
 from _common import add_data_args, machine, table, timed_epochs, training_path
 
@@ -80,6 +82,23 @@ def hinton_net(sigmoid_output: bool = True) -> nn.Sequential:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def bf16_products() -> Iterator[None]:
+    """torch's own switch for bf16 inputs to fp32 matrix products on the CPU (oneDNN), restored afterwards."""
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = before
+
+
+def handwritten_bf16(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
+    """The hand-written loop with torch's bf16-products switch on."""
+    with bf16_products():
+        return handwritten(X, epochs, batch_size, device)
 
 
 def handwritten(X: np.ndarray, epochs: int, batch_size: int, device: str) -> float:
@@ -207,12 +226,16 @@ def gemm_ceiling(X: np.ndarray, epochs: int, batch_size: int, device: str) -> fl
 THREADS: dict[str, int] = {}
 
 
-def aekit_trainer(X: np.ndarray, epochs: int, batch_size: int, device: str, cuda_graph: bool = True) -> float:
+def aekit_trainer(
+    X: np.ndarray, epochs: int, batch_size: int, device: str, cuda_graph: bool = True, cpu_bf16: bool = False
+) -> float:
     ae = aekit.Autoencoder.from_preset(
         "hinton", max_epochs=epochs, batch_size=batch_size, validation_fraction=0.0, patience=None,
-        device=device, random_state=0, verbose=0, cuda_graph=cuda_graph,
+        device=device, random_state=0, verbose=0, cuda_graph=cuda_graph, cpu_bf16=cpu_bf16,
     ).fit(X)
     rows = timed_epochs(ae.history_, device)
+    if cpu_bf16 and not all(r.get("bf16") == 1.0 for r in rows):
+        raise RuntimeError("cpu_bf16=True did not apply on this machine; run with --skip-bf16")
     THREADS["aekit"] = int(rows[0]["threads"])
     return statistics.median(r["samples_per_s"] for r in rows)
 
@@ -382,6 +405,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-pythae", action="store_true", help="leave out the pythae row")
     p.add_argument("--skip-process", action="store_true", help="leave out the whole-process measurement")
+    p.add_argument("--skip-bf16", action="store_true", help="leave out the bf16-products rows on a CPU with bf16 units")
     p.add_argument("--process-repeats", type=int, default=2, help="alternating whole-process runs (default: %(default)s)")
     p.add_argument("--families", action="store_true",
                    help="also time the families with extra terms (denoising, contractive, sparse, VAE)")
@@ -397,6 +421,9 @@ def main() -> None:
     if args.device.startswith("cuda"):
         loops.append(("aekit trainer, no CUDA graph", lambda *a: aekit_trainer(*a, cuda_graph=False)))
         loops.append(("hand-written CUDA-graph step", graph_step))
+    if args.device == "cpu" and cpu_bf16_available() and not args.skip_bf16:
+        loops.append(("hand-written DataLoader loop, bf16 products (torch's switch)", handwritten_bf16))
+        loops.append(("aekit trainer, cpu_bf16=True (bf16 products)", lambda *a: aekit_trainer(*a, cpu_bf16=True)))
     pythae_why = "left out (--skip-pythae)" if args.skip_pythae else pythae_status()
     if pythae_why is None:
         loops.append(("pythae 0.1.2 trainer", pythae_trainer))

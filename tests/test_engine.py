@@ -8,6 +8,7 @@ import ast
 import csv
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -625,15 +626,16 @@ def _tf32_flags() -> tuple[bool, bool]:
 @pytest.mark.parametrize("on", [True, False])
 def test_tf32_is_set_for_cuda_blocks_and_restored(on: bool) -> None:
     before = _tf32_flags()
+    cfg = config(tf32=on)
     try:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (not on), (not on)
-        with training._tf32(torch.device("cuda"), on):
-            assert _tf32_flags() == (on, on)
+        with training._reduced_precision(torch.device("cuda"), cfg) as bf16:
+            assert _tf32_flags() == (on, on) and bf16 is False
         assert _tf32_flags() == (not on, not on)
-        with pytest.raises(RuntimeError, match="boom"), training._tf32(torch.device("cuda"), on):
+        with pytest.raises(RuntimeError, match="boom"), training._reduced_precision(torch.device("cuda"), cfg):
             raise RuntimeError("boom")
         assert _tf32_flags() == (not on, not on)
-        with training._tf32(torch.device("cpu"), on):  # the CPU has no TF32: nothing changes
+        with training._reduced_precision(torch.device("cpu"), cfg):  # the CPU has no TF32: nothing changes
             assert _tf32_flags() == (not on, not on)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
@@ -652,3 +654,70 @@ def test_cuda_training_runs_with_the_configured_tf32(on: bool) -> None:
     cfg = config(max_epochs=2, batch_size=64, validation_fraction=0.0, device="cuda", tf32=on)
     fit_module(TinyAE(), data(256), config=cfg, callbacks=[Flags()])
     assert seen == [(on, on)] * 2 and _tf32_flags() == before
+
+
+# ------------------------------------------------------------------------------------- bf16 products on the CPU
+
+bf16_cpu = pytest.mark.skipif(
+    not training.cpu_bf16_available(), reason="this CPU has no bf16 units (AMX or AVX512-BF16) torch can use"
+)
+
+
+def _mkldnn_precisions() -> tuple[str, str]:
+    return torch.backends.mkldnn.matmul.fp32_precision, torch.backends.mkldnn.conv.fp32_precision
+
+
+@pytest.mark.parametrize("available", [True, False])
+def test_cpu_bf16_is_recorded_and_the_settings_come_back(monkeypatch: pytest.MonkeyPatch, available: bool) -> None:
+    """The history says whether the products took bf16 inputs; off, the column is absent; torch's settings are
+    the caller's again after fitting, also when the option applied."""
+    seen: list[tuple[str, str]] = []
+
+    class Precision(Callback):
+        def on_epoch_end(self, state: TrainState) -> None:
+            seen.append(_mkldnn_precisions())
+
+    before = _mkldnn_precisions()
+    monkeypatch.setattr(training, "cpu_bf16_available", lambda: available)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        on = fit_module(TinyAE(), data(64), config=config(max_epochs=2, cpu_bf16=True), callbacks=[Precision()])
+    said = [str(w.message) for w in caught if "cpu_bf16=True has no effect" in str(w.message)]
+    assert len(said) == (0 if available else 1)
+    assert [r["bf16"] for r in on] == [float(available)] * 2
+    assert seen == [("bf16", "bf16") if available else before] * 2 and _mkldnn_precisions() == before
+    off = fit_module(TinyAE(), data(64), config=config(max_epochs=2))
+    assert all("bf16" not in r for r in off) and _mkldnn_precisions() == before
+
+
+def test_cpu_bf16_is_restored_after_a_failing_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _mkldnn_precisions()
+    monkeypatch.setattr(training, "cpu_bf16_available", lambda: True)
+
+    class Boom(Callback):
+        def on_epoch_end(self, state: TrainState) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_module(TinyAE(), data(64), config=config(cpu_bf16=True), callbacks=[Boom()])
+    assert _mkldnn_precisions() == before
+
+
+@bf16_cpu
+def test_cpu_bf16_rounds_the_products_and_trains_alike() -> None:
+    """On a CPU with bf16 units the steps differ from full fp32 in the low bits (the option does something) while
+    the training curve stays within bf16's rounding of the fp32 one."""
+    class WideAE(TinyAE):  # products large enough for oneDNN (TinyAE's go to the plain fp32 kernels)
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.enc, self.dec = nn.Linear(128, 64), nn.Linear(64, 128)
+
+    X = np.random.default_rng(0).standard_normal((512, 128)).astype(np.float32)
+    cfg = {"max_epochs": 3, "batch_size": 64, "validation_fraction": 0.0}
+    fp32, bf16 = WideAE(), WideAE()
+    h32 = fit_module(fp32, X, config=config(**cfg))
+    h16 = fit_module(bf16, X, config=config(cpu_bf16=True, **cfg))
+    assert [r["bf16"] for r in h16] == [1.0] * 3
+    assert any(not torch.equal(a, b) for a, b in zip(weights(fp32).values(), weights(bf16).values()))
+    assert [r["loss"] for r in h16] == pytest.approx([r["loss"] for r in h32], rel=2e-2)

@@ -39,7 +39,8 @@ class TrainState:
     history : list of dict
         One row per finished epoch: ``epoch``, ``lr``, ``loss`` and its named terms, ``val_loss``,
         ``seconds``, ``samples_per_s`` and ``threads``; on CUDA also ``cuda_graph`` (1 when the
-        epoch's steps were replayed from a captured CUDA graph, 0 when they ran eagerly).
+        epoch's steps were replayed from a captured CUDA graph, 0 when they ran eagerly); with
+        ``config.cpu_bf16`` on the CPU also ``bf16`` (1 when the products took bf16 inputs).
     epoch : int
         Epochs finished.
     step : int
@@ -56,6 +57,9 @@ class TrainState:
         Set by a callback to end training after the current epoch.
     path : {"eager", "cuda-graph"}
         How the steps run: eagerly, or replayed from one captured CUDA graph.
+    bf16 : bool
+        True while the steps' matrix products and convolutions take bf16 inputs on the CPU
+        (``config.cpu_bf16`` on a CPU with bf16 units).
     threads : int
         The torch CPU thread count the loop trains with; a resumed run keeps the count it recorded
         unless ``config.threads`` names one.
@@ -75,4 +79,5 @@ class TrainState:
     best_state: dict[str, Tensor] | None = None
     stop: bool = False
     path: str = "eager"
+    bf16: bool = False
     threads: int = 1

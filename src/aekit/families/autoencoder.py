@@ -532,7 +532,7 @@ class Autoencoder(BaseAutoencoder):
         (:class:`BinaryCodeAutoencoderModule`); ``sample_norm="l2"`` feeds the network unit-norm samples;
         ``shift_corruption=N`` trains it to reconstruct each image from a copy shifted by up to N pixels.
     max_epochs, batch_size, learning_rate, weight_decay, lr_schedule, validation_fraction, patience,
-    device, random_state, verbose, cuda_graph, tf32, threads, binarize
+    device, random_state, verbose, cuda_graph, tf32, cpu_bf16, threads, binarize
         See :class:`AdaptiveTrainConfig`: ``max_epochs``, ``validation_fraction`` and ``patience`` are
         chosen from the number of samples by default (:func:`auto_training`).
 
