@@ -406,9 +406,17 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     exact (an SVD) up to 2,048 samples or features, and a randomized SVD with extra power iterations beyond
     (Halko et al. 2011), close to exact for the leading axes.
     """
+    mean, axes, scale, _ = principal_axes_and_spread(X, k)
+    return mean, axes, scale
+
+
+def principal_axes_and_spread(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`principal_axes` and each feature's population standard deviation (D,), in float64, from the same
+    pass over the data (the scatter matrix's diagonal for tall data)."""
     n, d = X.shape
     if n >= d and d <= 2048:
         mean, scatter = centred_scatter(X)
+        spread = (scatter.diagonal() / max(n, 1)).clamp_min(0.0).sqrt()
         evals, evecs = torch.linalg.eigh(scatter)  # ascending
         S = evals.flip(0).clamp_min(0.0).sqrt()
         Vt = evecs.flip(1).t()
@@ -416,6 +424,7 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
         Xd = X.double()
         mean = Xd.mean(dim=0)
         Xc = Xd - mean  # (N, D)
+        spread = Xc.square().mean(dim=0).sqrt()
         if min(n, d) <= 2048:
             _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
         else:
@@ -428,7 +437,7 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     axes = Vt[:k]
     signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
     scale = S[:k] / max(n - 1, 1) ** 0.5
-    return mean, axes * signs, scale
+    return mean, axes * signs, scale, spread
 
 
 def _zero_last(net: nn.Sequential) -> nn.Sequential:

@@ -71,8 +71,9 @@ class TrainConfig:
     tf32: bool = True
     # On a CPU with bf16 matrix units (Intel AMX or AVX512-BF16), the training steps' matrix products and
     # convolutions round their fp32 inputs to bf16 (8-bit mantissa) and accumulate in fp32 (oneDNN's fp32 math
-    # mode); weights, activations, gradients and Adam stay fp32. Only while fitting: predictions stay in full
-    # precision. The history's bf16 column says whether it applied. No effect on other CPUs or on CUDA.
+    # mode); weights, activations, gradients and Adam stay fp32. The hinton preset trained 1.7x faster with it
+    # on a Xeon with AMX, at the same test error (benchmarks/RESULTS.md). Only while fitting: predictions stay
+    # in full precision. The history's bf16 column says whether it applied. No effect on other CPUs or on CUDA.
     cpu_bf16: bool = False
     # Why not torch's default: on 2 cores beside a busy process, the denoising autoencoder on digits
     # trained in 44 s with it against 1.2 s with one thread; threads pay only for large matrices on free

@@ -44,12 +44,12 @@ from aekit.core.nets import (
     apply_output,
     build_encoder_decoder,
     check_network,
-    principal_axes,
+    principal_axes_and_spread,
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
 from aekit.data.corruption import Translation
-from aekit.data.preprocessing import Scaling, mean_std, unit_norm_samples
+from aekit.data.preprocessing import Scaling, unit_norm_samples
 from aekit.engine.training import TrainConfig, validation_size
 from aekit.model.base import BaseAutoencoder, DataInfo, declare_params
 from aekit.model.registry import register
@@ -485,11 +485,10 @@ class PCAAutoencoderModule(AutoencoderModule):
         """Start at the PCA of ``X`` (N, *sample_shape): V = W^T = the top-K principal axes, corrections zero."""
         X2 = torch.from_numpy(X.reshape(X.shape[0], -1))
         k = int(self.decoder.W.shape[1])
-        mean, axes, scale = principal_axes(X2, k)
+        mean, axes, scale, std = principal_axes_and_spread(X2, k)
         dev = self.decoder.W.device
         # The correction's input at unit scale: each feature's spread, at least a tenth of the typical one so
         # that a nearly constant feature (an image's border pixel) is not blown up into noise.
-        std = torch.from_numpy(mean_std(X2.numpy())[1])  # float64, summed a chunk of rows at a time
         floor = max(float(std.pow(2).mean().sqrt()) * 0.1, 1e-12)
         self.encoder.set_pca(mean.float().to(dev), axes.float().to(dev), std.clamp_min(floor).float().to(dev))
         self.decoder.set_pca(mean.float().to(dev), axes.float().to(dev), scale.float().to(dev))
