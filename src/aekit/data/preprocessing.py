@@ -7,6 +7,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from aekit.core.devices import chunk_rows
+
 #: How data are scaled before training (see :class:`Scaler`); a parameter of families that scale.
 Scaling = Literal["auto", "none", "standard", "minmax", "normalize"]
 SCALINGS: tuple[str, ...] = get_args(Scaling)
@@ -177,13 +179,16 @@ def _is_sparse(X: Any) -> bool:
     return bool(scipy.sparse.issparse(X))
 
 
-def mean_std(X: np.ndarray, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def mean_std(X: np.ndarray, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and population standard deviation of ``X`` (N, *sample_shape), in float64.
 
-    The squared deviations are summed ``rows`` samples at a time: ``X.std(dtype=np.float64)`` builds a
-    float64 copy of the whole data, twice the size of float32 data, and that copy set the peak memory of
-    a fit (a million MNIST-sized samples: 3 GB of data, 6 GB more for the copy).
+    The squared deviations are summed ``rows`` samples at a time (by default as many as fill
+    :data:`~aekit.core.devices.CHUNK_BYTES` in float64): ``X.std(dtype=np.float64)`` builds a float64 copy of
+    the whole data, twice the size of float32 data, and that copy set the peak memory of a fit (a million
+    MNIST-sized samples: 3 GB of data, 6 GB more for the copy).
     """
+    if rows is None:
+        rows = chunk_rows(8 * int(np.prod(X.shape[1:], dtype=np.int64)))
     mean = X.mean(axis=0, dtype=np.float64)
     sq = np.zeros_like(mean)
     for i in range(0, X.shape[0], rows):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.core.devices import chunk_rows
 from aekit.core.params import check_count
 
 __all__ = ["METRIC_ORDER", "format_value", "likelihood_metrics", "ordered_metrics", "reconstruction_metrics"]
@@ -54,8 +55,6 @@ METRIC_NOTES = {
 # Probabilities are clipped this far from 0 and 1 so a confident, wrong pixel costs a large but finite
 # cross-entropy (-log(1e-7) ~ 16.1 nats) instead of infinity.
 _EPS = 1e-7
-# Samples processed at a time: keeps the float64 temporaries small for MNIST-sized inputs.
-_CHUNK = 4096
 
 
 def reconstruction_metrics(X: Any, X_hat: Any, *, images: bool | None = None) -> dict[str, float | int]:
@@ -118,10 +117,12 @@ def reconstruction_metrics(X: Any, X_hat: Any, *, images: bool | None = None) ->
     bce_sum = 0.0
     lo, hi = math.inf, -math.inf
     r_lo, r_hi = math.inf, -math.inf
-    for i in range(0, n, _CHUNK):
+    # Samples processed at a time: keeps the float64 temporaries small (see chunk_rows).
+    rows = chunk_rows(8 * d)
+    for i in range(0, n, rows):
         # float64 throughout; torch's vectorized log runs about 3x faster than NumPy's here.
-        x = torch.from_numpy(X2[i : i + _CHUNK].astype(np.float64))
-        r = torch.from_numpy(R2[i : i + _CHUNK].astype(np.float64))
+        x = torch.from_numpy(X2[i : i + rows].astype(np.float64))
+        r = torch.from_numpy(R2[i : i + rows].astype(np.float64))
         if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(r).all())):
             raise ValueError("X and X_hat must be finite; found NaN or infinity")
         sq_sum += float((x - r).square_().sum())
