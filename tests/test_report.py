@@ -117,6 +117,16 @@ def test_loss_figure_skips_empty_history_and_draws_terms() -> None:
     assert loss_figure(rows)[:8] == PNG  # type: ignore[index]
 
 
+def test_loss_figure_leaves_bookkeeping_columns_out() -> None:
+    """Threads, the CUDA-graph flag and the bf16 flag of a history row are not loss terms: one term, one panel."""
+    from aekit.report.figures import _loss_chart
+
+    rows = [{"epoch": i + 1.0, "loss": 3.0 - i, "reconstruction": 3.0 - i, "threads": 2.0, "cuda_graph": 1.0,
+             "bf16": 1.0, "seconds": 0.5, "samples_per_s": 100.0, "lr": 1e-3} for i in range(3)]
+    fig = _loss_chart(rows, "epoch")
+    assert fig is not None and len(fig.axes) == 1
+
+
 def test_latent_figure_many_classes_and_1d_codes() -> None:
     png, how = latent_figure(np.random.default_rng(0).standard_normal((50, 1)), np.arange(50) % 20)
     assert png[:8] == PNG and "1-D code" in how
@@ -188,3 +198,14 @@ def test_report_says_how_cuda_steps_ran(fitted_ae: Any, tmp_path: Path) -> None:
     n = len(est.history_)
     est.history_[0]["cuda_graph"] = 0.0
     assert f"on CUDA, {n - 1} of {n} epochs from a captured CUDA graph" in write_report(est, _digits(), tmp_path).read_text()
+
+
+def test_report_says_whether_bf16_products_ran(fitted_ae: Any, tmp_path: Path) -> None:
+    import copy
+
+    est = copy.deepcopy(fitted_ae)
+    est.history_ = [{**r, "bf16": 1.0} for r in fitted_ae.history_]
+    assert "matrix products with bf16 inputs on the CPU (cpu_bf16)" in write_report(est, _digits(), tmp_path).read_text()
+    est.history_ = [{**r, "bf16": 0.0} for r in fitted_ae.history_]
+    page = write_report(est, _digits(), tmp_path).read_text()
+    assert "cpu_bf16 asked for, but this CPU has no bf16 units: full fp32" in page

@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 # History columns that are bookkeeping, not loss terms.
-_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer", "threads", "cuda_graph"})
+_NON_TERMS = frozenset({"epoch", "lr", "loss", "val_loss", "seconds", "samples_per_s", "layer", "threads", "cuda_graph",
+                        "bf16"})
 # Points drawn in the latent map at most: beyond this a scatter plot only gets slower, not clearer.
 _MAX_LATENT_POINTS = 5000
 # Panels of line plots in a reconstruction figure of tabular data or signals: more get too small to read.

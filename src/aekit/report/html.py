@@ -351,6 +351,11 @@ def write_report(
             epochs += ("; on CUDA, every step replayed from one captured CUDA graph" if all(graph)
                        else "; on CUDA, steps run eagerly" if not any(graph)
                        else f"; on CUDA, {sum(1 for g in graph if g)} of {len(graph)} epochs from a captured CUDA graph")
+        bf16 = [r["bf16"] for r in history if "bf16" in r]
+        if bf16:
+            epochs += ("; matrix products with bf16 inputs on the CPU (cpu_bf16)" if all(bf16)
+                       else "; cpu_bf16 asked for, but this CPU has no bf16 units: full fp32" if not any(bf16)
+                       else f"; bf16 matrix products in {sum(1 for b in bf16 if b)} of {len(bf16)} epochs")
         vals = [(r["val_loss"], int(r.get("epoch", i + 1))) for i, r in enumerate(history) if "val_loss" in r]
         if vals and min(vals)[1] != len(history):
             epochs += f"; the weights of epoch {min(vals)[1]}, the best on validation, are kept"
