@@ -117,11 +117,11 @@ def test_principal_axes_by_scatter_match_the_svd_and_read_the_data_in_chunks() -
     so a million images need no float64 copy; the axes, scales and mean are the SVD's, and so is the std."""
     import torch
 
-    from aekit.core.nets import centred_scatter, principal_axes, principal_axes_and_spread
+    from aekit.core.nets import centred_scatter, principal_axes
     from aekit.data.preprocessing import mean_std
 
     X = torch.from_numpy(low_rank_data(3000, d=40, rank=5, noise=0.2)[0] + 3.0)  # off-centre, float32
-    mean, axes, scale = principal_axes(X, 6)
+    mean, axes, scale, spread = principal_axes(X, 6)
     Xc = X.double() - X.double().mean(dim=0)
     _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
     torch.testing.assert_close(mean, X.double().mean(dim=0), rtol=0, atol=1e-12)
@@ -134,13 +134,12 @@ def test_principal_axes_by_scatter_match_the_svd_and_read_the_data_in_chunks() -
     torch.testing.assert_close(s7, Xc.t() @ Xc, rtol=1e-10, atol=1e-9)
     # The PCA start's per-feature spread, from the scatter matrix's diagonal (tall) or the centred rows (wide).
     std = X.double().std(dim=0, correction=0)
-    torch.testing.assert_close(principal_axes_and_spread(X, 6)[3], std, rtol=1e-12, atol=0)
-    torch.testing.assert_close(principal_axes_and_spread(X[:30], 4)[3], X[:30].double().std(dim=0, correction=0),
-                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(spread, std, rtol=1e-12, atol=0)
     torch.testing.assert_close(torch.from_numpy(mean_std(X.numpy(), rows=7)[1]), std, rtol=1e-12, atol=0)
     # Wide data (N < D) keeps the exact SVD of the centred rows.
     W = X[:30]
-    _, axes_w, scale_w = principal_axes(W, 4)
+    _, axes_w, scale_w, spread_w = principal_axes(W, 4)
+    torch.testing.assert_close(spread_w, W.double().std(dim=0, correction=0), rtol=1e-12, atol=0)
     _, Sw, Vtw = torch.linalg.svd(W.double() - W.double().mean(dim=0), full_matrices=False)
     torch.testing.assert_close(scale_w, Sw[:4] / 29**0.5, rtol=1e-12, atol=0)
     torch.testing.assert_close(axes_w.abs(), Vtw[:4].abs(), rtol=0, atol=1e-12)

@@ -387,8 +387,8 @@ def centred_scatter(X: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor
     return mean, scatter
 
 
-def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The mean and the top-``k`` principal axes of the rows of ``X``.
+def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The mean and the top-``k`` principal axes of the rows of ``X``, and each feature's spread.
 
     Parameters
     ----------
@@ -404,6 +404,9 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
         signs them (the largest absolute loading of each axis positive).
     scale : Tensor (k,)
         The standard deviation of the data along each axis.
+    spread : Tensor (D,)
+        Each feature's population standard deviation, from the same pass over the data (for tall data the
+        scatter matrix's diagonal).
 
     Computed in float64. With at least as many samples as features, up to 2,048 features: the eigenvectors of
     the centred scatter matrix, accumulated a chunk of rows at a time, so memory stays at D x D whatever N is
@@ -411,13 +414,6 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     exact (an SVD) up to 2,048 samples or features, and a randomized SVD with extra power iterations beyond
     (Halko et al. 2011), close to exact for the leading axes.
     """
-    mean, axes, scale, _ = principal_axes_and_spread(X, k)
-    return mean, axes, scale
-
-
-def principal_axes_and_spread(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`principal_axes` and each feature's population standard deviation (D,), in float64, from the same
-    pass over the data (the scatter matrix's diagonal for tall data)."""
     n, d = X.shape
     if n >= d and d <= 2048:
         mean, scatter = centred_scatter(X)

@@ -44,7 +44,7 @@ from aekit.core.nets import (
     apply_output,
     build_encoder_decoder,
     check_network,
-    principal_axes_and_spread,
+    principal_axes,
 )
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Interval, check_value
@@ -485,7 +485,7 @@ class PCAAutoencoderModule(AutoencoderModule):
         """Start at the PCA of ``X`` (N, *sample_shape): V = W^T = the top-K principal axes, corrections zero."""
         X2 = torch.from_numpy(X.reshape(X.shape[0], -1))
         k = int(self.decoder.W.shape[1])
-        mean, axes, scale, std = principal_axes_and_spread(X2, k)
+        mean, axes, scale, std = principal_axes(X2, k)
         dev = self.decoder.W.device
         # The correction's input at unit scale: each feature's spread, at least a tenth of the typical one so
         # that a nearly constant feature (an image's border pixel) is not blown up into noise.
