@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import torch
 from safetensors import safe_open
 
+from aekit.engine.optim import AdamW
 from aekit.engine.rundir import CHECKPOINT_FILE, ModelFileError
 from aekit.engine.state import PATHS, TrainState
 from aekit.engine.weights import check_state_dict, save_tensors
@@ -33,7 +34,7 @@ _PREFIXES = ("model.", "best.", "optim.", "rng.")
 # ------------------------------------------------------------------------------------------ writing
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+def _flatten_optimizer(opt: AdamW) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for pid, st in sd["state"].items():
@@ -202,7 +203,7 @@ def _check_counters(check: _Checker, meta: dict[str, Any], max_epochs: int) -> N
 
 
 def _check_optimizer(
-    check: _Checker, opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: dict[str, Any], step: int
+    check: _Checker, opt: AdamW, tensors: Mapping[str, torch.Tensor], meta: dict[str, Any], step: int
 ) -> dict[int, dict[str, torch.Tensor]]:
     saved = meta.get("optimizer")
     groups = saved.get("param_groups") if isinstance(saved, dict) else None

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from aekit.engine.optim import AdamW
+
 if TYPE_CHECKING:  # for the annotation only: the loop's module imports this one at run time
     from aekit.engine.training import TrainConfig
 
@@ -30,7 +32,7 @@ class TrainState:
     ----------
     module : nn.Module
         The model being trained.
-    optimizer : torch.optim.Optimizer
+    optimizer : aekit.engine.optim.AdamW
         AdamW over the module's parameters (or over its ``param_groups()``).
     generator : torch.Generator
         Draws the batch order; saved in checkpoints so a resumed run draws the same batches.
@@ -66,7 +68,7 @@ class TrainState:
     """
 
     module: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: AdamW
     generator: torch.Generator
     config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)

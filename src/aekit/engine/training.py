@@ -11,8 +11,8 @@ Corruption for denoising is passed in as a callable applied to each batch afresh
 changes during training (a loss weight annealed by epoch or step) is a :class:`Callback`.
 
 Speed: the data set lives on the training device as one tensor and batches are drawn by indexing
-(no DataLoader, no per-batch Python collation); Adam is the fused implementation where the
-PyTorch build has it; on CUDA the whole step (forward, backward, optimizer) is captured once as a
+(no DataLoader, no per-batch Python collation); Adam runs torch's fused kernel, called directly
+(:class:`aekit.engine.optim.AdamW`); on CUDA the whole step (forward, backward, optimizer) is captured once as a
 CUDA graph and replayed.
 """
 
@@ -37,6 +37,7 @@ from aekit.core.devices import resolve_device
 from aekit.core.outputs import LossOutput
 from aekit.core.params import Interval, check_value, field_types
 from aekit.engine.checkpoint import load_checkpoint, save_checkpoint
+from aekit.engine.optim import AdamW
 from aekit.engine.rundir import write_history_csv
 from aekit.engine.state import TrainState
 
@@ -294,20 +295,14 @@ def _param_groups(module: nn.Module, config: TrainConfig) -> list[dict[str, Any]
     return groups
 
 
-def _make_optimizer(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device, capturable: bool) -> torch.optim.Optimizer:
+def _make_optimizer(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device, capturable: bool) -> AdamW:
     for g in groups:
         # A CUDA graph reads the learning rate from a tensor, changed in place by the schedule.
         g["lr"] = torch.tensor(g["initial_lr"], device=device) if capturable else g["initial_lr"]
-    kwargs: dict[str, Any] = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
-    if capturable:
-        kwargs.update(capturable=True, lr=torch.tensor(config.learning_rate, device=device))
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+    return AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _set_lr(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None:
+def _set_lr(opt: AdamW, config: TrainConfig, epoch: int) -> None:
     for group in opt.param_groups:
         lr = _scheduled(group["initial_lr"], config, epoch)
         if isinstance(group["lr"], Tensor):
@@ -718,7 +713,7 @@ def evaluate_loss(
 
 def _capture_cuda_graph(
     module: nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: AdamW,
     compute_loss: Callable[[Tensor], LossOutput],
     accumulate: Callable[[LossOutput, float], None],
     first_idx: Tensor,
