@@ -136,6 +136,16 @@ def test_principal_axes_by_scatter_match_the_svd_and_read_the_data_in_chunks() -
     std = X.double().std(dim=0, correction=0)
     torch.testing.assert_close(spread, std, rtol=1e-12, atol=0)
     torch.testing.assert_close(torch.from_numpy(mean_std(X.numpy(), rows=7)[1]), std, rtol=1e-12, atol=0)
+    # float32 products (the PCA start's): the same mean, and axes, scales and sums close to float64's.
+    m32, s32 = centred_scatter(X, chunk=7, products=torch.float32)
+    torch.testing.assert_close(m32, mean, rtol=0, atol=1e-12)
+    assert s32.dtype == torch.float64 and not torch.equal(s32, s7)  # summed in float64, rounded as float32
+    torch.testing.assert_close(s32, s7, rtol=1e-5, atol=1e-3)
+    _, axes32, scale32, spread32 = principal_axes(X, 6, products=torch.float32)
+    torch.testing.assert_close(axes32[:5], axes[:5], rtol=0, atol=1e-6)  # the data's 5 directions
+    torch.testing.assert_close(axes32, axes, rtol=0, atol=1e-4)  # the 6th is among the noise's, with small gaps
+    torch.testing.assert_close(scale32, scale, rtol=1e-6, atol=0)
+    torch.testing.assert_close(spread32, spread, rtol=1e-6, atol=0)
     # Wide data (N < D) keeps the exact SVD of the centred rows.
     W = X[:30]
     _, axes_w, scale_w, spread_w = principal_axes(W, 4)

@@ -369,25 +369,34 @@ def build_encoder_decoder(
 # ------------------------------------------------------------------ PCA plus a learned correction
 
 
-def centred_scatter(X: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+def centred_scatter(X: Tensor, chunk: int | None = None, products: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
     """The mean (D,) and the centred scatter matrix ``sum_i (x_i - mean)(x_i - mean)^T`` (D, D) of the rows of
     ``X`` (N, D), in float64, read ``chunk`` rows at a time (by default as many as fill
-    :data:`~aekit.core.devices.CHUNK_BYTES` in float64): no float64 copy of ``X`` is made."""
+    :data:`~aekit.core.devices.CHUNK_BYTES` in the ``products`` dtype): no float64 copy of ``X`` is made.
+
+    With ``products=torch.float32`` each chunk's product takes float32 inputs and sums in float32, and the
+    chunks' products are summed in float64: twice as fast, with entries about 3e-6 of the largest one off
+    (MNIST) instead of 1e-15.
+    """
     n, d = X.shape
     if chunk is None:
-        chunk = chunk_rows(8 * d)
+        chunk = chunk_rows(torch.empty((), dtype=products).element_size() * d)
     mean = torch.zeros(d, dtype=torch.float64, device=X.device)
     for i in range(0, n, chunk):
         mean += X[i : i + chunk].double().sum(dim=0)
     mean /= max(n, 1)
     scatter = torch.zeros(d, d, dtype=torch.float64, device=X.device)
+    centre = mean.to(products)
     for i in range(0, n, chunk):
-        c = X[i : i + chunk].double() - mean  # (chunk, D)
-        scatter.addmm_(c.t(), c)
+        c = X[i : i + chunk].to(products) - centre  # (chunk, D)
+        if products == torch.float64:
+            scatter.addmm_(c.t(), c)
+        else:
+            scatter += (c.t() @ c).double()
     return mean, scatter
 
 
-def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def principal_axes(X: Tensor, k: int, products: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The mean and the top-``k`` principal axes of the rows of ``X``, and each feature's spread.
 
     Parameters
@@ -395,6 +404,9 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     X : Tensor, (N, D)
     k : int
         At most min(N, D).
+    products : torch.float64 or torch.float32
+        The dtype of the scatter matrix's products for tall data (see :func:`centred_scatter`); float32
+        halves their time, for a starting point that training moves away from anyway.
 
     Returns
     -------
@@ -408,7 +420,7 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         Each feature's population standard deviation, from the same pass over the data (for tall data the
         scatter matrix's diagonal).
 
-    Computed in float64. With at least as many samples as features, up to 2,048 features: the eigenvectors of
+    Computed in float64 (but for ``products``). With at least as many samples as features, up to 2,048 features: the eigenvectors of
     the centred scatter matrix, accumulated a chunk of rows at a time, so memory stays at D x D whatever N is
     (an SVD of the centred data would hold two float64 copies of it: 12 GB for a million MNIST images). Otherwise
     exact (an SVD) up to 2,048 samples or features, and a randomized SVD with extra power iterations beyond
@@ -416,7 +428,7 @@ def principal_axes(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """
     n, d = X.shape
     if n >= d and d <= 2048:
-        mean, scatter = centred_scatter(X)
+        mean, scatter = centred_scatter(X, products=products)
         spread = (scatter.diagonal() / max(n, 1)).clamp_min(0.0).sqrt()
         evals, evecs = torch.linalg.eigh(scatter)  # ascending
         S = evals.flip(0).clamp_min(0.0).sqrt()
