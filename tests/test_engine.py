@@ -433,6 +433,26 @@ def test_grouped_run_resumes_exactly(tmp_path: Path) -> None:
         assert torch.equal(weights(resumed)[k], v), k
 
 
+def test_a_checkpoint_of_torch_s_adamw_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs checkpointed while the loop used torch.optim.AdamW (earlier versions) resume on the loop's own AdamW:
+    same state layout, same fused update, so the resumed run equals one trained straight through."""
+    own = training._make_optimizer
+
+    def torch_adamw(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device, capturable: bool) -> Any:
+        for g in groups:
+            g["lr"] = g["initial_lr"]
+        return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+
+    monkeypatch.setattr(training, "_make_optimizer", torch_adamw)
+    fit_module(GroupedAE(), data(), config=config(max_epochs=2), checkpoint_dir=tmp_path)
+    monkeypatch.setattr(training, "_make_optimizer", own)
+    resumed, straight = GroupedAE(), GroupedAE()
+    fit_module(resumed, data(), config=config(max_epochs=3), checkpoint_dir=tmp_path, resume=True)
+    fit_module(straight, data(), config=config(max_epochs=3))
+    for k, v in weights(straight).items():
+        assert torch.equal(weights(resumed)[k], v), k
+
+
 @pytest.mark.parametrize(
     ("groups", "match"),
     [
