@@ -27,6 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# torch's fused AdamW kernel (CUDA since torch 2.0, CPU since 2.4); without it, the foreach version below.
+_FUSED = getattr(torch, "_fused_adamw_", None)
+
 # The per-group settings a state dict carries besides "params"; "lr" may be a 0-d tensor (CUDA graphs read
 # it from device memory), the others are numbers.
 _GROUP_KEYS = ("lr", "betas", "eps", "weight_decay")
@@ -127,9 +130,9 @@ class AdamW:
         beta1, beta2 = (float(b) for b in group["betas"])
         lr, eps, wd = group["lr"], float(group["eps"]), float(group["weight_decay"])
         torch._foreach_add_(steps, 1)
-        if self._fused_ok.get(key, True):
+        if _FUSED is not None and self._fused_ok.get(key, True):
             try:
-                torch._fused_adamw_(
+                _FUSED(
                     params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
                     weight_decay=wd, eps=eps, maximize=False, grad_scale=None, found_inf=None,
                 )
