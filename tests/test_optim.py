@@ -140,3 +140,16 @@ def test_training_never_imports_torch_dynamo() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_tensor_learning_rate_changed_in_place_is_read_at_each_step() -> None:
+    """The CUDA-graph path's form (lr a 0-d tensor the schedule fills in place), checked on the CPU kernel."""
+    ours, ref = _params(torch.float32), _params(torch.float32)
+    a = AdamW([{"params": ours, "lr": torch.tensor(0.01)}])
+    b = torch.optim.AdamW([{"params": ref, "lr": torch.tensor(0.01)}], fused=True)
+    _run([(a, ours), (b, ref)], 3)
+    a.param_groups[0]["lr"].fill_(0.002)
+    b.param_groups[0]["lr"].fill_(0.002)
+    _run([(a, ours), (b, ref)], 3, seed=2)
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
