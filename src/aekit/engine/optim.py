@@ -30,10 +30,6 @@ from torch import Tensor
 # torch's fused AdamW kernel (CUDA since torch 2.0, CPU since 2.4); without it, the foreach version below.
 _FUSED = getattr(torch, "_fused_adamw_", None)
 
-# The per-group settings a state dict carries besides "params"; "lr" may be a 0-d tensor (CUDA graphs read
-# it from device memory), the others are numbers.
-_GROUP_KEYS = ("lr", "betas", "eps", "weight_decay")
-
 
 class AdamW:
     """Adam with decoupled weight decay over parameter groups in torch's format.
