@@ -9,7 +9,7 @@
 set -u
 DATA=${1:?usage: bash benchmarks/gpu_figures.sh MNIST_DIR [LOG_DIR]}
 LOG_DIR=${2:-gpu-figures}
-STEPS=${STEPS:-"throughput vae hinton scaling sparse iwae features"}
+STEPS=${STEPS:-"tests throughput vae hinton scaling sparse iwae features"}
 mkdir -p "$LOG_DIR"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-src}
 PY=${PYTHON:-python3}
@@ -26,6 +26,12 @@ step() {  # step NAME SECONDS COMMAND...
 
 for s in $STEPS; do
     case $s in
+    tests)  # the CUDA paths of the training loop (CUDA graph, TF32, the loop's AdamW) before any figure
+        if $PY -c "import pytest" 2>/dev/null; then
+            step tests 300 $PY -m pytest -q -p no:cacheprovider -o addopts="" tests/test_engine.py tests/test_optim.py
+        else
+            echo "== tests skipped: pytest is not installed for $PY"
+        fi ;;
     throughput)
         step throughput-128 200 $PY benchmarks/bench_throughput.py --data-dir "$DATA" --device cuda --batch-size 128 --repeats 3 --skip-pythae --families
         step throughput-256 80 $PY benchmarks/bench_throughput.py --data-dir "$DATA" --device cuda --batch-size 256 --repeats 3 --skip-pythae
@@ -44,7 +50,7 @@ for s in $STEPS; do
     features)  # the budgets that bring the fine-tuned stacks to their anchors, on the GPU (issue 11)
         step features-sda 600 $PY benchmarks/bench_features.py --data-dir "$DATA" --only sda --pretrain-epochs 10 --epochs 50 --ft-schedule cosine --ft-dropout 0.5 --ft-input-dropout 0.2 --device cuda
         step features-cae 600 $PY benchmarks/bench_features.py --data-dir "$DATA" --only cae --pretrain-epochs 10 --epochs 200 --lr 3e-3 --ft-schedule cosine --ft-dropout 0.5 --ft-input-dropout 0.2 --device cuda ;;
-    *) echo "unknown step '$s'; steps: throughput vae hinton scaling sparse iwae features" >&2; exit 2 ;;
+    *) echo "unknown step '$s'; steps: tests throughput vae hinton scaling sparse iwae features" >&2; exit 2 ;;
     esac
 done
 echo "== done in $(( $(date +%s) - start )) s; tables in $LOG_DIR/"
