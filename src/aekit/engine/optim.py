@@ -22,7 +22,7 @@ compiles nothing, so it pays for none of that.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -120,7 +120,7 @@ class AdamW:
                 self._update(key, ps, group)
 
     def _update(self, key: tuple[torch.device, torch.dtype], params: list[Tensor], group: Mapping[str, Any]) -> None:
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = [cast(Tensor, p.grad) for p in params]  # step() passes only parameters with a gradient
         sts = [self.state[p] for p in params]
         exp_avgs, exp_avg_sqs, steps = [s["exp_avg"] for s in sts], [s["exp_avg_sq"] for s in sts], [s["step"] for s in sts]
         beta1, beta2 = (float(b) for b in group["betas"])
@@ -142,13 +142,12 @@ class AdamW:
 
     def state_dict(self) -> dict[str, Any]:
         """torch's layout: ``state`` by parameter index, ``param_groups`` with ``params`` as indices."""
-        index: dict[int, int] = {}
-        groups = []
+        # Each parameter is in exactly one group (the constructor checks), so its index is its place in order.
+        groups, start = [], 0
         for group in self.param_groups:
-            ids = []
-            for p in group["params"]:
-                ids.append(index.setdefault(id(p), len(index)))
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
         params = [p for g in self.param_groups for p in g["params"]]
         state = {i: dict(self.state[p]) for i, p in enumerate(params) if p in self.state}
         return {"state": state, "param_groups": groups}
