@@ -57,6 +57,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from aekit.apps import clone_keeping_fitted, is_fitted
 from aekit.core.params import is_whole
 from aekit.data.preprocessing import unit_norm_samples
 from aekit.model.registry import declared_capabilities, families
@@ -109,10 +110,6 @@ def scoring_families() -> dict[str, list[str]]:
         if _LOGLIK in info.capabilities:
             out["likelihood"].append(name)
     return out
-
-
-def _is_fitted(model: Any) -> bool:
-    return any(k.endswith("_") and not k.startswith("__") for k in vars(model))
 
 
 class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -263,11 +260,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             model = default_model(int(np.prod(X.shape[1:])), self.random_state, table=table)
         else:
             model = self.model
-        if not (callable(getattr(model, "fit", None)) or _is_fitted(model)):
-            raise TypeError(f"model must be an autoencoder estimator (e.g. aekit.Autoencoder()), got "
-                            f"{type(model).__name__}")
+        if isinstance(model, type) or not (callable(getattr(model, "fit", None)) or is_fitted(model)):
+            raise TypeError(f"model must be an aekit estimator, fitted or not (e.g. aekit.Autoencoder()), got "
+                            f"{model!r:.60}")
         self.score_ = self._choose_score(model)  # before any training
-        trains = self.model is None or not _is_fitted(model)
+        trains = self.model is None or not is_fitted(model)
         if self.normalize == "auto":
             self.normalize_ = "unit" if trains and not table else "none"
         else:
@@ -285,6 +282,13 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         k = int(k) if callable(getattr(model, "transform", None)) else 0
         self.n_neighbors_ = min(k, X.shape[0] - 1)
         terms = self._terms(Xn, norms, fitting=True)
+        bad = np.flatnonzero(~np.isfinite(terms[0]))
+        if bad.size:
+            what = "log-likelihood" if self.score_ == "likelihood" else "reconstruction error"
+            hint = (" (a Bernoulli decoder gives a value outside [0, 1] probability 0: clip X to [0, 1], or use "
+                    "score_type='reconstruction')" if self.score_ == "likelihood" else "")
+            raise ValueError(f"the model's {what} is not finite for {bad.size} of the {X.shape[0]} normal samples "
+                             f"(rows {bad[:5].tolist()}){hint}; the threshold needs a finite score for every one")
         self.term_stats_ = [(float(np.mean(t)), float(np.std(t)) or 1.0) for t in terms] if len(terms) > 1 else []
         a = self._combine(terms)
         # Linear interpolation between order statistics, as IsolationForest sets its offset_.
@@ -367,6 +371,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         to the *other* training codes, so a sample is not its own neighbour; as scikit-learn's LocalOutlierFactor
         and PyOD's ``labels_``). Without the code term, the same as ``fit(X).predict(X)``."""
         return np.where(self.fit(X).decision_scores_ > 0, -1, 1).astype(int)
+
+    def __sklearn_clone__(self) -> AnomalyDetector:
+        # A fitted model is kept (shared) by the clone, so a grid search or cross-validation over the detector's
+        # own parameters scores with that model rather than training an unfitted copy with other defaults.
+        return clone_keeping_fitted(self)  # type: ignore[no-any-return]
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -22,7 +22,6 @@ from is copied, never changed.
 from __future__ import annotations
 
 import copy
-import secrets
 from typing import Any
 
 import numpy as np
@@ -32,9 +31,11 @@ from sklearn.base import BaseEstimator
 from sklearn.base import ClassifierMixin as SkClassifierMixin
 from torch import Tensor, nn
 
+from aekit.apps import clone_keeping_fitted
+from aekit.core.devices import resolve_device
 from aekit.core.outputs import AEOutput, LossOutput, classifier_output
-from aekit.core.params import is_whole
-from aekit.data.corruption import random_translate
+from aekit.core.params import seed_from
+from aekit.data.corruption import check_translation, random_translate
 from aekit.data.preprocessing import check_array, check_labels
 
 CLASSIFIERS = ("logistic", "knn")
@@ -244,43 +245,33 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
         from aekit.model.classifier import class_indices
 
         check_finetunable(self.model)
+        seed = seed_from(self.random_state)
         model = copy.deepcopy(self.model)
         Xs = model._prepare(X)
         labels = _labels(y, Xs.shape[0], "y", "X")
-        shift = self._shift(Xs.shape[1:])
+        shift = check_translation(self.translation, Xs.shape[1:])
         classes = np.unique(labels)
         if classes.size < 2:
             raise ValueError("y holds a single class; a classifier needs samples of at least two classes")
-        code_dim = model._n_features_out
-        module = FineTuneModule(model.module_, code_dim, int(classes.size))
         config = TrainConfig(
             max_epochs=self.max_epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, lr_schedule=self.lr_schedule,  # type: ignore[arg-type]
             validation_fraction=self.validation_fraction, patience=self.patience, device=self.device,
-            random_state=self.random_state, verbose=self.verbose,
+            random_state=seed, verbose=self.verbose,
         )
-        # Fresh entropy for random_state=None, without drawing from NumPy's global random state.
-        seed = int(self.random_state) if self.random_state is not None else secrets.randbelow(2**31 - 1)
-        self.classes_ = classes
         augment = (lambda x: random_translate(x, shift)) if shift else None
-        self.history_ = fit_module(module, Xs, class_indices(labels, tuple(int(c) for c in classes)), config, augment,
-                                   seed=seed)
+        # Torch's global random state is forked (dropout and shifts draw from it), so the caller's is unchanged.
+        cuda = resolve_device(config.device).type == "cuda"
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+            torch.manual_seed(seed)
+            module = FineTuneModule(model.module_, model._n_features_out, int(classes.size))
+            self.history_ = fit_module(module, Xs, class_indices(labels, tuple(int(c) for c in classes)), config,
+                                       augment, seed=seed)
         module.eval()
+        self.classes_ = classes
+        self.n_features_in_ = int(np.prod(Xs.shape[1:]))
         self.model_, self.module_ = model, module
         return self
-
-    def _shift(self, sample_shape: tuple[int, ...]) -> int:
-        """``translation`` checked against the samples: a count of pixels smaller than half an image."""
-        t = self.translation
-        if not is_whole(t, 0):
-            raise ValueError(f"translation={t!r}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
-        if t and len(sample_shape) != 3:
-            raise ValueError(f"translation={t} shifts images, but the samples have shape {sample_shape}, not "
-                             "(C, H, W); use translation=0 for tables and signals")
-        if t and 2 * t >= min(sample_shape[1:]):
-            raise ValueError(f"translation={t} pixels is half an image of {sample_shape[1]}x{sample_shape[2]} or more; "
-                             f"use at most {(min(sample_shape[1:]) - 1) // 2}")
-        return int(t)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, (n_samples, n_classes) float32, columns in ``classes_`` order."""
@@ -292,6 +283,7 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each sample, (n_samples,), a value of ``classes_``."""
+        self._fitted()
         return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
 
     def _fitted(self) -> None:
@@ -300,11 +292,19 @@ class FineTunedClassifier(SkClassifierMixin, BaseEstimator):  # type: ignore[mis
 
             raise NotFittedError("This FineTunedClassifier is not fitted yet; call fit(X, y) first")
 
+    def __sklearn_clone__(self) -> FineTunedClassifier:
+        # The fitted model to fine-tune is the classifier's input, so a clone (GridSearchCV, cross_val_score)
+        # shares it rather than getting an unfitted copy; fit copies it and never changes it.
+        return clone_keeping_fitted(self)  # type: ignore[no-any-return]
+
 
 def check_finetunable(model: Any) -> None:
     """A ValueError naming the families that can be fine-tuned unless ``model`` is a fitted one of them."""
     from aekit.model.registry import declared_capabilities, families
 
+    if _GRADIENT in declared_capabilities(model) and not hasattr(model, "module_"):
+        raise ValueError(f"the {type(model).__name__} to fine-tune is not fitted; fit it first (fine-tuning starts "
+                         "from a trained encoder)")
     if _GRADIENT not in declared_capabilities(model) or not hasattr(model, "module_"):
         can = ", ".join(n for n, f in families().items() if _GRADIENT in f.capabilities)
         name = getattr(model, "_family_name", type(model).__name__)

@@ -55,6 +55,9 @@ def has_binary_codes(model: Any) -> bool:
 
 def model_record(model: Any, source: str | None = None) -> dict[str, Any]:
     """What an index records of the model its codes came from."""
+    if not (callable(getattr(model, "_check_fitted", None)) and callable(getattr(model, "transform", None))):
+        raise TypeError(f"model must be a fitted aekit estimator with an encoder (e.g. aekit.Autoencoder().fit(X)), "
+                        f"got {type(model).__name__}")
     model._check_fitted()
     return {
         "family": str(model._family_name),
@@ -131,9 +134,9 @@ class CodeIndex:
         source : path, optional
             The run directory of ``model``, recorded so that ``aekit search`` can load it.
         """
+        info = model_record(model, None if source is None else str(Path(source).resolve()))
         binary = has_binary_codes(model)
         metric = _resolve_metric(metric, binary)
-        info = model_record(model, None if source is None else str(Path(source).resolve()))
         X = check_array(X)
         _check_shape(X, tuple(info["sample_shape"]), "X")
         return cls(model.transform(X), metric, binary, info, model)

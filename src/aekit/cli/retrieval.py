@@ -187,7 +187,8 @@ def _dist(v: float, metric: str) -> str:
 
 
 def _cmd_features(ns: argparse.Namespace) -> int:
-    from aekit.apps.features import FineTunedClassifier, check_finetunable, code_features, finetune_features
+    from aekit.apps.features import check_finetunable, code_features, finetune_features
+    from aekit.data.corruption import check_translation
 
     est = _load_run(ns.run)
     if ns.finetune:
@@ -213,7 +214,7 @@ def _cmd_features(ns: argparse.Namespace) -> int:
             raise UsageError(f"--finetune-shift {ns.finetune_shift} shifts images while fine-tuning; add --finetune, "
                              "or leave --finetune-shift out")
         try:  # checked against the images before any work
-            FineTunedClassifier(est, translation=ns.finetune_shift)._shift(tuple(train.X.shape[1:]))
+            check_translation(ns.finetune_shift, tuple(train.X.shape[1:]))
         except ValueError as exc:
             raise UsageError(f"--finetune-shift: {exc}") from None
     result: dict[str, Any] = code_features(est, train.X, y_train, test.X, y_test, classifier=ns.classifier,

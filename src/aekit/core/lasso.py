@@ -1309,6 +1309,16 @@ def sparse_coding_objective(X: Any, dictionary: Any, codes: Any, alpha: float) -
     Da = np.asarray(dictionary, dtype=np.float64)
     Ha = np.asarray(codes, dtype=np.float64)
     check_value("alpha", alpha, Alpha)
+    for name, a in (("X", Xa), ("dictionary", Da), ("codes", Ha)):
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or infinite values; the objective is defined for finite values only")
+    if Da.shape[1] != Xa.shape[1] or Ha.shape != (Xa.shape[0], Da.shape[0]):
+        raise ValueError(
+            f"X {Xa.shape}, dictionary {Da.shape} and codes {Ha.shape} do not fit together: expected the dictionary "
+            f"as (n_atoms, {Xa.shape[1]}) and the codes as ({Xa.shape[0]}, n_atoms), one row per sample of X "
+            "(the argument order is X, dictionary, codes)")
     return 0.5 * ((Xa - Ha @ Da) ** 2).sum(axis=1) + float(alpha) * np.abs(Ha).sum(axis=1)
 
 

@@ -289,6 +289,23 @@ def check_count(name: str, value: Any) -> int:
     return int(value)
 
 
+def seed_from(random_state: Any, name: str = "random_state", high: int = 2**31 - 1) -> int:
+    """An integer seed in [0, ``high``) from a ``random_state`` as scikit-learn takes it: an int is used as it is,
+    a ``numpy.random.RandomState`` (or Generator) draws one, None draws fresh entropy without touching NumPy's
+    global state. Anything else is a TypeError naming ``name``."""
+    import secrets
+
+    if is_whole(random_state):
+        return int(random_state)
+    if random_state is None:
+        return secrets.randbelow(high)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, min(high, 2**31 - 1)))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, high))
+    raise TypeError(f"{name}={random_state!r} must be an int, a numpy.random.RandomState or None; e.g. {name}=0")
+
+
 # ------------------------------------------------------------------------------ the command line
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aekit.core.params import is_whole
+from aekit.core.params import is_whole, seed_from
 
 #: ITU-R BT.601 luma weights, the usual RGB -> gray conversion (also PIL's "L" mode).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -92,7 +92,7 @@ class Corruption:
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
-    def apply(self, X: Any, random_state: int | None = None) -> np.ndarray:
+    def apply(self, X: Any, random_state: Any = None) -> np.ndarray:
         """Corrupt a NumPy array (or anything array-like) of samples; returns a new float32 array.
 
         ``random_state`` seeds the noise (an int gives the same draw every time; None, a fresh one).
@@ -104,7 +104,7 @@ class Corruption:
                 f"expected samples as rows, an array of shape (n_samples, ...), got shape {arr.shape}; "
                 "reshape a single sample with x[None]"
             )
-        gen = torch.Generator().manual_seed(int(random_state)) if random_state is not None else None
+        gen = torch.Generator().manual_seed(seed_from(random_state))
         return self(torch.from_numpy(arr.copy()), gen).numpy()
 
     @property
@@ -471,6 +471,20 @@ def corruption_from_params(kind: str, level: float | None = None) -> Corruption:
     if key in ("block", "translate") and level is not None and float(level).is_integer():
         values = [int(level)]
     return _build(key, values, f"{kind}:{level}" if level is not None else str(kind))
+
+
+def check_translation(t: Any, sample_shape: tuple[int, ...], name: str = "translation") -> int:
+    """``t``, a shift of up to that many pixels (:func:`random_translate`), checked against the samples: a whole
+    number >= 0, 0 for samples that are not images (C, H, W), and less than half an image's smaller side."""
+    if not is_whole(t, 0):
+        raise ValueError(f"{name}={t!r}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
+    if t and len(sample_shape) != 3:
+        raise ValueError(f"{name}={t} shifts images, but the samples have shape {tuple(sample_shape)}, not "
+                         f"(C, H, W); use {name}=0 for tables and signals")
+    if t and 2 * t >= min(sample_shape[1:]):
+        raise ValueError(f"{name}={t} pixels is half an image of {sample_shape[1]}x{sample_shape[2]} or more; "
+                         f"use at most {(min(sample_shape[1:]) - 1) // 2}")
+    return int(t)
 
 
 def random_translate(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:

@@ -102,13 +102,14 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
 UNLABELLED = -1
 
 
-def check_labels(y: Any, n_samples: int) -> np.ndarray:
+def check_labels(y: Any, n_samples: int, name: str = "y", match: str = "X") -> np.ndarray:
     """Validate class labels for ``n_samples`` samples and return them as int64 of shape (n_samples,).
 
     Integers (any integer or boolean dtype) and floats that hold integers (``3.0``) are labels;
     :data:`UNLABELLED` (-1) marks a sample without a label, as in scikit-learn's semi-supervised
     module. Raises a ValueError naming the problem and the fix for ``None``, a shape other than
-    ``(n_samples,)``, strings or other non-numeric labels, and fractional, NaN or infinite values.
+    ``(n_samples,)``, strings or other non-numeric labels, and fractional, NaN or infinite values. ``name``
+    and ``match`` are the caller's words for the labels and for what sets their count.
     """
     if y is None:
         raise ValueError(
@@ -117,7 +118,7 @@ def check_labels(y: Any, n_samples: int) -> np.ndarray:
         )
     arr = np.asarray(y)
     if arr.shape != (n_samples,):
-        raise ValueError(f"y has shape {arr.shape}, expected ({n_samples},) to match X")
+        raise ValueError(f"{name} has shape {arr.shape}, expected ({n_samples},) to match {match}")
     if arr.dtype.kind == "O":
         # Numbers stored as objects (e.g. from pandas) are labels; anything else is reported below.
         try:

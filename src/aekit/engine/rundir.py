@@ -38,6 +38,8 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
 HISTORY_FILE = "history.csv"
+#: beside a checkpoint: the family and data fingerprint of the fit that writes it (see open_checkpoint_dir)
+FIT_RECORD = "fit.json"
 LOCK_FILE = ".aekit.lock"
 #: every file a run trained by aekit may hold, besides ``config.json``; ``pretrain-layer-*`` are the
 #: checkpoint folders of layer-wise pretraining, ``app-*.png`` and ``report-sections.json`` the figures and
@@ -47,11 +49,12 @@ RUN_FILES: tuple[str, ...] = (
     "reconstructions.png", "loss.png", "latent.png", "samples.png", "manifold.png", "pretrain-layer-*",
     "app-*.png", "report-sections.json",
     "codec.json",  # the probability model of learned compression (aekit compress)
+    FIT_RECORD,
 )
 #: the files a model saved from Python holds
 SAVED_FILES: tuple[str, ...] = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE)
 # Files aekit writes inside a pretraining folder.
-_STAGE_FILES = (CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE)
+_STAGE_FILES = (CHECKPOINT_FILE, CHECKPOINT_META, HISTORY_FILE, FIT_RECORD)
 _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
 
 # Ways out named in messages: Python arguments for the Python API, flags for the command line.
@@ -399,6 +402,61 @@ def claim_run_dir(
         (p / LOCK_FILE).unlink(missing_ok=True)
         if created:
             _rmdir_quietly(p)
+
+
+#: What a checkpoint folder given to ``fit(checkpoint_dir=...)`` may hold: its checkpoint, the record of the fit
+#: that wrote it, the history, and the checkpoint folders of layer-wise pretraining.
+CHECKPOINT_FILES: tuple[str, ...] = (*_STAGE_FILES, "pretrain-layer-*")
+
+
+def open_checkpoint_dir(path: str | os.PathLike, record: dict[str, Any], *, resume: bool,
+                        allow_data_change: bool = False) -> Path:
+    """Check ``path`` as the checkpoint folder of a fit described by ``record``, and write the record there.
+
+    ``path`` must be new, empty, an aekit run, or a folder holding only aekit's checkpoint files
+    (:data:`CHECKPOINT_FILES`): nothing of the user's is written over. ``record`` names the family (``"family"``)
+    and the training data (``"data"``, a fingerprint); it is kept in :data:`FIT_RECORD`. With ``resume``, a
+    recorded fit of another family is refused, and so is other data unless ``allow_data_change``; a folder
+    without a record (written before records were kept) is resumed unchecked.
+    """
+    if str(path).strip() == "":
+        raise RunPathError("checkpoint_dir is an empty path; give a folder such as 'checkpoints/ae'")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise RunPathError("checkpoint_dir {p} exists and is a file; give a folder path", p=p)
+    if p.is_dir() and run_config(p) is None:
+        entries = foreign_entries(p, CHECKPOINT_FILES)
+        # Without a checkpoint or its record the folder is not aekit's, whatever its files are called.
+        ours = (p / FIT_RECORD).is_file() or has_checkpoint(p)
+        others = [n for n in entries if not (ours and _matches(n, CHECKPOINT_FILES))]
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise RunExistsError(
+                "checkpoint_dir {p} holds files aekit did not write ({shown}); aekit writes checkpoints only into a "
+                "new or empty folder or its own: choose another checkpoint_dir", p=p, shown=shown,
+            )
+    meta = p / FIT_RECORD
+    if resume and meta.is_file():
+        old = read_json(meta)
+        if old.get("family") != record["family"]:
+            raise ModelFileError(
+                f"the checkpoint in {p} was written by a fit of {old.get('family')!r}, not {record['family']!r}; "
+                f"resume it with that family, or start a new fit (resume=False) in another folder"
+            )
+        then, now = old.get("data"), record["data"]
+        if isinstance(then, dict) and then.get("checksum") != now.get("checksum") and not allow_data_change:
+            def describe(fp: dict[str, Any]) -> str:
+                shape = "x".join(str(s) for s in fp.get("sample_shape", []))
+                return f"{fp.get('n_samples')} samples of shape {shape}, checksum {str(fp.get('checksum'))[:12]}"
+
+            raise DataChangedError(
+                "the checkpoint in {p} was trained on other data ({then}) than this fit's ({now}); resume on the "
+                "same data, or pass {allow_data_change} to continue on the new data",
+                p=p, then=describe(then), now=describe(now),
+            )
+    p.mkdir(parents=True, exist_ok=True)
+    write_json(meta, record)
+    return p
 
 
 def _rmdir_quietly(p: Path) -> None:

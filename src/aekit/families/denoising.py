@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import torch
 
-from aekit.core.params import Explain
+from aekit.core.params import Explain, seed_from
 from aekit.data.corruption import Corruption, make_corruption
 from aekit.data.preprocessing import check_array
 from aekit.engine.training import TrainConfig
@@ -101,13 +101,13 @@ class DenoisingAutoencoder(Autoencoder):
         """The corruption of ``options["corruption"]`` (default masking:0.25) that each layer is trained under."""
         return cls._process(cls.layer_options(options, 1, "sigmoid")["corruption"])
 
-    def corrupt(self, X: Any, random_state: int | None = None) -> np.ndarray:
+    def corrupt(self, X: Any, random_state: Any = None) -> np.ndarray:
         """Draw x' ~ q(x'|x) for each row of ``X`` with the training corruption, in the units of ``X``.
 
         The corruption acts on the scaled data, as in training, and the result is scaled back.
         """
         Xs = self._prepare(X)
-        gen = torch.Generator().manual_seed(int(random_state)) if random_state is not None else None
+        gen = torch.Generator().manual_seed(seed_from(random_state))
         noisy = self._corruption()(torch.from_numpy(Xs), gen).numpy()
         return self.scaler_.inverse_transform(noisy).reshape(np.shape(check_array(X)))
 

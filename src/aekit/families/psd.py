@@ -230,7 +230,8 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
         -------
         ndarray, (n_samples, latent_dim), float32
         """
-        return self._batched(self.module_.optimal_codes, self._prepare(X))
+        Xs = self._prepare(X)  # checks the model is fitted
+        return self._batched(self.module_.optimal_codes, Xs)
 
     def code_gap(self, X: Any) -> dict[str, float]:
         """How close the fast codes F(x) are to the exact sparse codes of the learned dictionary.

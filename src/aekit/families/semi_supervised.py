@@ -68,7 +68,7 @@ from aekit.core.losses import categorical_entropy, categorical_kl, reconstructio
 from aekit.core.nets import ConvEncoder, apply_output, mlp
 from aekit.core.outputs import AEOutput, LossOutput
 from aekit.core.params import AUTO, Auto, Explain, Interval
-from aekit.data.corruption import random_translate
+from aekit.data.corruption import check_translation, random_translate
 from aekit.data.preprocessing import UNLABELLED, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig
@@ -436,7 +436,9 @@ class SemiSupervisedAutoencoder(ClassifierMixin, Autoencoder):
             r["reconstruction_weight"] = 1.0 / math.prod(data.sample_shape)
         if r["translation"] == AUTO:
             shape = data.sample_shape
-            r["translation"] = 0 if len(shape) != 3 else (2 if min(shape[1:]) >= 16 else 1)
+            r["translation"] = 0 if len(shape) != 3 else min(2 if min(shape[1:]) >= 16 else 1, (min(shape[1:]) - 1) // 2)
+        else:
+            check_translation(r["translation"], tuple(data.sample_shape))
         return r
 
     # ------------------------------------------------------------------ labels

@@ -418,6 +418,14 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
                 "objective='none' (no fine-tuning) with pretrain_epochs=0 (no pretraining) would train nothing; "
                 "set pretrain_epochs >= 1 or a fine-tuning objective"
             )
+        declared = family().get_params()
+        for ours in ("layer_penalty", "layer_alpha"):
+            if params[ours] not in (AUTO, None) and LAYER_OPTIONS[ours] not in declared:
+                able = ", ".join(n for n in stackable_families() if LAYER_OPTIONS[ours] in layer_family(n)().get_params())
+                raise ValueError(
+                    f"{ours}={params[ours]!r} has no effect: layer_family={self.layer_family!r} has no "
+                    f"{LAYER_OPTIONS[ours]}; leave {ours}='auto', or choose a layer family that has one ({able})"
+                )
         # The layer family checks its own settings; the widths are known once hidden_dims is resolved.
         self._layer_settings(params, family, int(self.latent_dim))
         options = self._layer_options(params, family)
@@ -477,7 +485,8 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
         return self.objective in (AUTO, "classify")
 
     def fit(
-        self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
+        self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+        allow_data_change: bool = False,
     ) -> StackedAutoencoder:
         """Pretrain the layers greedily on ``X``, then fine-tune.
 
@@ -492,12 +501,14 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
             subdirectory ``pretrain-layer-{l}`` (removed once the fit completes).
         resume : bool
             Continue from the checkpoints in ``checkpoint_dir`` (same data, same parameters).
+        allow_data_change : bool
+            With ``resume``, continue even if the data differs from the data the checkpoints were trained on.
 
         Returns
         -------
         self
         """
-        super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume)
+        super().fit(X, y, checkpoint_dir=checkpoint_dir, resume=resume, allow_data_change=allow_data_change)
         return self
 
     # ------------------------------------------------------------------ module and training

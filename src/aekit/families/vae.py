@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -51,7 +50,7 @@ from aekit.core.losses import (
 )
 from aekit.core.nets import Activation, apply_output, build_encoder_decoder, check_network
 from aekit.core.outputs import AEOutput, LossOutput
-from aekit.core.params import AUTO, Auto, Explain, Interval, check_count
+from aekit.core.params import AUTO, Auto, Explain, Interval, check_count, seed_from
 from aekit.data.preprocessing import UNLABELLED, Scaling, check_labels
 from aekit.engine.state import TrainState
 from aekit.engine.training import Callback, TrainConfig, check_binarizable
@@ -427,8 +426,9 @@ class VAE(BaseAutoencoder):
 
     # ------------------------------------------------------------------ labels at inference
 
-    def _label_indices(self, label: Any, n: int) -> Tensor | None:
-        """A label (one int, or one per sample) as indices into the trained classes, (n,); None: no label."""
+    def _label_indices(self, label: Any, n: int, name: str = "y", match: str = "X") -> Tensor | None:
+        """A label (one int, or one per sample) as indices into the trained classes, (n,); None: no label.
+        ``name`` and ``match`` name the labels and what sets their count in a message."""
         conditional = bool(self.resolved_.conditional)
         if label is None:
             return None if not conditional else torch.full((n,), UNLABELLED, dtype=torch.int64)
@@ -445,7 +445,7 @@ class VAE(BaseAutoencoder):
                 raise ValueError(f"label must be an integer class label, got {label!r}; use one of {list(classes)}")
             labels = np.full(n, value, dtype=np.int64)
         else:
-            labels = check_labels(arr, n)
+            labels = check_labels(arr, n, name, match)
         bad = sorted(set(labels.tolist()) - set(classes) - {UNLABELLED})
         if bad:
             shown = bad[0] if arr.ndim == 0 else bad[:5]
@@ -455,41 +455,42 @@ class VAE(BaseAutoencoder):
 
     # ------------------------------------------------------------------ generation and likelihoods
 
-    def sample(self, n: int, random_state: int | None = None, label: Any = None) -> np.ndarray:
+    def sample(self, n: int, random_state: Any = None, label: Any = None) -> np.ndarray:
         """Draw z ~ N(0, I) and decode: the decoder's mean E[x | z], (n, *sample_shape), in data units.
 
         Parameters
         ----------
         n : int
             Number of samples, >= 1.
-        random_state : int, optional
-            Seed of the draws (a generator of its own; the global random state is untouched).
+        random_state : int, RandomState or None
+            Seed of the draws (a generator of its own; the global random state is untouched); None draws afresh.
         label : int or array-like of n ints, optional
             A conditional model's class label(s), from the classes it was trained on; None draws from its
             label-free model. An unconditional model takes no label.
         """
         self._check_fitted()
         n = check_count("n", n)
-        y = self._label_indices(label, n)
-        seed = int(random_state) if random_state is not None else secrets.randbelow(2**63 - 1)
+        y = self._label_indices(label, n, "label", f"n={n}")
+        seed = seed_from(random_state, high=2**63 - 1)
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn((n, self.module_.latent_dim), generator=gen)
         decode = self.module_.decode
         out = self._batched(decode, z.numpy(), y) if y is not None else self._batched(lambda zz: decode(zz, None), z.numpy())
         return self.scaler_.inverse_transform(out)
 
-    def elbo(self, X: Any, *, y: Any = None, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
+    def elbo(self, X: Any, *, y: Any = None, n_samples: int = 1, random_state: Any = 0) -> np.ndarray:
         """The evidence lower bound E_q log p(x|z) - KL(q(z|x) || p(z)) of each sample, in nats, shape (n,).
 
         The KL is exact; the expectation is the mean over ``n_samples`` draws of eps, drawn for each row from
-        ``random_state`` and the row's values (so a row's value does not depend on the others in ``X``). A Gaussian model's value is the density
+        ``random_state`` (an int, a RandomState that draws one, or None for a fresh one) and the row's values (so a
+        row's value does not depend on the others in ``X``). A Gaussian model's value is the density
         of ``X`` in its own units (the scaling's Jacobian included); under a Bernoulli decoder a sample
         outside [0, 1] has probability 0, so its value is -inf.
         """
         n_samples = check_count("n_samples", n_samples)
         return self._bound(X, y, n_samples, random_state, iwae=False)
 
-    def iwae_bound(self, X: Any, k: int, *, y: Any = None, random_state: int = 0) -> np.ndarray:
+    def iwae_bound(self, X: Any, k: int, *, y: Any = None, random_state: Any = 0) -> np.ndarray:
         """The importance-weighted bound L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x) of each sample, nats, (n,).
 
         L_1 is the ELBO (with a sampled KL); L_k rises with k towards log p(x). The draws are made as in
@@ -499,7 +500,7 @@ class VAE(BaseAutoencoder):
         return self._bound(X, y, k, random_state, iwae=True)
 
     def log_likelihood(self, X: Any, n_samples: int = 5000, *, y: Any = None, batch_size: int | None = None,
-                       random_state: int = 0) -> np.ndarray:
+                       random_state: Any = 0) -> np.ndarray:
         """Importance-sampling estimate of log p(x) of each sample, in nats, (n,).
 
         ``log (1/S) sum_s p(x, z_s) / q(z_s|x)`` with z_s ~ q(z|x), computed by logsumexp over chunks of
@@ -518,7 +519,8 @@ class VAE(BaseAutoencoder):
 
     # ------------------------------------------------------------------ internals
 
-    def _bound(self, X: Any, y: Any, s: int, random_state: int, *, iwae: bool, batch_size: int | None = None) -> np.ndarray:
+    def _bound(self, X: Any, y: Any, s: int, random_state: Any, *, iwae: bool, batch_size: int | None = None) -> np.ndarray:
+        seed = seed_from(random_state)
         Xs = self._prepare(X)
         n = Xs.shape[0]
         labels = self._label_indices(y, n)
@@ -536,7 +538,7 @@ class VAE(BaseAutoencoder):
         with torch.no_grad():
             for i in range(0, n, rows):
                 block = Xs[i : i + rows]
-                gens = [torch.Generator().manual_seed(_row_seed(random_state, row)) for row in block]
+                gens = [torch.Generator().manual_seed(_row_seed(seed, row)) for row in block]
                 x = torch.from_numpy(block).to(dev, torch.float64)  # (b, *sample_shape)
                 onehot = m.one_hot(None if labels is None else labels[i : i + rows].to(dev), x.shape[0], x)
                 mu, logvar = m.posterior(x, onehot)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import inspect
 import math
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from aekit.core.devices import resolve_device
-from aekit.core.params import AUTO, auto_rule, check_value, field_types
+from aekit.core.params import AUTO, auto_rule, check_value, field_types, seed_from
 from aekit.data.preprocessing import Scaler, check_array
+from aekit.engine.rundir import open_checkpoint_dir
 from aekit.engine.training import Callback, TrainConfig, fit_module
 
 E = TypeVar("E", bound=type)
@@ -374,18 +374,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return str(getattr(self, "scaling", self._fixed_scaling))
 
     def _seed(self) -> int:
-        rs = getattr(self, "random_state", None)
-        if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
-            return int(rs)
-        if rs is None:
-            # Fresh entropy without drawing from (and so changing) NumPy's global random state.
-            return secrets.randbelow(2**31 - 1)
-        return int(check_random_state(rs).randint(0, 2**31 - 1))
+        return seed_from(getattr(self, "random_state", None))
 
     # ------------------------------------------------------------------ fitting
 
     def fit(
-        self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
+        self, X: Any, y: Any = None, *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+        allow_data_change: bool = False,
     ) -> BaseAutoencoder:
         """Fit the model to ``X``.
 
@@ -394,9 +389,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X : array-like, (n_samples, n_features) or (n_samples, C, H, W) or (n_samples, C, L)
         y : ignored by unsupervised families; integer labels (-1 for unlabelled) for supervised ones.
         checkpoint_dir : path, optional
-            Write a resumable checkpoint and ``history.csv`` there after every epoch.
+            Write a resumable checkpoint and ``history.csv`` there after every epoch. The folder must be new,
+            empty, or aekit's own (an earlier checkpoint folder or run); ``fit.json`` records the family
+            and a fingerprint of the data.
         resume : bool
-            Continue from the checkpoint in ``checkpoint_dir`` (same data, same parameters).
+            Continue from the checkpoint in ``checkpoint_dir`` (same family, same data, same parameters).
+        allow_data_change : bool
+            With ``resume``, continue even if the data differs from the data the checkpoint was trained on.
 
         Returns
         -------
@@ -404,6 +403,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         X = check_array(X)
         info = self._resolve_for(X, y)
+        if checkpoint_dir is not None:
+            open_checkpoint_dir(checkpoint_dir, self._fit_record(X, y), resume=resume,
+                                allow_data_change=allow_data_change)
         seed = self._seed()
         scaler = Scaler.fit(str(self.resolved_.get("scaling", self._scaling())), X)
         Xs = scaler.transform(X)
@@ -417,6 +419,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.history_ = self._fit_module(Xs, y, seed, checkpoint_dir=checkpoint_dir, resume=resume)
         self.module_.eval()
         return self
+
+    def _fit_record(self, X: np.ndarray, y: Any) -> dict[str, Any]:
+        """The family and a fingerprint of the data (size, shape, a BLAKE2 checksum of ``X`` and ``y``), kept
+        beside a checkpoint so that a resume on other data or as another family is refused."""
+        h = hashlib.blake2b(digest_size=16)
+        Xc = np.ascontiguousarray(X)
+        h.update(str((Xc.shape, Xc.dtype.str)).encode())
+        h.update(Xc.view(np.uint8).data if Xc.size else b"")
+        if y is not None:
+            yc = np.ascontiguousarray(np.asarray(y))
+            h.update(str((yc.shape, yc.dtype.str)).encode())
+            if yc.dtype.kind in "biuf":
+                h.update(yc.view(np.uint8).data if yc.size else b"")
+        data = {"n_samples": int(Xc.shape[0]), "sample_shape": [int(d) for d in Xc.shape[1:]], "checksum": h.hexdigest()}
+        return {"format": "aekit-checkpoint", "family": getattr(type(self), "_family_name", type(self).__name__),
+                "data": data}
 
     def _resolve_for(self, X: np.ndarray, y: Any = None) -> DataInfo:
         """Check the parameters and ``X`` (already through ``check_array``), resolve them for this data and

@@ -86,6 +86,10 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
 
     p = Path(path)
     if p.is_file():
+        if p.name not in (MODEL_FILE, CONFIG_FILE):
+            raise ModelFileError(
+                f"{p} is a file but not an aekit model: pass the run directory written by fit/save or `aekit train "
+                f"--out` (or its {MODEL_FILE})")
         p = p.parent
     if not p.is_dir():
         raise ModelFileError(f"{p} does not exist; pass the run directory written by fit/save or `aekit train --out`")

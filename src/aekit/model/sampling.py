@@ -13,6 +13,7 @@ that the report's figures and the command line draw samples the one same way.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,8 +88,9 @@ class LatentDensity(BaseEstimator):  # type: ignore[misc]
         if self.kind not in FITTED:
             raise ValueError(f"kind={self.kind!r} is not a density over codes; choose one of {', '.join(FITTED)}")
         k = 1 if self.kind == "gaussian" else check_count("n_components", self.n_components)
-        if not (isinstance(self.reg_covar, float | int) and self.reg_covar >= 0):
-            raise ValueError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}")
+        r = self.reg_covar
+        if isinstance(r, bool) or not (isinstance(r, float | int | np.number) and math.isfinite(r) and r >= 0):
+            raise ValueError(f"reg_covar must be a finite number >= 0, got {r!r}; e.g. reg_covar=1e-6")
         return GaussianMixture(n_components=k, covariance_type="full", reg_covar=float(self.reg_covar),
                                random_state=self.random_state, max_iter=200)
 
@@ -105,18 +107,26 @@ class LatentDensity(BaseEstimator):  # type: ignore[misc]
             # The maximum-likelihood Gaussian in closed form (what EM reaches in one step).
             mean = Z.mean(axis=0)
             cov = np.cov(Z, rowvar=False, bias=True).reshape(Z.shape[1], Z.shape[1])
-            self.weights_ = np.ones(1)
-            self.means_ = mean[None]
-            self.covariances_ = (cov + self.reg_covar * np.eye(Z.shape[1]))[None]
+            weights, means, covs = np.ones(1), mean[None], (cov + self.reg_covar * np.eye(Z.shape[1]))[None]
         else:
             gm.fit(Z)
-            self.weights_, self.means_, self.covariances_ = gm.weights_, gm.means_, gm.covariances_
+            weights, means, covs = gm.weights_, gm.means_, gm.covariances_
+        try:
+            np.linalg.cholesky(covs)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                f"the codes' covariance is singular with reg_covar={self.reg_covar!r} (a unit of the code is constant, "
+                "or the units are linearly dependent), so there is no density to draw from; use reg_covar > 0, e.g. "
+                "reg_covar=1e-6") from None
+        self.weights_, self.means_, self.covariances_ = weights, means, covs
         self.n_features_in_ = Z.shape[1]
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "means_"):
-            raise ValueError("this LatentDensity is not fitted yet; call fit(Z) with the training codes first")
+        if not hasattr(self, "n_features_in_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this LatentDensity is not fitted yet; call fit(Z) with the training codes first")
 
     def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
         """Draw ``n_samples`` codes, float32 (n_samples, n_features); ``random_state`` seeds this call only."""
@@ -314,8 +324,15 @@ def interpolate(est: Any, a: Any, b: Any, steps: int = 10, method: Literal["line
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}")
     if method not in ("linear", "slerp"):
         raise ValueError(f"unknown interpolation method {method!r}; choose linear or slerp")
-    pair = np.stack([np.asarray(a, dtype=np.float32).reshape(est.sample_shape_),
-                     np.asarray(b, dtype=np.float32).reshape(est.sample_shape_)])  # (2, *sample_shape)
+    shape = tuple(est.sample_shape_)
+    ends = []
+    for name, v in (("a", a), ("b", b)):
+        arr = np.asarray(v, dtype=np.float32)
+        if arr.size != math.prod(shape):
+            raise ValueError(f"{name} has shape {arr.shape} ({arr.size} values), but the model takes samples of shape "
+                             f"{shape} ({math.prod(shape)} values); give one sample of that shape")
+        ends.append(arr.reshape(shape))
+    pair = np.stack(ends)  # (2, *sample_shape)
     za, zb = np.asarray(est.transform(pair), dtype=np.float64)
     t = np.linspace(0.0, 1.0, steps)
     Z = slerp(za, zb, t) if method == "slerp" else (1 - t)[:, None] * za + t[:, None] * zb  # (steps, K)

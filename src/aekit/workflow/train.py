@@ -357,7 +357,8 @@ def _train_and_finish(info: Any, est: Any, spec: DataSpec, ds: Dataset, claim: R
     t0 = time.perf_counter()
     try:
         with _threads(threads):
-            est.fit(ds.X, y, checkpoint_dir=out, resume=resume)
+            # The run's own fingerprint check (with --allow-data-change) has already decided on a changed data set.
+            est.fit(ds.X, y, checkpoint_dir=out, resume=resume, allow_data_change=True)
     except Exception:
         if not resumed and not has_checkpoint(out):
             # Refused (say, a loss that does not suit the data) before anything worth keeping: leave

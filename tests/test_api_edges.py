@@ -1,0 +1,184 @@
+"""The Python API at its edges: clones of the applications, resumes on other data, checkpoint folders that hold a
+user's files, seeds given as RandomState, and the refusals of helpers that take more than one array."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+
+import aekit
+from aekit.engine.rundir import FIT_RECORD, DataChangedError, ModelFileError, RunExistsError, RunPathError
+
+TINY = {"hidden_dims": (16,), "latent_dim": 4, "max_epochs": 1, "batch_size": 32, "verbose": 0, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    ds = aekit.load_dataset("digits")
+    return ds.X[:240], ds.y[:240]
+
+
+@pytest.fixture(scope="module")
+def fitted(data: tuple[np.ndarray, np.ndarray]) -> aekit.Autoencoder:
+    return aekit.Autoencoder(**TINY).fit(data[0])
+
+
+# ------------------------------------------------------------------------------ applications under clone
+
+
+def test_a_cloned_detector_keeps_the_fitted_model(data, fitted) -> None:
+    X = data[0]
+    det = aekit.AnomalyDetector(fitted).fit(X)
+    twin = clone(det)
+    assert twin.model is fitted  # shared, not an unfitted copy to train with other defaults
+    twin.fit(X)
+    assert twin.normalize_ == det.normalize_ == "none"
+    np.testing.assert_array_equal(twin.score_samples(X), det.score_samples(X))
+    # An unfitted model is still cloned (and trained by the clone's fit), as scikit-learn clones it.
+    fresh = aekit.Autoencoder(**TINY)
+    assert clone(aekit.AnomalyDetector(fresh)).model is not fresh
+
+
+def test_a_finetuned_classifier_cross_validates(data, fitted) -> None:
+    X, y = data
+    scores = cross_val_score(aekit.FineTunedClassifier(fitted, max_epochs=1), X, y, cv=2, error_score="raise")
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    assert not hasattr(fitted, "classes_")  # the model given is left alone
+
+
+def test_finetuning_names_an_unfitted_model_and_predict_before_fit(data) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match="to fine-tune is not fitted; fit it first"):
+        aekit.FineTunedClassifier(aekit.Autoencoder()).fit(X, y)
+    with pytest.raises(NotFittedError):
+        aekit.FineTunedClassifier(aekit.Autoencoder()).predict(X)
+
+
+def test_finetuning_takes_a_randomstate_and_leaves_torch_alone(data, fitted) -> None:
+    X, y = data
+    torch.manual_seed(123)
+    before = torch.get_rng_state().clone()
+    a = aekit.FineTunedClassifier(fitted, max_epochs=1, random_state=np.random.RandomState(0)).fit(X, y)
+    assert torch.equal(before, torch.get_rng_state())
+    b = aekit.FineTunedClassifier(fitted, max_epochs=1, random_state=np.random.RandomState(0)).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.n_features_in_ == 64
+
+
+def test_a_likelihood_that_is_not_finite_is_refused_at_fit(data) -> None:
+    X = data[0].copy()
+    vae = aekit.VAE(**TINY).fit(X)
+    X[3, 0, 0, 0] = 1.01  # outside [0, 1]: probability 0 under the Bernoulli decoder
+    with pytest.raises(ValueError, match=r"not finite for 1 of the 240 normal samples \(rows \[3\]\).*clip X"):
+        aekit.AnomalyDetector(vae).fit(X)
+
+
+def test_a_model_that_is_not_an_estimator_is_a_typeerror(data) -> None:
+    X = data[0]
+    with pytest.raises(TypeError, match="model must be an aekit estimator"):
+        aekit.AnomalyDetector("autoencoder").fit(X)
+    with pytest.raises(TypeError, match="model must be a fitted aekit estimator with an encoder"):
+        aekit.CodeIndex.build(None, X)
+
+
+# ------------------------------------------------------------------------------ checkpoints of fit()
+
+
+def test_resume_refuses_other_data_and_another_family(data, tmp_path: Path) -> None:
+    X = data[0]
+    ckpt = tmp_path / "ckpt"
+    aekit.Autoencoder(**{**TINY, "max_epochs": 2}).fit(X, checkpoint_dir=ckpt)
+    record = json.loads((ckpt / FIT_RECORD).read_text())
+    assert record["family"] == "autoencoder" and record["data"]["n_samples"] == 240
+    before = (ckpt / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(DataChangedError, match="trained on other data .* allow_data_change=True"):
+        aekit.Autoencoder(**{**TINY, "max_epochs": 3}).fit(X.reshape(240, -1) * 0.5, checkpoint_dir=ckpt, resume=True)
+    with pytest.raises(ModelFileError, match="written by a fit of 'autoencoder', not 'denoising'"):
+        aekit.DenoisingAutoencoder(**{**TINY, "max_epochs": 3}).fit(X, checkpoint_dir=ckpt, resume=True)
+    assert (ckpt / "checkpoint.safetensors").read_bytes() == before  # refused before anything was written
+    # The same data resumes; other data resumes when asked to, and becomes the recorded data.
+    ae = aekit.Autoencoder(**{**TINY, "max_epochs": 3}).fit(X, checkpoint_dir=ckpt, resume=True)
+    assert [r["epoch"] for r in ae.history_] == [1, 2, 3]
+    aekit.Autoencoder(**{**TINY, "max_epochs": 4}).fit(X[:200], checkpoint_dir=ckpt, resume=True, allow_data_change=True)
+    assert json.loads((ckpt / FIT_RECORD).read_text())["data"]["n_samples"] == 200
+
+
+def test_a_checkpoint_folder_never_takes_a_users_files(data, tmp_path: Path) -> None:
+    X = data[0]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "history.csv").write_text("my own data\n")  # named like aekit's file, but not aekit's
+    with pytest.raises(RunExistsError, match="holds files aekit did not write \\(history.csv\\)"):
+        aekit.Autoencoder(**TINY).fit(X, checkpoint_dir=mine)
+    assert (mine / "history.csv").read_text() == "my own data\n" and sorted(p.name for p in mine.iterdir()) == ["history.csv"]
+    with pytest.raises(RunPathError, match="exists and is a file"):
+        aekit.Autoencoder(**TINY).fit(X, checkpoint_dir=mine / "history.csv")
+
+
+# ------------------------------------------------------------------------------ seeds and checks
+
+
+def test_vae_draws_take_a_randomstate_or_none(data) -> None:
+    vae = aekit.VAE(**TINY).fit(data[0])
+    a = vae.sample(3, random_state=np.random.RandomState(0))
+    np.testing.assert_array_equal(a, vae.sample(3, random_state=np.random.RandomState(0)))
+    assert vae.elbo(data[0][:2], random_state=None).shape == (2,)
+    with pytest.raises(TypeError, match="random_state='x' must be an int, a numpy.random.RandomState or None"):
+        vae.sample(2, random_state="x")
+
+
+def test_semi_supervised_translation_is_checked_against_the_samples(data) -> None:
+    X, y = data
+    kw = {**TINY, "labelled_batch_size": 8}
+    with pytest.raises(ValueError, match="half an image of 8x8 or more; use at most 3"):
+        aekit.SemiSupervisedAutoencoder(**kw, translation=7).fit(X, y)
+    with pytest.raises(ValueError, match="shifts images, but the samples have shape \\(64,\\)"):
+        aekit.SemiSupervisedAutoencoder(**kw, translation=3).fit(X.reshape(len(X), -1), y)
+
+
+def test_stacked_layer_settings_the_layer_family_lacks_are_refused(data) -> None:
+    with pytest.raises(ValueError, match="layer_penalty='foo' has no effect: layer_family='denoising' has no penalty"):
+        aekit.StackedAutoencoder(**TINY, layer_penalty="foo").fit(data[0])
+    with pytest.raises(ValueError, match="layer_alpha=0.5 has no effect.*\\(contractive, sparse\\)"):
+        aekit.StackedAutoencoder(**TINY, layer_alpha=0.5).fit(data[0])
+
+
+def test_latent_density_refuses_what_it_could_not_sample() -> None:
+    Z = np.random.default_rng(0).standard_normal((50, 3))
+    Z[:, 1] = 1.0  # a dead unit
+    with pytest.raises(ValueError, match="covariance is singular with reg_covar=0"):
+        aekit.LatentDensity(reg_covar=0).fit(Z)
+    with pytest.raises(ValueError, match="reg_covar must be a finite number >= 0, got inf"):
+        aekit.LatentDensity(reg_covar=float("inf")).fit(Z)
+    with pytest.raises(NotFittedError):
+        aekit.LatentDensity().sample(3)
+    assert aekit.LatentDensity().fit(Z).sample(4, random_state=0).shape == (4, 3)
+
+
+def test_helpers_name_mismatched_arrays(data, fitted, tmp_path: Path) -> None:
+    X = data[0]
+    with pytest.raises(ValueError, match=r"b has shape \(10,\) \(10 values\), but the model takes samples of shape"):
+        aekit.interpolate(fitted, X[0], X[1].ravel()[:10])
+    X2 = X.reshape(len(X), -1).astype(np.float64)
+    D = np.eye(64)[:16]
+    codes = X2 @ D.T
+    assert aekit.sparse_coding_objective(X2, D, codes, 0.1).shape == (240,)
+    with pytest.raises(ValueError, match="do not fit together.*argument order is X, dictionary, codes"):
+        aekit.sparse_coding_objective(X2, codes, D, 0.1)
+    with pytest.raises(ValueError, match="do not fit together"):
+        aekit.sparse_coding_objective(X2, D, codes[:1], 0.1)
+    with pytest.raises(ValueError, match="codes holds NaN"):
+        aekit.sparse_coding_objective(X2, D, np.full_like(codes, np.nan), 0.1)
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    with pytest.raises(ModelFileError, match="notes.txt is a file but not an aekit model"):
+        aekit.load(other)
+    with pytest.raises(NotFittedError):
+        aekit.PredictiveSparseDecomposition(latent_dim=8).sparse_codes(X)
