@@ -68,6 +68,8 @@ from typing import Any
 
 import numpy as np
 
+from aekit.model.persist import model_fingerprint
+
 __all__ = [
     "CODEC_FILE",
     "CodeModel",
@@ -75,6 +77,7 @@ __all__ = [
     "compress",
     "decompress",
     "fit_code_model",
+    "finest_steps",
     "model_fingerprint",
     "rate_distortion",
 ]
@@ -93,24 +96,6 @@ class CompressedFileError(ValueError):
 
 
 # ------------------------------------------------------------------------------------- the probability model
-
-
-def model_fingerprint(model: Any) -> str:
-    """SHA-256 binding a fitted estimator's config digest (:func:`~aekit.engine.weights.config_digest`) and weights.
-
-    The config digest alone is equal for two fits with the same settings; a code decoded by other weights
-    is noise, so the weights are hashed too.
-    """
-    import torch
-
-    from aekit.engine.weights import config_digest
-    from aekit.model.persist import estimator_config
-
-    h = hashlib.sha256(config_digest(json.loads(estimator_config(model))).encode())
-    for name, t in sorted(model.module_.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 _FINGERPRINTS: dict[int, tuple[tuple[Any, ...], str]] = {}
@@ -231,7 +216,7 @@ def _fitted_codes(model: Any, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     scale = np.where(active, b, max(float(b.max()), 1.0) * 1e-6)
     bound = 2.0 * np.max(np.abs(Z - loc), axis=0) + scale
     # Decoder sensitivity w_k = E ||g(z + h e_k) - g(z)||^2 / h^2, by finite differences on a subsample.
-    n = max(8, min(N, 20000 // max(K, 1)))
+    n = min(N, max(8, 20000 // max(K, 1)))
     Zs = Z[:n]
     h = 0.1 * scale
     G0 = _decode(model, Zs, -np.inf, np.inf)  # (n, D), unclipped like the perturbed decodings
@@ -357,17 +342,40 @@ class _Reader:
                                           "compress it again")
 
 
+#: The largest symbol bound Q of a quantized Laplace model over [-Q, Q]: the range coder's 24-bit probabilities
+#: must give each of the 2Q + 1 symbols a nonzero share.
+_MAX_SYMBOL = 2**22
+
+
+def _too_fine(name: str, value: float, levels: float, smallest: float) -> ValueError:
+    return ValueError(f"{name}={value:g} is too small: it would take {levels:.3g} quantization levels, more than the "
+                      f"range coder's {2 * _MAX_SYMBOL + 1}; use {name} >= {smallest:.3g}")
+
+
 def _code_params(cm: CodeModel, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Per-unit steps, Laplace scales in steps, symbol bounds, and the largest bound."""
+    """Per-unit steps, Laplace scales in steps, symbol bounds, and the largest bound (ValueError past the coder's)."""
     steps = step * np.asarray(cm.gain)
-    qmax = np.ceil(np.asarray(cm.bound) / steps).astype(np.int64)
+    ratio = np.asarray(cm.bound) / steps
+    if not float(ratio.max()) <= _MAX_SYMBOL:
+        raise _too_fine("step", step, 2 * float(ratio.max()) + 1, step * float(ratio.max()) / _MAX_SYMBOL)
+    qmax = np.ceil(ratio).astype(np.int64)
     return steps, np.asarray(cm.scale) / steps, qmax, int(qmax.max())
+
+
+def finest_steps(code_model: CodeModel) -> tuple[float, float]:
+    """The smallest ``step`` and ``residual_step`` the range coder can take with ``code_model``."""
+    cm = code_model
+    return (float(np.max(np.asarray(cm.bound) / np.asarray(cm.gain))) / _MAX_SYMBOL,
+            (cm.high - cm.low) / (_MAX_SYMBOL - 2))
 
 
 def _residual_params(cm: CodeModel, Xh: np.ndarray, rstep: float) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Per-value Laplace locations and scales in steps, the symbol bound, and the 16-bit check of the contexts."""
     ctx = np.searchsorted(np.asarray(cm.edges), Xh.ravel(), side="right")
-    rmax = int(math.ceil((cm.high - cm.low) / rstep)) + 1
+    span = (cm.high - cm.low) / rstep
+    if not span + 1 <= _MAX_SYMBOL:
+        raise _too_fine("residual_step", rstep, 2 * span + 3, (cm.high - cm.low) / (_MAX_SYMBOL - 2))
+    rmax = int(math.ceil(span)) + 1
     check = zlib.crc32(ctx.astype("<u2").tobytes()) & 0xFFFF
     return np.asarray(cm.res_loc)[ctx] / rstep, np.asarray(cm.res_scale)[ctx] / rstep, rmax, check
 
@@ -516,7 +524,13 @@ def decompress(model: Any, data: bytes, *, code_model: CodeModel, name: str = "t
     words = np.frombuffer(data, dtype="<u4", count=n_words, offset=need - 4 - 4 * n_words).astype(np.uint32)
     dec = constriction.stream.queue.RangeDecoder(words)
     laplace = constriction.stream.model.QuantizedLaplace
-    steps, scales, _, Q = _code_params(cm, step)
+    try:
+        steps, scales, _, Q = _code_params(cm, step)
+        if rstep is not None:
+            _residual_params(cm, np.zeros((1, 1)), rstep)
+    except ValueError:
+        raise CompressedFileError(f"{name} is corrupt: its quantization steps ({step:g}, {rstep}) are finer than any "
+                                  "file aekit writes; re-copy it or compress it again") from None
     K = steps.size
     q = np.asarray(dec.decode(laplace(-Q, Q), np.zeros(N * K), np.tile(scales, N)), np.float64).reshape(N, K)
     Xh = _decode(model, np.asarray(cm.loc) + q * steps, cm.low, cm.high)

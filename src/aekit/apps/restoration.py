@@ -108,6 +108,11 @@ def _check_stride(stride: Any, patch: tuple[int, int]) -> tuple[int, int]:
     pair = (stride, stride) if not isinstance(stride, tuple | list) else tuple(stride)
     if len(pair) != 2 or not all(is_whole(s, 1) for s in pair):
         raise ValueError(f"stride must be a positive integer or a pair of them, e.g. 14; got {stride!r}")
+    if pair[0] > patch[0] or pair[1] > patch[1]:
+        # Windows further apart than their size would leave pixels between them that no window covers.
+        raise ValueError(f"stride {stride!r} is larger than the model's {patch[0]}x{patch[1]} window, so some pixels "
+                         f"would be covered by no window; use a stride of at most {min(patch)}, e.g. "
+                         f"{max(1, min(patch) // 2)}")
     return int(pair[0]), int(pair[1])
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from aekit.core.params import is_whole
 from aekit.data.preprocessing import check_array
+from aekit.model.persist import model_fingerprint
 
 #: The metrics an index searches with: "hamming" for binary codes, "euclidean" or "cosine" for any codes.
 METRICS = ("hamming", "euclidean", "cosine")
@@ -62,6 +63,8 @@ def model_record(model: Any, source: str | None = None) -> dict[str, Any]:
     return {
         "family": str(model._family_name),
         "config_sha256": model_digest(model),
+        # The weights too: two fits with the same settings share the config digest but not their codes.
+        "weights_sha256": model_fingerprint(model),
         "sample_shape": [int(d) for d in model.sample_shape_],
         "source": source,
     }
@@ -278,6 +281,14 @@ class CodeIndex:
                 f"family {self.model_info['family']!r}) than the one given ({found[:12]}..., family "
                 f"{model._family_name!r}); search with the model it was built from"
                 + (f" ({src})" if src else "") + ", or rebuild the index with this one"
+            )
+        weights = self.model_info.get("weights_sha256")  # absent from indexes written before it was recorded
+        if isinstance(weights, str) and weights != model_fingerprint(model):
+            src = self.model_info.get("source")
+            raise ValueError(
+                "this index was built from a model with the same settings but other weights (trained again, or "
+                "another run of the same command); its codes would not match the queries' codes. Search with the "
+                "model it was built from" + (f" ({src})" if src else "") + ", or rebuild the index with this one"
             )
         self.model = model
 

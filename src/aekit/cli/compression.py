@@ -96,7 +96,7 @@ def _code_model(run: Path, est: Any, ns: argparse.Namespace, fallback: dict[str,
 def _cmd_compress(ns: argparse.Namespace) -> int:
     import numpy as np
 
-    from aekit.apps.compression import compress, decompress, rate_distortion
+    from aekit.apps.compression import compress, decompress, finest_steps, rate_distortion
     from aekit.engine.rundir import atomic_write_bytes
 
     run = Path(ns.run)
@@ -108,6 +108,13 @@ def _cmd_compress(ns: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a folder; give the path of the file to write")
     ds = _load(spec, split=split, download=ns.download)
     cm = _code_model(run, est, ns, fallback=spec)
+    fine, rfine = finest_steps(cm)
+    if ns.step < fine:
+        raise UsageError(f"--step {ns.step:g} is too small for the range coder with this run's codes; use --step "
+                         f">= {fine:.3g}")
+    if ns.residual_step is not None and ns.residual_step < rfine:
+        raise UsageError(f"--residual-step {ns.residual_step:g} is too small for the range coder; use "
+                         f"--residual-step >= {rfine:.3g}")
     try:
         data = compress(est, ds.X, code_model=cm, step=ns.step, residual_step=ns.residual_step)
     except ValueError as exc:
@@ -122,9 +129,11 @@ def _cmd_compress(ns: argparse.Namespace) -> int:
                "bytes": len(data), "bits_per_sample": 8 * len(data) / n, "psnr": psnr, "step": ns.step,
                "residual_step": ns.residual_step}
     sub = ds.X[:_REPORT_SAMPLES]
-    rows = rate_distortion(est, sub, code_model=cm, steps=[ns.step * f for f in _REPORT_FACTORS])
+    # The curve's points the coder can take (a --step near the finest leaves out the finer ones).
+    rows = rate_distortion(est, sub, code_model=cm, steps=[ns.step * f for f in _REPORT_FACTORS if ns.step * f >= fine])
     base = ns.residual_step if ns.residual_step is not None else 0.05 * (cm.high - cm.low)
-    rows += rate_distortion(est, sub, code_model=cm, steps=[ns.step], residual_steps=[base * f for f in (4, 2, 1, 0.5)])
+    rows += rate_distortion(est, sub, code_model=cm, steps=[ns.step],
+                            residual_steps=[base * f for f in (4, 2, 1, 0.5) if base * f >= rfine])
     _report_section(run, est, cm, sub, rows, ns)
     if ns.json:
         _print_json(summary)
@@ -161,7 +170,7 @@ def _cmd_decompress(ns: argparse.Namespace) -> int:
     import numpy as np
 
     from aekit.apps.compression import decompress
-    from aekit.engine.rundir import atomic_write_bytes
+    from aekit.engine.rundir import atomic_write_bytes, is_run_dir
 
     run = Path(ns.run)
     est = _load_run(ns.run)
@@ -170,6 +179,10 @@ def _cmd_decompress(ns: argparse.Namespace) -> int:
         raise UsageError(f"FILE {src} does not exist or is not a file; give a file written by aekit compress")
     out = Path(ns.out)
     to_npy = out.suffix.lower() == ".npy"
+    if out.exists() and out.samefile(src):
+        raise UsageError(f"--out {out} is the compressed file itself; write the samples to another file")
+    if out.exists() and out.is_dir() and is_run_dir(out):
+        raise UsageError(f"--out {out} is an aekit run; write the images to another folder")
     if to_npy:
         _check_out_file(out, ns, None)
     elif out.exists() and not out.is_dir():

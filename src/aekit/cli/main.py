@@ -221,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = f"{type(exc).__name__}: {msg} (rerun with --debug for the traceback)"
         print(f"aekit: error: {msg}", file=sys.stderr, flush=True)
         return 1
+    except BaseException as exc:  # a native library's panic (pyo3's PanicException) is no Exception
+        if debug or isinstance(exc, GeneratorExit):
+            raise
+        print(f"aekit: error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+              file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -153,11 +153,20 @@ def _cmd_restore(ns: argparse.Namespace) -> int:
     return _array(ns, est)
 
 
-def _check_out_dir(out: Path, names: list[str], data: Path, overwrite: bool) -> None:
+def _check_out_dir(ns: argparse.Namespace, out: Path, names: list[str], data: Path) -> None:
+    from aekit.engine.rundir import is_run_dir
+
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; a folder of images is restored into a folder: give a directory")
-    if out.exists() and out.resolve() == data.resolve():
-        raise UsageError(f"--out {out} is the input folder; write the restored images to another folder")
+    inputs = [("the input folder", data)] + [(f"the {flag} folder", Path(v)) for flag, v in
+                                               (("--clean", ns.clean), ("--mask", getattr(ns, "mask", None)))
+                                               if v is not None and Path(v).is_dir()]
+    for what, folder in inputs:
+        if out.exists() and out.resolve() == folder.resolve():
+            raise UsageError(f"--out {out} is {what}; write the restored images to another folder")
+    if out.exists() and is_run_dir(out):
+        raise UsageError(f"--out {out} is an aekit run; write the restored images to another folder")
+    overwrite = ns.overwrite
     taken = [n for n in names if (out / n).exists()]
     if taken and not overwrite:
         raise UsageError(f"--out {out} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass "
@@ -174,7 +183,7 @@ def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
     out = Path(ns.out)
     if out.suffix.lower() == ".npy":
         raise UsageError(f"--out {out}: a folder of images is restored into a folder; give a directory")
-    _check_out_dir(out, [im.name for im in images], data, ns.overwrite)
+    _check_out_dir(ns, out, [im.name for im in images], data)
     if ns.command == "colorize":
         for im in images:
             p = im.pixels
@@ -243,13 +252,17 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
     import numpy as np
 
     from aekit.apps.restoration import make_mask, restoration_scores
+    from aekit.cli.commands import _check_out_file
+    from aekit.data.datasets import load_dataset
 
     out = Path(ns.out)
     if out.suffix.lower() != ".npy" or out.is_dir():
         raise UsageError(f"--out {out}: a data set is restored into a .npy array; give a path ending in .npy")
-    if out.exists() and not ns.overwrite:
-        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or choose another file")
     spec, split = _run_data(Path(ns.run), ns, "all")
+    _check_out_file(out, ns, spec)
+    for flag, value in (("--clean", ns.clean), ("--mask", getattr(ns, "mask", None))):
+        if value is not None and out.exists() and Path(value).is_file() and out.samefile(value):
+            raise UsageError(f"--out {out} is the {flag} file; write the result to another file")
     ds = _load(spec, split=split, download=ns.download)
     X = ds.X
     mask = None
@@ -272,7 +285,10 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
         cpath = Path(ns.clean)
         if cpath.suffix.lower() != ".npy" or not cpath.is_file():
             raise UsageError(f"--clean {cpath}: for a data set give the clean references as a .npy array")
-        clean = np.load(cpath, allow_pickle=False)
+        try:  # read as --data is read: uint8 images rescaled to [0, 1], other images checked to lie in it
+            clean = load_dataset(str(cpath), split="all").X
+        except ValueError as exc:
+            raise UsageError(f"--clean: {exc}") from None
     R = _restore_one(ns, est, X, mask)
     scores = None
     if clean is not None:

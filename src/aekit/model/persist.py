@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -97,3 +98,16 @@ def save_estimator(est: Any, path: str | os.PathLike, *, overwrite: bool = False
     with claim_run_dir(path, overwrite=overwrite) as claim:
         write_estimator_files(est, claim.path, config_text)
         return claim.path
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 binding a fitted estimator's config digest (:func:`~aekit.engine.weights.config_digest`) and weights.
+
+    The config digest alone is equal for two fits with the same settings; a code decoded by other weights
+    is noise, so the weights are hashed too.
+    """
+    h = hashlib.sha256(config_digest(json.loads(estimator_config(model))).encode())
+    for name, t in sorted(model.module_.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
