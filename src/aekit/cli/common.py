@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 #: The sub-parser factory each command module's ``add_parsers`` receives.
 AddParser = Callable[..., argparse.ArgumentParser]
 # The default data of each kind of command (see cli/main.py's docstring), as the help texts say it.
-_MEASURE_SPLIT = "test: the test split, or the training data of a source without one"
+_MEASURE_SPLIT = "test: the test split of the run's data; all of a file given with --data"
 _TRANSFORM_SPLIT = "all: every sample, train and test"
 COMMANDS = ("list", "demo", "train", "evaluate", "encode", "reconstruct", "generate", "interpolate", "sweep", "report",
             "denoise", "inpaint", "colorize", "index", "search", "features", "anomaly",
@@ -230,6 +230,7 @@ def _run_data(run: Path, ns: argparse.Namespace, split: str | None) -> tuple[dic
 
     ``split`` is the command's default split; None means the split the run was trained on.
     """
+    from aekit.data.datasets import _builtin_name
     from aekit.engine.rundir import CONFIG_FILE, read_json
 
     cfg = read_json(run / CONFIG_FILE)
@@ -246,18 +247,14 @@ def _run_data(run: Path, ns: argparse.Namespace, split: str | None) -> tuple[dic
     else:
         spec = _data_spec(ns.data, ns.data_dir, split or "train", None, _label_column(ns.label_column))
     spec["limit"] = ns.limit
+    if ns.split is None and split == "test" and ns.data is not None and _builtin_name(ns.data) is None:
+        split = "all"  # a file of the user's own, given to measure on, is measured whole
     return spec, ns.split or split or str(spec.get("split") or "train")
 
 
 def _load_eval_data(spec: dict[str, Any], split: str, explicit: bool, download: bool, quiet: bool = False) -> Any:
-    """Load ``split``; a source without a test split falls back to its training data unless asked for."""
-    try:
-        return _load(spec, split=split, download=download)
-    except ValueError:
-        if explicit or split != "test":
-            raise
-    _info(f"aekit: {spec['name']} has no test split; using its training data", quiet)
-    return _load(spec, split="train", download=download)
+    """Load ``split`` of the data a command measures on (see :func:`_run_data` for the default)."""
+    return _load(spec, split=split, download=download)
 
 
 # --------------------------------------------------------------------------------- writing

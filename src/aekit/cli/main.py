@@ -11,8 +11,8 @@ for a failure while running (missing or invalid data, a damaged model file, dive
 ``--debug`` shows the traceback instead. Progress goes to stderr and results to stdout, so
 ``aekit evaluate RUN --json > metrics.json`` captures only the JSON.
 
-Which data a command uses, one rule: commands that measure (``evaluate``, ``report``) use the test
-split, or the training data of a source without one; commands that transform data (``encode``,
+Which data a command uses, one rule: commands that measure (``evaluate``, ``report``, ``anomaly``) use the
+test split of the run's data, or all of a file given with ``--data``; commands that transform data (``encode``,
 ``reconstruct``) use all of it; ``generate`` fits its Gaussian to the split the run was trained on.
 ``--split`` overrides each. Only what ``--help`` and ``list`` need is imported before parsing, so they
 answer without importing PyTorch.
