@@ -291,7 +291,7 @@ def test_help_shows_declared_defaults(capsys: pytest.CaptureFixture[str]) -> Non
     ("args", "needle"),
     [
         (["--family", "factor-analysis"], "family 'factor-analysis' is not trained by epochs; its iterations are set by max_iter"),
-        (["--family", "linear"], "solver='svd' computes the PCA optimum in closed form, without epochs"),
+        (["--family", "linear"], "--solver svd computes the PCA optimum in closed form, without epochs"),
     ],
 )
 def test_epochs_refused_where_it_does_not_apply(

@@ -182,7 +182,7 @@ def test_features_command_finetunes_and_adds_a_report_section(tmp_path: Path, ca
     before = sorted(p.name for p in run.iterdir())
     assert main(["features", str(run), "--limit", "150", "--finetune", "--finetune-shift", "4"]) == 2
     err = capsys.readouterr().err
-    assert "--finetune-shift: translation=4 pixels is half an image of 8x8 or more; use at most 3" in err
+    assert "--finetune-shift 4 pixels is half an image of 8x8 or more; use at most 3" in err
     assert main(["features", str(run), "--limit", "150", "--finetune-shift", "1"]) == 2
     assert "add --finetune, or leave --finetune-shift out" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before

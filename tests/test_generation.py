@@ -254,7 +254,7 @@ def test_sweep_writes_its_table_plot_and_page(tmp_path: Path, capsys: pytest.Cap
     # A second sweep into the same folder is refused before training anything.
     code, _, err = call(capsys, "sweep", "--family", "autoencoder", "--latent-dims", "2", "--limit", "120",
                         "--out", str(out))
-    assert code == 2 and "already holds a sweep; pass overwrite=True (--overwrite)" in err
+    assert code == 2 and "already holds a sweep; pass --overwrite to replace it" in err
     code, _, err = call(capsys, "sweep", "--family", "autoencoder", "--latent-dims", "2,x", "--out", str(tmp_path / "s2"))
     assert code == 2 and "comma-separated positive integers" in err and not (tmp_path / "s2").exists()
 

@@ -196,10 +196,11 @@ def test_cli_label_evaluate_and_nothing_written(tmp_path: Path, capsys: pytest.C
     plain, cond = plain_vae().save(tmp_path / "plain"), conditional_vae().save(tmp_path / "cond")
     assert main(["generate", str(cond), "--label", "7", "--n", "3", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (3, 1, 8, 8)
-    assert main(["generate", str(plain), "--label", "7", "--out", str(tmp_path / "p.npy")]) == 1
+    assert main(["generate", str(plain), "--label", "7", "--out", str(tmp_path / "p.npy")]) == 2  # a usage error
     assert main(["generate", str(cond), "--label", "12", "--out", str(tmp_path / "c.npy")]) == 1
     err = capsys.readouterr().err
-    assert "label=7 was given, but this VAE is not conditional" in err and "label=12 is not among the classes" in err
+    assert "--label 7: this 'vae' run was not trained conditional on labels" in err
+    assert "label=12 is not among the classes" in err
     assert not (tmp_path / "p.npy").exists() and not (tmp_path / "c.npy").exists()
     assert main(["evaluate", str(plain), "--data", "digits", "--limit", "30", "--nll-samples", "50", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
@@ -209,7 +210,7 @@ def test_cli_label_evaluate_and_nothing_written(tmp_path: Path, capsys: pytest.C
     np.save(data, np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32))
     rc = main(["train", "--family", "vae", "--data", str(data), "--out", str(tmp_path / "run"), "--likelihood",
                "bernoulli", "--epochs", "1", "--quiet"])
-    assert rc == 1 and "likelihood='bernoulli' models each value as a coin flip" in capsys.readouterr().err
+    assert rc == 1 and "--likelihood bernoulli models each value as a coin flip" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

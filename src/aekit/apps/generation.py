@@ -52,6 +52,7 @@ __all__ = [
     "interpolate",
     "sample_codes",
     "slerp",
+    "sweep_params",
 ]
 
 #: The files a sweep writes into its directory, beside one run directory per code size (``latent-D``).
@@ -119,6 +120,57 @@ def _check_dims(latent_dims: Sequence[int]) -> list[int]:
     if len(set(dims)) != len(dims):
         raise ValueError(f"latent_dims has repeated sizes: {dims}; give each code size once")
     return sorted(int(d) for d in dims)
+
+
+def sweep_params(family: str, latent_dims: Sequence[int], X: np.ndarray, params: Mapping[str, Any] | None = None, *,
+                 epochs: int | None = None, random_state: int = 0) -> list[dict[str, Any]]:
+    """The parameters of each run of a sweep, every one checked against the data before any is trained.
+
+    A ValueError names the first size or setting the family refuses (a code larger than the data allows, an
+    ``epochs`` for a family fitted in closed form), so a sweep never stops half-way for a reason it could know.
+    """
+    from aekit.data.preprocessing import check_array
+    from aekit.model.registry import get_family
+
+    info = get_family(family)
+    declared = info.estimator().get_params(deep=False)
+    if "latent_dim" not in declared:
+        raise ValueError(f"family {family!r} has no latent_dim parameter, so it cannot be swept over code sizes")
+    if params and "latent_dim" in params:
+        raise ValueError("latent_dim is what the sweep varies; leave it out of params and list the sizes in latent_dims")
+    if epochs is not None and "max_epochs" not in declared:
+        raise ValueError(f"epochs={epochs} does not apply to family {family!r}, which is not trained by epochs; "
+                         "leave epochs out")
+    A = check_array(X)
+    out = []
+    for d in _check_dims(latent_dims):
+        p = dict(params or {}, latent_dim=d)
+        if epochs is not None:
+            p["max_epochs"] = epochs
+        if "random_state" in declared:
+            p.setdefault("random_state", random_state)
+        est = info.estimator(**{**p, **({"verbose": 0} if "verbose" in declared else {})})
+        try:
+            est._resolve_for(A)
+        except ValueError as exc:
+            raise ValueError(f"code size {d}: {exc}") from None
+        out.append(p)
+    return out
+
+
+def _remove_stale_runs(out: Path, dims: Sequence[int]) -> None:
+    """Remove the runs of an earlier sweep in ``out`` at sizes this one does not train (their files only)."""
+    from aekit.engine.rundir import owned_files, remove_owned, run_config
+
+    keep = {f"latent-{d}" for d in dims}
+    for entry in out.iterdir():
+        cfg = run_config(entry) if entry.is_dir() and entry.name.startswith("latent-") else None
+        if cfg is not None and entry.name not in keep:
+            remove_owned(entry, owned_files(cfg))
+            try:
+                entry.rmdir()
+            except OSError:
+                pass  # it holds something aekit did not write: leave it
 
 
 def check_sweep_dir(out: str | Path, latent_dims: Sequence[int], overwrite: bool = False) -> None:
@@ -219,15 +271,12 @@ def bottleneck_sweep(
 
     say = log or (lambda _: None)
     dims = _check_dims(latent_dims)
-    info = get_family(family)
-    if "latent_dim" not in info.estimator().get_params(deep=False):
-        raise ValueError(f"family {family!r} has no latent_dim parameter, so it cannot be swept over code sizes")
-    if params and "latent_dim" in params:
-        raise ValueError("latent_dim is what the sweep varies; leave it out of params and list the sizes in latent_dims")
+    get_family(family)  # an unknown family is refused before the data are loaded
     out = Path(out)
     check_sweep_dir(out, dims, overwrite)
     spec = DataSpec.of(data)
     train = spec.load(download=download)
+    settings = sweep_params(family, dims, train.X, params, epochs=epochs, random_state=random_state)
     try:
         test = spec.load(split="test", download=download) if train.split == "train" else train
     except (ValueError, OSError):
@@ -236,16 +285,13 @@ def bottleneck_sweep(
     if quality is not None and not images:
         raise ValueError("the sample-quality measure classifies images; this data set is not one (leave quality out)")
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _remove_stale_runs(out, dims)
 
     rows: list[SweepRow] = []
     recon: list[tuple[str, np.ndarray]] = [("original", test.X[:n_samples])]
     shown: list[tuple[str, np.ndarray]] = []
-    for d in dims:
-        p = dict(params or {}, latent_dim=d)
-        if epochs is not None:
-            p["max_epochs"] = epochs
-        if "random_state" in info.estimator().get_params(deep=False):
-            p.setdefault("random_state", random_state)
+    for d, p in zip(dims, settings, strict=True):
         say(f"code size {d}: training {family}")
         res = train_run(family, p, spec, out / f"latent-{d}", overwrite=overwrite, download=download)
         est = res.estimator

@@ -279,7 +279,10 @@ def make_mask(spec: str, shape: tuple[int, ...], random_state: int | None = 0) -
         return rng.random((N, H, W)) < p
     bh = int(m.group("h"))
     bw = int(m.group("w") or bh)
-    if not (1 <= bh <= H and 1 <= bw <= W):
+    if bh < 1 or bw < 1:
+        raise ValueError(f"mask spec {spec!r}: a {bh}x{bw} block masks no pixel; the block's height and width must "
+                         "be at least 1, e.g. block:3x3")
+    if not (bh <= H and bw <= W):
         raise ValueError(f"mask spec {spec!r}: a {bh}x{bw} block does not fit in {H}x{W} images; give a block of at "
                          f"most {H}x{W}")
     mask = np.zeros((N, H, W), bool)
@@ -293,7 +296,8 @@ def make_mask(spec: str, shape: tuple[int, ...], random_state: int | None = 0) -
 def check_mask(mask: Any, shape: tuple[int, int, int, int]) -> np.ndarray:
     """``mask`` (True or 1 = missing) broadcast to images of ``shape`` (N, C, H, W); a ValueError names what is wrong.
 
-    Accepted shapes: (N, C, H, W), (N, H, W) (all channels), (C, H, W) or (H, W) (every image).
+    Accepted shapes: (N, C, H, W), (N, H, W) or (N, 1, H, W) (all channels), (C, H, W), (1, H, W) or (H, W)
+    (every image).
     """
     M = np.asarray(mask)
     N, C, H, W = shape
@@ -307,7 +311,7 @@ def check_mask(mask: Any, shape: tuple[int, int, int, int]) -> np.ndarray:
         return M
     if M.shape == (N, H, W):
         return np.broadcast_to(M[:, None], shape)
-    if M.shape in ((C, H, W), (H, W)):
+    if M.shape in ((N, 1, H, W), (C, H, W), (1, H, W), (H, W)):
         return np.broadcast_to(M, shape)
     raise ValueError(f"the mask has shape {M.shape} but the images are {shape} (N, C, H, W); give a mask of shape "
                      f"(N, H, W) = {(N, H, W)}, (H, W) = {(H, W)} or the images' own shape")

@@ -89,27 +89,76 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _read_labels(path: str, ds: Any, limit: int | None) -> Any:
-    """The integer labels in ``path``, one per scored sample of ``ds`` (loaded with ``--limit`` ``limit``)."""
+def _read_label_file(path: str, flag: str = "--labels") -> Any:
+    """The integer class labels in the file ``path`` (a .npy array, or a one-column .csv/.txt file), shape (n,) int64.
+
+    Every way a file can fail is one UsageError naming ``flag`` and the file, and NumPy's warnings (an empty text
+    file, a cast out of range) never reach the terminal. ``anomaly`` and ``features`` read their ``--labels`` here.
+    """
+    import warnings
+
     import numpy as np
 
     p = Path(path)
+    what = "a .npy or one-column .csv/.txt file of integer labels"
     if not p.is_file():
-        raise UsageError(f"--labels {path}: no such file; give a .npy or one-column .csv/.txt file of labels")
+        raise UsageError(f"{flag} {path}: {'a folder' if p.is_dir() else 'no such file'}; give {what}")
     try:
-        y = np.load(p, allow_pickle=False) if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter=",", ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns before returning an empty array: said below instead
+            if p.suffix.lower() == ".npy":
+                y = np.load(p, allow_pickle=False)
+            else:  # read as text, so that a word is named as a word, not as a failed float conversion
+                y = np.loadtxt(p, delimiter=",", ndmin=2, dtype=str, comments="#")
     except Exception as exc:
-        raise UsageError(f"--labels {path} could not be read ({' '.join(str(exc).split())}); give a .npy or "
-                         "one-column .csv/.txt file of integer labels") from None
+        raise UsageError(f"{flag} {path} could not be read ({' '.join(str(exc).split())}); give {what}") from None
     y = np.asarray(y)
-    if y.ndim != 1 or not np.all(np.isfinite(y.astype(np.float64))) or not np.all(y == np.round(y)):
-        raise UsageError(f"--labels {path} must hold one integer label per sample (shape (n,)), got shape {y.shape}"
-                         " or non-integers")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # one column: (n, 1) -> (n,)
+    if y.size == 0:
+        raise UsageError(f"{flag} {path} holds no labels; give {what}, one per sample")
+    if y.ndim != 1:
+        raise UsageError(f"{flag} {path} holds an array of shape {y.shape}; give one label per sample, shape (n,) "
+                         "(a single column)")
+    if y.dtype.kind in "US":
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            word = next(v for v in y.tolist() if not _is_number(v))
+            raise UsageError(f"{flag} {path} holds the label {word!r}, not a number; give integer class labels "
+                             "(encode names as 0, 1, 2, ...)") from None
+    if y.dtype.kind not in "biuf":
+        raise UsageError(f"{flag} {path} holds values of type {y.dtype}; give integer class labels (0, 1, 2, ...)")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2.0**53)
+        if bad.any():
+            value = y[np.argmax(bad)].item()
+            why = ("not a whole number" if np.isfinite(value) and value != round(value) else
+                   "not a finite number" if not np.isfinite(value) else "too large for a class label")
+            raise UsageError(f"{flag} {path} holds the label {value!r}, {why}; give integer class labels "
+                             "(0, 1, 2, ...)")
+    if y.dtype.kind == "u" and y.dtype.itemsize == 8 and (y > np.iinfo(np.int64).max).any():
+        raise UsageError(f"{flag} {path} holds the label {int(y.max())}, too large for a class label; give integer "
+                         "class labels (0, 1, 2, ...)")
+    return y.astype(np.int64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_labels(path: str, ds: Any, limit: int | None) -> Any:
+    """The integer labels in ``path``, one per scored sample of ``ds`` (loaded with ``--limit`` ``limit``)."""
+    y = _read_label_file(path)
     if y.shape[0] != len(ds):
         every = "" if ds.split == "all" and limit is None else "; or score every sample with --split all"
         raise UsageError(f"--labels {path} has {y.shape[0]} labels for {len(ds)} scored samples "
                          f"({_described(ds, limit)}); give one label per scored sample{every}")
-    return y.astype(np.int64)
+    return y
 
 
 def _is_anomaly(y: Any, normal: list[int] | None, where: str) -> Any:
@@ -151,10 +200,13 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
 
     from aekit.apps.anomaly import AnomalyDetector
     from aekit.cli.common import _load_eval_data
+    from aekit.cli.restoration import _check_parent
     from aekit.engine.rundir import atomic_write_bytes, atomic_write_text
 
     run = Path(ns.run)
     out = _check_suffix(ns.out, (".csv",), "scores") if ns.out is not None else None
+    if out is not None:
+        _check_parent(out)  # its folder, and the histogram's beside it, can be made
     est = _load_run(ns.run)
     det = AnomalyDetector(est, score_type=ns.score, n_neighbors=ns.neighbors, contamination=ns.contamination)
     try:
@@ -177,6 +229,10 @@ def _cmd_anomaly(ns: argparse.Namespace) -> int:
         figure = out.with_name(out.stem + "-histogram.png") if out is not None else run / FIGURE
     for path in (out, figure):
         if path is not None:
+            if path.is_dir():
+                where = f"--out {out}: " if out is not None else ""
+                raise UsageError(f"{where}{path} is a folder, not a file, so the histogram cannot be written there; "
+                                 f"move it away{' or choose another --out' if out is not None else ''}")
             _check_out_file(path, ns, spec)  # before any scoring: nothing is written on a refusal
     ref = _reference(run, ns)
     reference = "the run's training data" if ref is not None else "the scored data (the run does not record its data)"

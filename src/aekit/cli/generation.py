@@ -114,7 +114,7 @@ def _dims(text: str) -> list[int]:
 
 def _cmd_generate(ns: argparse.Namespace) -> int:
     from aekit.engine.rundir import atomic_write_bytes
-    from aekit.model.sampling import can_sample, generate
+    from aekit.model.sampling import can_sample, generate, is_conditional
 
     out = _check_suffix(ns.out, (".npy", ".png"), "samples")
     est = _load_run(ns.run)
@@ -123,6 +123,9 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
     if ns.label is not None and not can_sample(est):
         raise UsageError(f"--label {ns.label}: family {family!r} has no generative model to condition on a label; "
                          "leave --label out")
+    if ns.label is not None and not is_conditional(est):
+        raise UsageError(f"--label {ns.label}: this {family!r} run was not trained conditional on labels; train one "
+                         "with `aekit train --family vae --conditional` on labelled data, or leave --label out")
     if density == "auto":
         density = "prior" if can_sample(est) else "gaussian"
     if density == "prior" and not can_sample(est):
@@ -205,7 +208,7 @@ def _cmd_interpolate(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> int:
-    from aekit.apps.generation import bottleneck_sweep, check_sweep_dir
+    from aekit.apps.generation import bottleneck_sweep, check_sweep_dir, sweep_params
     from aekit.model.registry import get_family
     from aekit.workflow.data import DataSpec
 
@@ -213,11 +216,17 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         get_family(ns.family)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if len(set(ns.latent_dims)) != len(ns.latent_dims):
+        raise UsageError(f"--latent-dims {','.join(map(str, ns.latent_dims))} repeats a size; give each code size once")
     try:
         check_sweep_dir(ns.out, ns.latent_dims, ns.overwrite)  # before any training
     except ValueError as exc:
-        raise UsageError(f"--out {exc}") from None
+        raise UsageError(f"--out {exc}".replace("overwrite=True (--overwrite)", "--overwrite")) from None
     spec = DataSpec.of(_data_spec(ns.data, ns.data_dir, "train", ns.limit, _label_column(ns.label_column)))
+    try:  # every size and setting checked against the data before the first run trains
+        sweep_params(ns.family, ns.latent_dims, spec.load(download=ns.download).X, epochs=ns.epochs)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("epochs=", "--epochs ").replace("leave epochs out", "leave --epochs out")) from None
     quality: Any = None
     if ns.quality:
         from aekit.report.quality import SampleQuality

@@ -22,6 +22,8 @@ answer without importing PyTorch.
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +43,7 @@ from aekit.cli.common import (
     _TRANSFORM_SPLIT,
     COMMANDS,
     DEMO_EPOCHS,
+    TRAIN_ALIASES,
     UsageError,
     _add_data_args,
     _Parser,
@@ -160,7 +163,42 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, KeyError) and exc.args:
         text = f"missing key {exc.args[0]!r}"
-    return " ".join(text.split()) or type(exc).__name__
+    return _as_flags(" ".join(text.split())) or type(exc).__name__
+
+
+_SETTING = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
+
+
+@functools.cache
+def _flag_names() -> dict[str, str]:
+    """The command line's flag for each parameter name a message may quote (``learning_rate`` -> ``--lr``)."""
+    names: dict[str, str] = {}
+    if "aekit.model.registry" in sys.modules:  # the families are loaded: their parameters are flags
+        from aekit.model.registry import families
+
+        for info in families().values():
+            for name in info.estimator().get_params(deep=False):
+                names[name] = "--" + name.replace("_", "-")
+    names.update({k: "--" + v.replace("_", "-") for k, v in TRAIN_ALIASES.items()})
+    names.update(split="--split", limit="--limit", n_components="--components")
+    return names
+
+
+def _as_flags(text: str) -> str:
+    """A message of the Python API in the command line's words: ``use scaling='minmax'`` -> ``use --scaling minmax``;
+    a switch ``tied=True`` -> ``--tied``. Names that are not flags are left as they are."""
+    flags = _flag_names()
+
+    def swap(m: re.Match[str]) -> str:
+        flag = flags.get(m.group(1))
+        if flag is None:
+            return m.group(0)
+        value = m.group(2).strip("'\"")
+        if value in ("True", "False"):
+            return flag if value == "True" else "--no-" + flag[2:]
+        return f"{flag} {value}"
+
+    return _SETTING.sub(swap, text)
 
 
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> _Parser:

@@ -2,10 +2,12 @@
 
 Two kinds of input. A folder of PNG/JPEG images (any sizes, gray or colour) gives a folder of restored images,
 same names, same sizes, same formats. A data set (digits, mnist, a .npy/.npz file; by default the run's own)
-gives a .npy array. ``--clean`` (a folder with the same names, or a .npy array) adds PSNR and SSIM per image
-and on average. Everything is read and checked before anything is written. When RUN is a run directory written
-by training, a figure of the first images (input / restored / reference) and, with ``--clean``, their scores and
-the mean are added to the run's report (:func:`aekit.report.html.add_report_section`).
+gives a .npy array. Inpainting writes a JPEG input as PNG (``photo.jpg`` -> ``photo.png``): JPEG's lossy
+encoding would change the known pixels the command keeps exactly. ``--clean`` (a folder with the same names, or a
+.npy array) adds PSNR and SSIM per image and on average. Everything is read and checked, and the report's figure
+drawn, before anything is written. When RUN is a run directory written by training, a figure of the first images
+(input / restored / reference) and, with ``--clean``, their scores and the mean are added to the run's report
+(:func:`aekit.report.html.add_report_section`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from aekit.cli.common import (
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: Formats whose encoding changes pixels: inpainting writes these inputs as PNG, to keep the known pixels exact.
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
 def add_parsers(add: AddParser) -> None:
@@ -44,7 +48,9 @@ def add_parsers(add: AddParser) -> None:
              "Fill the pixels a mask marks as missing from a trained run's reconstruction, keeping every other pixel "
              "exactly; --iterations repeats the reconstruction on the filled pixels. --mask is a spec (block:12x12, "
              "block:12 or random:0.3, drawn with --seed), a mask image (white = missing) for every image, a folder "
-             "of masks with the images' names, or a .npy array.")
+             "of masks with the images' names, or a .npy array ((H, W) or (1, H, W) for a folder of images). "
+             "A JPEG image is written as PNG under its name with .png (photo.jpg -> photo.png), since JPEG's lossy "
+             "encoding would change the known pixels.")
     _common(sp)
     sp.add_argument("--mask", required=True, metavar="MASK", help="block:HxW, random:P, a mask image, folder or .npy")
     sp.add_argument("--iterations", type=_positive_int, default=1, metavar="N",
@@ -52,7 +58,8 @@ def add_parsers(add: AddParser) -> None:
     sp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of a mask spec's draw (default: 0)")
     sp = add("colorize", "colour gray images with a model trained with the grayscale corruption on colour images",
              "Replicate gray images over R, G and B and reconstruct them with a run trained on colour images with "
-             "--corruption grayscale. A folder of gray images gives a folder of colour ones; a data set a .npy.")
+             "--family denoising --corruption grayscale (a run trained otherwise has not learned colour, and is "
+             "refused). A folder of gray images gives a folder of colour ones; a data set a .npy.")
     _common(sp)
 
 
@@ -131,6 +138,10 @@ def _read_mask_image(path: Path) -> Any:
 
 # ------------------------------------------------------------------------------------ command
 
+_NOTHING_MISSING = ("--mask {mask} marks no pixel {what} as missing, so there is nothing to inpaint; mark the missing "
+                    "pixels (white in a mask image, 1 or True in a .npy array), or give a spec that masks some, e.g. "
+                    "random:0.3 or block:3x3")
+
 
 def _restore_one(ns: argparse.Namespace, est: Any, X: Any, mask: Any = None) -> Any:
     from aekit.apps.restoration import colorize, denoise, inpaint
@@ -147,10 +158,54 @@ def _cmd_restore(ns: argparse.Namespace) -> int:
     from aekit.cli.commands import _load_run
 
     est = _load_run(ns.run)
+    if ns.command == "colorize":
+        _check_colorizer(ns.run, est)
     data = Path(ns.data).expanduser() if ns.data is not None else None
     if data is not None and data.is_dir() and not any(p.is_dir() for p in data.iterdir()):
         return _folder(ns, est, data)
     return _array(ns, est)
+
+
+def _check_colorizer(run: str, est: Any) -> None:
+    """Refuse a colour model that was not trained to colour gray images (the grayscale corruption).
+
+    A model of other than 3 channels is left to :func:`aekit.apps.restoration.colorize`, which names its channels.
+    """
+    shape = tuple(getattr(est, "sample_shape_", ()))
+    if len(shape) == 3 and shape[0] != 3:
+        return
+    corruption = dict(getattr(est, "resolved_", None) or {}).get("corruption")
+    terms = [t.split(":")[0].strip().lower() for t in str(corruption or "").split("+")]
+    if "grayscale" in terms:
+        return
+    family = getattr(est, "_family_name", type(est).__name__)
+    how = f"with the corruption {corruption!r}" if corruption else "without a corruption"
+    raise UsageError(f"RUN {run} is a {family!r} run trained {how}, not the grayscale one, so it has not learned to "
+                     "colour gray images; colorize with a run trained on colour images with `aekit train --family "
+                     "denoising --corruption grayscale`")
+
+
+def _check_parent(path: Path, flag: str = "--out") -> None:
+    """Refuse a path whose folders cannot be made: a file stands where one of them should be."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag} path")
+            return
+
+
+def _out_names(ns: argparse.Namespace, data: Path, names: list[str]) -> list[str]:
+    """The file each image is written to: its own name, but a JPEG one inpainted as PNG (see LOSSY_SUFFIXES)."""
+    if ns.command != "inpaint":
+        return names
+    outs = [str(Path(n).with_suffix(".png")) if Path(n).suffix.lower() in LOSSY_SUFFIXES else n for n in names]
+    first: dict[str, str] = {}
+    for name, o in zip(names, outs, strict=True):
+        if o in first:
+            raise UsageError(f"--data {data}: {first[o]} and {name} would both be written to {o} (a JPEG image is "
+                             "inpainted as PNG, to keep its known pixels exact); rename one of them")
+        first[o] = name
+    return outs
 
 
 def _check_out_dir(ns: argparse.Namespace, out: Path, names: list[str], data: Path) -> None:
@@ -158,6 +213,7 @@ def _check_out_dir(ns: argparse.Namespace, out: Path, names: list[str], data: Pa
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; a folder of images is restored into a folder: give a directory")
+    _check_parent(out)
     inputs = [("the input folder", data)] + [(f"the {flag} folder", Path(v)) for flag, v in
                                                (("--clean", ns.clean), ("--mask", getattr(ns, "mask", None)))
                                                if v is not None and Path(v).is_dir()]
@@ -166,9 +222,12 @@ def _check_out_dir(ns: argparse.Namespace, out: Path, names: list[str], data: Pa
             raise UsageError(f"--out {out} is {what}; write the restored images to another folder")
     if out.exists() and is_run_dir(out):
         raise UsageError(f"--out {out} is an aekit run; write the restored images to another folder")
-    overwrite = ns.overwrite
+    folders = [n for n in names if (out / n).exists() and not (out / n).is_file()]
+    if folders:
+        raise UsageError(f"--out {out}: {out / folders[0]} is a folder, not an image file, so the restored "
+                         f"{folders[0]} cannot be written there; move it away or choose another --out folder")
     taken = [n for n in names if (out / n).exists()]
-    if taken and not overwrite:
+    if taken and not ns.overwrite:
         raise UsageError(f"--out {out} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass "
                          "--overwrite to replace them, or choose another folder")
 
@@ -183,7 +242,8 @@ def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
     out = Path(ns.out)
     if out.suffix.lower() == ".npy":
         raise UsageError(f"--out {out}: a folder of images is restored into a folder; give a directory")
-    _check_out_dir(ns, out, [im.name for im in images], data)
+    names = _out_names(ns, data, [im.name for im in images])
+    _check_out_dir(ns, out, names, data)
     if ns.command == "colorize":
         for im in images:
             p = im.pixels
@@ -195,6 +255,8 @@ def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
     masks: list[Any] = [None] * len(images)
     if ns.command == "inpaint":
         masks = _folder_masks(ns.mask, images, ns.seed, make_mask)
+        if not any(m.any() for m in masks):
+            raise UsageError(_NOTHING_MISSING.format(mask=ns.mask, what="of any image"))
     clean: list[Any] | None = None
     if ns.clean is not None:
         clean_dir = Path(ns.clean)
@@ -213,29 +275,36 @@ def _folder(ns: argparse.Namespace, est: Any, data: Path) -> int:
         except ValueError as exc:
             raise UsageError(f"{im.name}: {exc}") from None
     scores = _scores(clean, restored, masks, [im.name for im in images], restoration_scores) if clean else None
+    section = _section(ns, [im.pixels for im in images], restored, clean, masks, scores)
+    encoded = [_encode_image(r, Path(n).suffix) for r, n in zip(restored, names, strict=True)]
     out.mkdir(parents=True, exist_ok=True)
-    for im, r in zip(images, restored, strict=True):
-        atomic_write_bytes(out / im.name, _encode_image(r, Path(im.name).suffix))
+    for name, blob in zip(names, encoded, strict=True):
+        atomic_write_bytes(out / name, blob)
+    renamed = [f"{im.name} -> {n}" for im, n in zip(images, names, strict=True) if n != im.name]
+    if renamed:
+        _info(f"aekit: inpaint: JPEG written as PNG, to keep the known pixels exact: {', '.join(renamed[:3])}"
+              f"{' ...' if len(renamed) > 3 else ''}")
     _report(ns, f"{len(images)} image(s) from {data}", out, scores)
-    _report_section(ns, [im.pixels for im in images], restored, clean, masks, scores)
+    _add_section(ns, section)
     return 0
 
 
 def _folder_masks(spec: str, images: list[_Image], seed: int, make_mask: Any) -> list[Any]:
-    import numpy as np
-
     path = Path(spec)
+    shared = None
+    if path.is_file():  # one mask for every image
+        shared = _read_mask_image(path) if path.suffix.lower() != ".npy" else _read_mask_array(path)
     masks = []
     for i, im in enumerate(images):
         C, H, W = im.pixels.shape
-        if path.is_dir():
+        if shared is not None:
+            m = shared
+        elif path.is_dir():
             f = path / im.name
             f = f if f.is_file() else path / (Path(im.name).stem + ".png")
             if not f.is_file():
                 raise UsageError(f"--mask {path} has no mask for {im.name}; give masks with the images' names")
             m = _read_mask_image(f)
-        elif path.is_file():
-            m = _read_mask_image(path) if path.suffix.lower() != ".npy" else np.load(path, allow_pickle=False)
         else:
             try:
                 m = make_mask(spec, (1, C, H, W), random_state=seed + i)[0]
@@ -248,9 +317,33 @@ def _folder_masks(spec: str, images: list[_Image], seed: int, make_mask: Any) ->
     return masks
 
 
-def _array(ns: argparse.Namespace, est: Any) -> int:
+def _load_mask_npy(path: Path) -> Any:
     import numpy as np
 
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--mask {path} could not be read as a .npy array ({' '.join(str(exc).split())}); give a "
+                         "0/1 or True/False array saved with numpy.save") from None
+
+
+def _read_mask_array(path: Path) -> Any:
+    """A .npy mask shared by every image of a folder, as (H, W) True = missing; (1, H, W) is read as (H, W)."""
+    import numpy as np
+
+    m = _load_mask_npy(path)
+    while m.ndim > 2 and m.shape[0] == 1:
+        m = m[0]  # (1, H, W) -> (H, W), as a data set's mask is read
+    if m.ndim != 2:
+        raise UsageError(f"--mask {path} has shape {m.shape}; a .npy mask for a folder of images is one (H, W) or "
+                         "(1, H, W) array shared by every image (or give a folder of mask images with the images' names)")
+    if m.dtype != bool and not (np.issubdtype(m.dtype, np.number) and np.isin(m, (0, 1)).all()):
+        raise UsageError(f"--mask {path}: the mask must be binary (0/1 or False/True, True = missing); threshold it, "
+                         "e.g. save mask > 0.5")
+    return m.astype(bool)
+
+
+def _array(ns: argparse.Namespace, est: Any) -> int:
     from aekit.apps.restoration import make_mask, restoration_scores
     from aekit.cli.commands import _check_out_file
     from aekit.data.datasets import load_dataset
@@ -258,6 +351,7 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
     out = Path(ns.out)
     if out.suffix.lower() != ".npy" or out.is_dir():
         raise UsageError(f"--out {out}: a data set is restored into a .npy array; give a path ending in .npy")
+    _check_parent(out)
     spec, split = _run_data(Path(ns.run), ns, "all")
     _check_out_file(out, ns, spec)
     for flag, value in (("--clean", ns.clean), ("--mask", getattr(ns, "mask", None))):
@@ -269,7 +363,7 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
     if ns.command == "inpaint":
         mpath = Path(ns.mask)
         if mpath.suffix.lower() == ".npy" and mpath.is_file():
-            mask = np.load(mpath, allow_pickle=False)
+            mask = _load_mask_npy(mpath)
         elif mpath.is_file():
             mask = _read_mask_image(mpath)
         elif mpath.is_dir():
@@ -280,6 +374,12 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
                 mask = make_mask(ns.mask, X.shape if X.ndim == 4 else (X.shape[0], 1, *X.shape[1:]), ns.seed)
             except ValueError as exc:
                 raise UsageError(f"--mask: {exc}") from None
+        try:
+            missing = bool(_sample_masks(mask, X.shape).any())
+        except ValueError as exc:
+            raise UsageError(f"--mask {ns.mask}: {exc}") from None
+        if not missing:
+            raise UsageError(_NOTHING_MISSING.format(mask=ns.mask, what="of any sample"))
     clean = None
     if ns.clean is not None:
         cpath = Path(ns.clean)
@@ -297,11 +397,12 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
                              "references of the same images")
         masks = [None] * len(R) if mask is None else list(_sample_masks(mask, R.shape))
         scores = _scores(list(clean), list(R), masks, [str(i) for i in range(len(R))], restoration_scores)
-    _write_npy(out, R)
-    _report(ns, f"{len(R)} sample(s) of {ds.name}", out, scores)
     n = FIGURE_IMAGES
     shown_masks = [None] * len(R[:n]) if mask is None else list(_sample_masks(mask, R.shape)[:n])
-    _report_section(ns, _chw(X[:n]), _chw(R[:n]), None if clean is None else _chw(clean[:n]), shown_masks, scores)
+    section = _section(ns, _chw(X[:n]), _chw(R[:n]), None if clean is None else _chw(clean[:n]), shown_masks, scores)
+    _write_npy(out, R)
+    _report(ns, f"{len(R)} sample(s) of {ds.name}", out, scores)
+    _add_section(ns, section)
     return 0
 
 
@@ -322,16 +423,22 @@ _SECTION = {
 }
 
 
-def _report_section(ns: argparse.Namespace, inputs: list[Any], restored: list[Any], clean: list[Any] | None,
-                    masks: list[Any], scores: list[dict[str, Any]] | None) -> None:
-    """Add a figure (input / restored / reference) and, with references, the scores to the run's report.
+@dataclass(frozen=True)
+class _Section:
+    """A report section drawn before any output is written, so that drawing it cannot fail after the writes."""
 
-    Nothing is written when RUN is not a run directory written by training (a model saved from Python).
-    """
+    title: str
+    png: bytes
+    caption: str
+    table: list[dict[str, Any]] | None
+
+
+def _section(ns: argparse.Namespace, inputs: list[Any], restored: list[Any], clean: list[Any] | None,
+             masks: list[Any], scores: list[dict[str, Any]] | None) -> _Section:
+    """The figure (input / restored / reference) and, with references, the table of scores for the run's report."""
     import numpy as np
 
     from aekit.report.figures import restoration_figure
-    from aekit.report.html import add_report_section
 
     title, labels, caption = _SECTION[ns.command]
     n = min(FIGURE_IMAGES, len(inputs))
@@ -345,10 +452,18 @@ def _report_section(ns: argparse.Namespace, inputs: list[Any], restored: list[An
     if scores is not None:
         table = [{"image": s["name"], "PSNR (dB)": round(s["psnr"], 2), "SSIM": round(s["ssim"], 4)}
                  for s in scores[:n]]
-        table.append({"image": f"mean of {len(scores)}", "PSNR (dB)": round(float(np.mean([s["psnr"] for s in scores])), 2),
-                      "SSIM": round(float(np.nanmean([s["ssim"] for s in scores])), 4)})
+        table.append({"image": f"mean of {len(scores)}", "PSNR (dB)": round(_mean(s["psnr"] for s in scores), 2),
+                      "SSIM": round(_mean(s["ssim"] for s in scores), 4)})
         caption += "; PSNR and SSIM " + ("on the masked pixels" if ns.command == "inpaint" else "on all pixels")
-    path = add_report_section(ns.run, ns.command, title, png, caption, table=table)
+    return _Section(title, png, caption, table)
+
+
+def _add_section(ns: argparse.Namespace, section: _Section) -> None:
+    """Add ``section`` to the run's report; nothing is written when RUN is not a run directory written by training
+    (a model saved from Python)."""
+    from aekit.report.html import add_report_section
+
+    path = add_report_section(ns.run, ns.command, section.title, section.png, section.caption, table=section.table)
     if path is not None:
         _info(f"aekit: {ns.command}: figure added to the run's report ({path.name})")
 
@@ -361,7 +476,7 @@ def _sample_masks(mask: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _scores(clean: list[Any], restored: list[Any], masks: list[Any], names: list[str], fn: Any) -> list[dict[str, Any]]:
-    """PSNR and SSIM per image (over the masked pixels for inpainting)."""
+    """PSNR and SSIM per image (over the masked pixels for inpainting; NaN for an image with none masked)."""
     rows = []
     for name, c, r, m in zip(names, clean, restored, masks, strict=True):
         if c.shape != r.shape:
@@ -372,13 +487,20 @@ def _scores(clean: list[Any], restored: list[Any], masks: list[Any], names: list
     return rows
 
 
-def _report(ns: argparse.Namespace, what: str, out: Path, scores: list[dict[str, Any]] | None) -> None:
-    import numpy as np
+def _mean(values: Any) -> float:
+    """The mean of the scores that are defined (not NaN: an image without masked pixels, or too small for SSIM);
+    NaN when none is. A PSNR is infinite where an image is restored exactly, and so is then the mean."""
+    import math
 
+    defined = [float(v) for v in values if not math.isnan(v)]
+    return math.fsum(defined) / len(defined) if defined else math.nan
+
+
+def _report(ns: argparse.Namespace, what: str, out: Path, scores: list[dict[str, Any]] | None) -> None:
     summary: dict[str, Any] = {"command": ns.command, "input": what, "out": str(out)}
     if scores is not None:
-        summary["mean_psnr"] = float(np.mean([s["psnr"] for s in scores]))  # infinite if one image is exact
-        summary["mean_ssim"] = float(np.nanmean([s["ssim"] for s in scores]))
+        summary["mean_psnr"] = _mean(s["psnr"] for s in scores)  # infinite if one image is exact
+        summary["mean_ssim"] = _mean(s["ssim"] for s in scores)
         summary["images"] = scores
         summary["scored_on"] = "masked pixels" if ns.command == "inpaint" else "all pixels"
     if ns.json:

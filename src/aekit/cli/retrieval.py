@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from aekit.cli.anomaly import _read_label_file
 from aekit.cli.commands import _check_out_file, _described, _load_run
 from aekit.cli.common import (
     AddParser,
@@ -64,8 +65,8 @@ def add_parsers(add: AddParser) -> None:
              "report its accuracy on the test split, beside the same classifier on the raw inputs.")
     sp.add_argument("run", metavar="RUN", help="run directory")
     sp.add_argument("--labels", default=None, metavar="SOURCE",
-                    help="labels: 'data' (those of the data set, the default), or a .npy file of one label per "
-                         "sample of the training split followed by the test split")
+                    help="labels: 'data' (those of the data set, the default), or a .npy or one-column .csv/.txt "
+                         "file of one integer label per sample of the training split followed by the test split")
     sp.add_argument("--classifier", choices=("logistic", "knn"), default="logistic",
                     help="logistic regression or k-nearest neighbours (default: logistic)")
     sp.add_argument("--neighbors", type=_positive_int, default=5, metavar="K", help="k of knn (default: 5)")
@@ -209,14 +210,17 @@ def _cmd_features(ns: argparse.Namespace) -> int:
         raise UsageError(f"{train.name} has no test split to measure accuracy on; give --data a source with train "
                          "and test splits (digits, mnist, fashion-mnist, or a .npz with X_test and y_test)") from None
     y_train, y_test = _labels(ns.labels, train, test)
+    if ns.classifier == "knn" and ns.neighbors > len(y_train):
+        raise UsageError(f"--neighbors {ns.neighbors} is more than the {len(y_train)} training samples the classifier "
+                         f"is fitted on; give --neighbors {len(y_train)} or less")
     if ns.finetune_shift:
         if not ns.finetune:
             raise UsageError(f"--finetune-shift {ns.finetune_shift} shifts images while fine-tuning; add --finetune, "
                              "or leave --finetune-shift out")
         try:  # checked against the images before any work
-            check_translation(ns.finetune_shift, tuple(train.X.shape[1:]))
+            check_translation(ns.finetune_shift, tuple(train.X.shape[1:]), name="--finetune-shift")
         except ValueError as exc:
-            raise UsageError(f"--finetune-shift: {exc}") from None
+            raise UsageError(str(exc)) from None
     result: dict[str, Any] = code_features(est, train.X, y_train, test.X, y_test, classifier=ns.classifier,
                                            n_neighbors=ns.neighbors, raw=not ns.no_raw)
     result.update({"data": train.name, "n_train": int(len(y_train)), "n_test": int(len(y_test))})
@@ -258,19 +262,21 @@ def _features_section(run: str, rows: list[dict[str, Any]], data: str) -> None:
 
 
 def _labels(source: str | None, train: Any, test: Any) -> tuple[Any, Any]:
-    import numpy as np
-
     n_train, n_test = len(train), len(test)
     if source in (None, "data"):
         if train.y is None or test.y is None:
             raise UsageError(f"{train.name} has no labels; pass --labels FILE.npy with {n_train + n_test} labels "
                              "(the training split's, then the test split's)")
         return train.y, test.y
-    p = Path(source)
-    if p.suffix.lower() != ".npy" or not p.is_file():
-        raise UsageError(f"--labels {source}: give 'data' or an existing .npy file of {n_train + n_test} labels")
-    y = np.load(p, allow_pickle=False)
-    if y.ndim != 1 or y.shape[0] != n_train + n_test:
+    if not Path(source).is_file():
+        what = "a folder" if Path(source).is_dir() else "no such file"
+        raise UsageError(f"--labels {source}: {what}; give 'data' or a .npy or one-column .csv/.txt file of "
+                         f"{n_train + n_test} integer labels (the training split's, then the test split's)")
+    y = _read_label_file(source)
+    if y.shape[0] != n_train + n_test:
         raise UsageError(f"--labels {source} holds an array of shape {y.shape}, but the data have {n_train} training and "
                          f"{n_test} test samples; give {n_train + n_test} labels in one column, training split first")
+    if (y < 0).any():
+        raise UsageError(f"--labels {source} holds the negative label {int(y.min())}; a classifier needs a class "
+                         "label (0, 1, 2, ...) for every sample")
     return y[:n_train], y[n_train:]

@@ -73,14 +73,26 @@ def _train_parser(info: Any | None) -> _Parser:
     d.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N samples (quick runs)")
     d.add_argument("--label-column", metavar="COL", help="label column of a .csv file (index or header name)")
     t = p.add_argument_group("training")
+    own = set(info.estimator().get_params(deep=False)) if info is not None else None
+
+    def unless_absent(name: str, text: str) -> str:
+        """The help of a training flag, or that the family has no such setting (the flag is then refused)."""
+        if own is None or name in own:
+            return text
+        assert info is not None
+        return f"not used by family {info.name!r}, which has no {name}"
+
     t.add_argument("--epochs", type=_positive_int, metavar="N", help=_epochs_help(info))
-    t.add_argument("--batch-size", type=_positive_int, metavar="N", help="minibatch size (batch_size" + _default(info, "batch_size") + ")")
-    t.add_argument("--lr", type=float, metavar="X", help="learning rate of Adam (learning_rate" + _default(info, "learning_rate") + ")")
-    t.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N (device" + _default(info, "device") + ")")
-    t.add_argument("--seed", type=int, metavar="N",
-                   help="random_state: seeds initialization, batches and the split (default: a fresh seed, recorded)")
-    t.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)")
+    t.add_argument("--batch-size", type=_positive_int, metavar="N", help=unless_absent(
+        "batch_size", "minibatch size (batch_size" + _default(info, "batch_size") + ")"))
+    t.add_argument("--lr", type=float, metavar="X", help=unless_absent(
+        "learning_rate", "learning rate of Adam (learning_rate" + _default(info, "learning_rate") + ")"))
+    t.add_argument("--device", metavar="D", help=unless_absent(
+        "device", "auto, cpu, cuda or cuda:N (device" + _default(info, "device") + ")"))
+    t.add_argument("--seed", type=int, metavar="N", help=unless_absent(
+        "random_state", "random_state: seeds initialization, batches and the split (default: a fresh seed, recorded)"))
+    t.add_argument("--threads", type=_positive_int, metavar="N", help=unless_absent(
+        "threads", "CPU threads of PyTorch while training (threads; default: chosen from the model and batch size)"))
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run directory to write (required)")
     r.add_argument("--overwrite", action="store_true",
@@ -179,6 +191,9 @@ def _config_values(table: dict[str, Any], specs: list[ParamSpec], path: str) -> 
             other[key] = value
             continue
         name = alias_of.get(key, key)
+        if name in params:
+            other_key = next(k for k in table if alias_of.get(k, k) == name and k != key)
+            raise UsageError(f"--config {path}: {other_key!r} and {key!r} set the same parameter ({name}); keep one")
         if name not in by_name:
             hint = f" (did you mean {key.replace('-', '_')!r}?)" if "-" in key else ""
             raise UsageError(f"--config {path}: unknown key {key!r}{hint}; valid keys are: {', '.join(valid)}")
@@ -199,6 +214,10 @@ def _cmd_train(args: list[str]) -> int:
         if run_arg is None:
             raise UsageError("--resume needs the run directory: aekit train --resume RUN")
         run = Path(run_arg)
+        out_arg = getattr(pre, "out", None)
+        if isinstance(resume, str) and out_arg is not None and Path(out_arg).resolve() != run.resolve():
+            raise UsageError(f"--resume {run_arg} continues that run, but --out {out_arg} names another directory; "
+                             "leave --out out")
         saved = run_config(run) if run_arg.strip() else None
         if saved is None:
             raise UsageError(f"--resume {run_arg}: not an aekit run directory (no config.json written by aekit); "
@@ -246,6 +265,9 @@ def _cmd_train(args: list[str]) -> int:
     info = _family(family_name)
     parser = _train_parser(info)
     ns = parser.parse_args(args)
+    if hasattr(ns, "allow_data_change"):
+        raise UsageError("--allow-data-change lets a resumed run continue on changed data; it applies with --resume "
+                         "only, so leave it out")
     specs = family_params(info.estimator)
     file_params, file_other = _config_values(table, specs, getattr(pre, "config", "")) if table else ({}, {})
     if "family" in file_other and str(file_other["family"]) != info.name:
@@ -370,11 +392,22 @@ def _report(info: Any, ns: argparse.Namespace, go: Callable[[Callable[[str], Non
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
+    from aekit.engine.rundir import run_config
     from aekit.model.registry import get_family
 
     info = get_family("autoencoder")
     params = dict(DEMO_PARAMS, max_epochs=ns.epochs, verbose=0 if ns.quiet else 1, threads=ns.threads)
     spec = _data_spec("digits", None, "train", None, None)
+    existing = run_config(ns.out) if Path(ns.out).is_dir() else None
+    if existing is not None:
+        data: dict[str, Any] = existing["data"] if isinstance(existing.get("data"), dict) else {}
+        demo = existing.get("family") == info.name and Path(str(data.get("name", ""))).name == "digits"
+        if not demo:
+            raise UsageError(f"--out {ns.out} holds a {existing.get('family')!r} run that is not a demo run; the demo "
+                             "replaces only its own runs: choose another --out")
+        if not ns.overwrite:
+            raise UsageError(f"--out {ns.out} already holds a demo run; pass --overwrite to replace it, choose another "
+                             f"--out, or continue it with `aekit train --resume {ns.out}`")
     t0 = time.perf_counter()
     # The demo network is tiny: with several threads, synchronizing them costs more than the work,
     # and on a busy machine several times more (ns.threads defaults to 1).

@@ -475,14 +475,18 @@ def corruption_from_params(kind: str, level: float | None = None) -> Corruption:
 
 def check_translation(t: Any, sample_shape: tuple[int, ...], name: str = "translation") -> int:
     """``t``, a shift of up to that many pixels (:func:`random_translate`), checked against the samples: a whole
-    number >= 0, 0 for samples that are not images (C, H, W), and less than half an image's smaller side."""
+    number >= 0, 0 for samples that are not images (C, H, W), and less than half an image's smaller side.
+    ``name`` is how messages call it: a parameter (``translation=4``) or a flag (``--finetune-shift 4``)."""
+    def said(v: Any) -> str:
+        return f"{name} {v}" if name.startswith("--") else f"{name}={v!r}"
+
     if not is_whole(t, 0):
-        raise ValueError(f"{name}={t!r}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
+        raise ValueError(f"{said(t)}: give a whole number of pixels >= 0, e.g. 2; 0 turns shifts off")
     if t and len(sample_shape) != 3:
-        raise ValueError(f"{name}={t} shifts images, but the samples have shape {tuple(sample_shape)}, not "
-                         f"(C, H, W); use {name}=0 for tables and signals")
+        raise ValueError(f"{said(t)} shifts images, but the samples have shape {tuple(sample_shape)}, not "
+                         f"(C, H, W); use {said(0)} for tables and signals")
     if t and 2 * t >= min(sample_shape[1:]):
-        raise ValueError(f"{name}={t} pixels is half an image of {sample_shape[1]}x{sample_shape[2]} or more; "
+        raise ValueError(f"{said(t)} pixels is half an image of {sample_shape[1]}x{sample_shape[2]} or more; "
                          f"use at most {(min(sample_shape[1:]) - 1) // 2}")
     return int(t)
 

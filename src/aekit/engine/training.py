@@ -657,7 +657,9 @@ def _train(
             row.update({k: float(v) / seen for k, v in acc.items()})
             if not math.isfinite(row["loss"]):
                 module.load_state_dict(good_state)
-                where = f" of epoch {epoch} (also in {checkpoint_dir})" if checkpoint_dir else f" of epoch {epoch}"
+                # A checkpoint exists once an epoch has ended (epoch 0 is the starting weights, never written).
+                saved = checkpoint_dir is not None and epoch > 0
+                where = f" of epoch {epoch} (also in {checkpoint_dir})" if saved else f" of epoch {epoch}"
                 terms = {k: v for k, v in row.items() if k not in ("epoch", "lr", "loss")}
                 raise TrainingDivergedError(_divergence_message(epoch + 1, terms, config, where))
             if n_val:

@@ -102,6 +102,9 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
     cfg = read_json(cfg_path)
     if cfg.get("format") != FORMAT:
         raise ModelFileError(f"{cfg_path} is not an aekit run config (format {_short(cfg.get('format'))})")
+    if cfg.get("status") == "training" and ("sample_shape" not in cfg or not (p / MODEL_FILE).is_file()):
+        raise ModelFileError(f"{p} has not finished training (it stopped, or another process is training it now); "
+                             f"continue it with `aekit train --resume {p}`, or wait for it to finish")
     family_name = cfg.get("family")
     params = cfg.get("params", {})
     if not isinstance(params, dict):
@@ -120,7 +123,7 @@ def load(path: str | os.PathLike, *, device: str = "cpu") -> Any:
     model_path = p / MODEL_FILE
     if not model_path.is_file():
         raise ModelFileError(
-            f"{p} has no {MODEL_FILE}: the run did not finish. Continue it with `aekit train --resume {p}`"
+            f"{p} has no {MODEL_FILE}; its checkpoint holds the weights: rebuild it with `aekit train --resume {p}`"
             if (p / CHECKPOINT_FILE).is_file()
             else f"{p} has no {MODEL_FILE}"
         )

@@ -42,6 +42,11 @@ FITTED = ("gaussian", "gmm")
 Density = Literal["auto", "prior", "normal", "gaussian", "gmm"]
 
 
+def is_conditional(est: Any) -> bool:
+    """Whether a fitted estimator's generative model takes a class label (a VAE fitted with ``conditional=True``)."""
+    return bool(dict(getattr(est, "resolved_", None) or {}).get("conditional", False))
+
+
 def can_sample(est: Any) -> bool:
     """Whether the estimator's family declares the ``"sample"`` capability (its own prior and ``sample``)."""
     from aekit.model.registry import declared_capabilities
@@ -257,6 +262,9 @@ def generate(
         if not can_sample(est):
             raise ValueError(f"label={label!r}: family {family!r} has no generative model to condition on a label; "
                              "leave the label out")
+        if not is_conditional(est):
+            raise ValueError(f"label={label!r}: this {family!r} model was not fitted conditional on labels; fit a "
+                             "conditional one (a VAE with conditional=True and labels y), or leave the label out")
         if density not in ("auto", "prior"):
             raise ValueError(f"label={label!r} conditions the model's own prior, but density={density!r} was asked "
                              "for; leave the density at auto or prior")

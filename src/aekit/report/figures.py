@@ -210,6 +210,8 @@ def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str, tuple[np.ndarray, np.nd
         return Z, "the 2-D code itself", (np.zeros(2), np.eye(2))
     if k == 1:
         return Z, "the 1-D code (vertical position is jitter)", None
+    if Z.shape[0] < 2:  # no principal components of a single point
+        return Z[:, :2], f"the first two of the {k} code units (one sample: too few for PCA)", (np.zeros(k), np.eye(2, k))
     from sklearn.decomposition import PCA
 
     P = PCA(n_components=2, random_state=0).fit(Z)
@@ -502,10 +504,18 @@ def restoration_figure(rows: Sequence[tuple[str, Sequence[np.ndarray]]], *, titl
 
     Each row holds the same images in the same order, one (C, H, W) array each (e.g. noisy / restored /
     clean); their sizes may differ from image to image (a folder of photographs), so the figure shows the
-    first ``n`` whose height and width are those of the first one, in every row.
+    first ``n`` whose height and width are those of the first one, in every row. A folder may also mix gray
+    and colour images: a row whose images differ in channel count shows them all in colour (a gray image
+    as R = G = B), so every image still appears.
     """
     first = [np.asarray(im) for im in rows[0][1]]
     size = first[0].shape[-2:]
     keep = [i for i, im in enumerate(first) if im.shape[-2:] == size][:n]
-    return image_rows_figure(
-        [(label, np.stack([np.asarray(images[i], np.float32) for i in keep])) for label, images in rows], title=title)
+    shown = []
+    for label, images in rows:
+        row = [np.asarray(images[i], np.float32) for i in keep]  # (C, H, W) each
+        if len({im.shape[0] for im in row}) > 1:
+            # As _as_image draws a channel count other than 3: its first channel in gray, here as R = G = B.
+            row = [im if im.shape[0] == 3 else np.repeat(im[:1], 3, axis=0) for im in row]
+        shown.append((label, np.stack(row)))  # (n, C, H, W)
+    return image_rows_figure(shown, title=title)

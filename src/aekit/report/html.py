@@ -277,9 +277,11 @@ def write_report(
     gradient = "gradient" in capabilities or any("samples_per_s" in r for r in all_rows)
 
     sections: list[str] = []
+    # Every file is written once all of them are drawn, so a failure leaves the run's report as it was.
+    files: dict[str, bytes | None] = {}
 
     png = reconstruction_figure(X[: len(R)], R, source=f"{dataset.name}, {dataset.split}")
-    atomic_write_bytes(run / "reconstructions.png", png)
+    files["reconstructions.png"] = png
     sections.append(
         "<h2>Reconstructions</h2>"
         + _figure_html(png, "originals and reconstructions", f"The first samples of {dataset.name} ({dataset.split} split) "
@@ -288,7 +290,7 @@ def write_report(
 
     png_loss = loss_figure(all_rows, x_label="epoch" if gradient else "iteration")
     if png_loss is not None:
-        atomic_write_bytes(run / "loss.png", png_loss)
+        files["loss.png"] = png_loss
         cap = f"Training loss per {'epoch' if gradient else 'iteration'}" + (" and the loss on the held-out validation part" if any(
             "val_loss" in r for r in history) else "") + "; named terms are the already weighted parts of the objective."
         if pretrain:
@@ -296,25 +298,25 @@ def write_report(
                     "layer (its own objective), then the fine-tuning of the whole network.")
         sections.append("<h2>Loss curves</h2>" + _figure_html(png_loss, "loss curves", cap, "loss.png"))
     else:
-        (run / "loss.png").unlink(missing_ok=True)
+        files["loss.png"] = None
         sections.append("<h2>Loss curves</h2><p>No training curve: this model was fitted in closed form.</p>")
 
     # The map shows the training codes when given: more points, and the space the decoder learned.
     source = train_dataset if train_dataset is not None else dataset
     Z = est.transform(source.X)
     lm = latent_map(Z, source.y, source.classes, seed=seed)
-    atomic_write_bytes(run / "latent.png", lm.png)
+    files["latent.png"] = lm.png
     caption = f"{lm.how} Data: {source.name} ({source.split} split)."
     explorer = _latent_explorer(est, lm, X.shape[1:], caption)
     sections.append("<h2>Latent space</h2>" + (explorer or _figure_html(lm.png, "latent map", caption, "latent.png")))
 
     if Z.shape[1] == 2 and _is_picture(X.shape[1:]):
         png_m, how_m = _manifold(est, Z)
-        atomic_write_bytes(run / "manifold.png", png_m)
+        files["manifold.png"] = png_m
         sections.append("<h2>The code space, decoded</h2>" + _figure_html(png_m, "decodings of a grid of codes", how_m,
                                                                           "manifold.png"))
     else:
-        (run / "manifold.png").unlink(missing_ok=True)
+        files["manifold.png"] = None
 
     # The lecture's point: a plain decoder fed N(0, I) draws gives few valid outputs; a density fitted to
     # its training codes (or, for a family with one, its own prior) gives far more.
@@ -324,7 +326,7 @@ def write_report(
     left = "prior draws (the model's own)" if first.density == "prior" else "N(0, I) codes, decoded"
     png_s = samples_comparison_figure([(left, first.samples), ("codes from a Gaussian fitted to the training codes",
                                                                 fitted.samples)], title="Samples from the decoder")
-    atomic_write_bytes(run / "samples.png", png_s)
+    files["samples.png"] = png_s
     sections.append("<h2>Samples from the decoder</h2>" + _figure_html(
         png_s, "decoder samples", f"Left: {n_samples} samples {first.how}. Right: {n_samples} samples {fitted.how}.",
         "samples.png"))
@@ -388,6 +390,11 @@ def write_report(
         f"<title>aekit report: {html.escape(family)} on {html.escape(data_name)}</title>"
         f"<style>{_CSS}</style></head><body>{header}{''.join(sections)}</body></html>\n"
     )
+    for name, data in files.items():
+        if data is None:
+            (run / name).unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(run / name, data)
     out = run / REPORT_FILE
     atomic_write_text(out, page)
     return out

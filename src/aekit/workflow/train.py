@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aekit.data.datasets import Dataset
+from aekit.engine.checkpoint import checkpoint_epoch
 from aekit.engine.rundir import (
     CONFIG_FILE,
     HISTORY_FILE,
+    MODEL_FILE,
     RUN_FILES,
     RunClaim,
     RunExistsError,
@@ -264,7 +266,12 @@ def resume_run(
                              f"parameters are: {', '.join(sorted(valid))}")
         params[name] = value
     status = str(cfg.get("status", TRAINING))
-    if status == DONE:
+    rebuild = status == DONE and not (p / MODEL_FILE).is_file() and has_checkpoint(p)
+    if rebuild:
+        # The model file is gone but the checkpoint of the last epoch is there: resuming from it trains no
+        # further epoch and writes the model, its metrics and report again.
+        say(f"{p} has no {MODEL_FILE}; rebuilding it from the run's checkpoint")
+    elif status == DONE:
         before = _trained_epochs(cfg)
         if max_epochs is None or before is None or max_epochs <= before:
             with claim_run_dir(p, resume=True):
@@ -275,6 +282,13 @@ def resume_run(
         if not has_checkpoint(p):
             raise RunExistsError("{dir} is complete and its checkpoint is gone, so it cannot be trained further exactly; "
                                  "train a new run", dir=p)
+    elif max_epochs is not None:
+        done = checkpoint_epoch(p)
+        if done is not None and max_epochs < done:
+            # Refused before anything is written: the run stays resumable as it was.
+            raise RunExistsError("{dir} has {done} epochs of training already, more than {epochs} {asked}; pass "
+                                 "{epochs} {done} or more, or leave it out to finish the run as it was configured",
+                                 dir=p, done=done, asked=max_epochs)
     params = _with_threads(info, params, threads)
     est = info.estimator(**params)
     est._validate_params()
@@ -369,7 +383,10 @@ def _train_and_finish(info: Any, est: Any, spec: DataSpec, ds: Dataset, claim: R
     history = list(getattr(est, "history_", None) or [])
     seconds = sum(float(r.get("seconds", 0.0)) for r in history) if any("seconds" in r for r in history) else wall
     # The saved stage: history and weights first, then the config that says they are final.
-    extra = {k: v for k, v in config.items() if k not in ("params", "sample_shape", "scaling", "fitted", "files")}
+    # What the fitted estimator says of itself replaces what the config held (a resumed run's earlier values).
+    own = ("format", "aekit_version", "family", "params", "resolved", "data_info", "sample_shape", "scaling", "fitted",
+           "files")
+    extra = {k: v for k, v in config.items() if k not in own}
     extra.update(status=SAVED, train_seconds=round(seconds, 3))
     text = estimator_config(est, extra, files=RUN_FILES)
     write_estimator_files(est, out, text, config_first=False)
