@@ -9,6 +9,7 @@ from typing import Any
 
 from aekit.cli.common import (
     UsageError,
+    _check_parent,
     _check_suffix,
     _load,
     _load_eval_data,
@@ -28,6 +29,7 @@ def _check_out_file(out: Path, ns: argparse.Namespace, spec: dict[str, Any] | No
 
     from aekit.engine.rundir import RUN_FILES
 
+    _check_parent(out)
     data = Path(str(spec["name"])) if spec is not None else None
     if data is not None and data.is_file() and out.exists() and out.samefile(data):
         raise UsageError(f"--out {out} is this command's input data; write the result to another file")

@@ -257,7 +257,83 @@ def _load_eval_data(spec: dict[str, Any], split: str, explicit: bool, download: 
     return _load(spec, split=split, download=download)
 
 
+# --------------------------------------------------------------------------------- labels
+
+
+def _read_label_file(path: str, flag: str = "--labels") -> Any:
+    """The integer class labels in the file ``path`` (a .npy array, or a one-column .csv/.txt file), shape (n,) int64.
+
+    Every way a file can fail is one UsageError naming ``flag`` and the file, and NumPy's warnings (an empty text
+    file, a cast out of range) never reach the terminal. ``anomaly`` and ``features`` read their ``--labels`` here.
+    """
+    import warnings
+
+    import numpy as np
+
+    p = Path(path)
+    what = "a .npy or one-column .csv/.txt file of integer labels"
+    if not p.is_file():
+        raise UsageError(f"{flag} {path}: {'a folder' if p.is_dir() else 'no such file'}; give {what}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns before returning an empty array: said below instead
+            if p.suffix.lower() == ".npy":
+                y = np.load(p, allow_pickle=False)
+            else:  # read as text, so that a word is named as a word, not as a failed float conversion
+                y = np.loadtxt(p, delimiter=",", ndmin=2, dtype=str, comments="#")
+    except Exception as exc:
+        raise UsageError(f"{flag} {path} could not be read ({' '.join(str(exc).split())}); give {what}") from None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # one column: (n, 1) -> (n,)
+    if y.size == 0:
+        raise UsageError(f"{flag} {path} holds no labels; give {what}, one per sample")
+    if y.ndim != 1:
+        raise UsageError(f"{flag} {path} holds an array of shape {y.shape}; give one label per sample, shape (n,) "
+                         "(a single column)")
+    if y.dtype.kind in "US":
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            word = next(v for v in y.tolist() if not _is_number(v))
+            raise UsageError(f"{flag} {path} holds the label {word!r}, not a number; give integer class labels "
+                             "(encode names as 0, 1, 2, ...)") from None
+    if y.dtype.kind not in "biuf":
+        raise UsageError(f"{flag} {path} holds values of type {y.dtype}; give integer class labels (0, 1, 2, ...)")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2.0**53)
+        if bad.any():
+            value = y[np.argmax(bad)].item()
+            why = ("not a whole number" if np.isfinite(value) and value != round(value) else
+                   "not a finite number" if not np.isfinite(value) else "too large for a class label")
+            raise UsageError(f"{flag} {path} holds the label {value!r}, {why}; give integer class labels "
+                             "(0, 1, 2, ...)")
+    if y.dtype.kind == "u" and y.dtype.itemsize == 8 and (y > np.iinfo(np.int64).max).any():
+        raise UsageError(f"{flag} {path} holds the label {int(y.max())}, too large for a class label; give integer "
+                         "class labels (0, 1, 2, ...)")
+    return y.astype(np.int64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------------- writing
+
+
+def _check_parent(path: Path, flag: str = "--out") -> None:
+    """Refuse a path whose folders cannot be made: a file stands where one of them should be."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag} path")
+            return
+
+
 
 
 def _write_npy(path: Path, arr: Any) -> None:

@@ -23,6 +23,7 @@ from aekit.cli.common import (
     AddParser,
     UsageError,
     _add_data_args,
+    _check_parent,
     _info,
     _load,
     _out,
@@ -183,15 +184,6 @@ def _check_colorizer(run: str, est: Any) -> None:
     raise UsageError(f"RUN {run} is a {family!r} run trained {how}, not the grayscale one, so it has not learned to "
                      "colour gray images; colorize with a run trained on colour images with `aekit train --family "
                      "denoising --corruption grayscale`")
-
-
-def _check_parent(path: Path, flag: str = "--out") -> None:
-    """Refuse a path whose folders cannot be made: a file stands where one of them should be."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag} path")
-            return
 
 
 def _out_names(ns: argparse.Namespace, data: Path, names: list[str]) -> list[str]:

@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from aekit.cli.anomaly import _read_label_file
 from aekit.cli.commands import _check_out_file, _described, _load_run
 from aekit.cli.common import (
     AddParser,
@@ -23,6 +22,7 @@ from aekit.cli.common import (
     _positive_float,
     _positive_int,
     _print_json,
+    _read_label_file,
     _run_data,
 )
 
