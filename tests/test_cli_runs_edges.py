@@ -149,3 +149,17 @@ def test_the_demo_never_replaces_a_run_of_another_kind(tmp_path: Path, capsys: p
     code, _, err = call(capsys, "demo", "--out", str(run), "--overwrite", "--epochs", "1", "--quiet")
     assert code == 2 and "holds a 'factor-analysis' run that is not a demo run" in err
     assert (run / "config.json").read_bytes() == before
+
+
+def test_a_lost_checkpoint_is_not_silently_trained_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 2)
+        assert call(capsys, "train", "--family", "autoencoder", "--epochs", "4", *TINY, "--out", str(run))[0] == 130
+    (run / "checkpoint.safetensors").unlink()
+    history = (run / "history.csv").read_bytes()
+    code, _, err = call(capsys, "train", "--resume", str(run))
+    assert code == 2 and "records 2 trained epochs in history.csv but holds no checkpoint" in err
+    assert (run / "history.csv").read_bytes() == history

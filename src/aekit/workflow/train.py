@@ -360,6 +360,18 @@ def _finished_result(out: Path, cfg: dict[str, Any]) -> RunResult:
 def _train_and_finish(info: Any, est: Any, spec: DataSpec, ds: Dataset, claim: RunClaim, config: dict[str, Any],
                       threads: int | None, download: bool, say: Log, *, resumed: bool) -> RunResult:
     out = claim.path
+    if resumed and not has_checkpoint(out):
+        try:
+            rows = read_history(out / HISTORY_FILE) if (out / HISTORY_FILE).is_file() else []
+        except (OSError, ValueError):
+            rows = []  # unreadable: no record of trained epochs to lose
+        if rows:
+            # Epochs were trained and recorded, but their checkpoint is gone: starting over would silently
+            # throw them away.
+            raise RunExistsError("{dir} records {n} trained epochs in {history} but holds no checkpoint (was it "
+                                 "deleted?), so it cannot continue where it stopped; restore the checkpoint, or train "
+                                 "it again from the start (the same command with {overwrite})", dir=out, n=len(rows),
+                                 history=HISTORY_FILE)
     atomic_write_text(out / CONFIG_FILE, json_text(config))
     shape = "x".join(map(str, ds.sample_shape))
     say(f"training {info.name} on {ds.name} ({ds.split}, {len(ds)} samples of shape {shape}) into {out}"
