@@ -163,3 +163,22 @@ def test_a_lost_checkpoint_is_not_silently_trained_over(
     code, _, err = call(capsys, "train", "--resume", str(run))
     assert code == 2 and "records 2 trained epochs in history.csv but holds no checkpoint" in err
     assert (run / "history.csv").read_bytes() == history
+
+
+def test_data_files_that_are_not_arrays_or_have_moved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    data = tmp_path / "d.npy"
+    np.save(data, aekit.load_dataset("digits").X[:100])
+    run = tmp_path / "r"
+    assert call(capsys, "train", "--family", "linear", "--data", str(data), "--split", "all", "--latent-dim", "4",
+                "--quiet", "--out", str(run))[0] == 0
+    code, _, err = call(capsys, "evaluate", str(run), "--data", str(tmp_path / "garbage.npy"))
+    assert code == 1 and "not a .npy file (no NumPy header)" in err and "allow_pickle" not in err
+    code, _, err = call(capsys, "evaluate", str(run), "--data", str(tmp_path / "obj.npy"))
+    assert code == 1 and "holds Python objects, which aekit never loads" in err
+    data.rename(tmp_path / "moved.npy")
+    for args in (["evaluate", str(run)], ["generate", str(run), "--out", str(tmp_path / "g.npy")]):
+        code, _, err = call(capsys, *args)
+        assert code == 2 and f"was trained on {data}, which is not there any more; pass --data" in err
+    assert call(capsys, "evaluate", str(run), "--data", str(tmp_path / "moved.npy"))[0] == 0

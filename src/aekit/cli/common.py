@@ -240,6 +240,10 @@ def _run_data(run: Path, ns: argparse.Namespace, split: str | None) -> tuple[dic
     if ns.data is None:
         assert saved is not None
         spec = dict(saved)
+        name = str(spec.get("name", ""))
+        if _builtin_name(name) is None and not Path(name).exists():
+            raise UsageError(f"{run} was trained on {name}, which is not there any more; pass --data with its new "
+                             "place (or other data to use)")
         if ns.data_dir is not None:
             spec["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
         if ns.label_column is not None:

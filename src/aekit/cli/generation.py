@@ -137,7 +137,9 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
         try:
             # Default: the split the run was trained on (train for --data).
             spec, split = _run_data(Path(ns.run), ns, None)
-        except UsageError:
+        except UsageError as exc:
+            if ns.data is not None or "does not record its data set" not in str(exc):
+                raise
             what = "has no prior to sample from: generate" if not can_sample(est) else "with --density " + density
             raise UsageError(
                 f"family {family!r} {what} decodes draws of a density fitted to the codes of data, and this run does "

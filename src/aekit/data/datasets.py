@@ -444,10 +444,22 @@ def _load_idx_dataset(
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        # Without this, np.load guesses "pickle" and suggests allow_pickle, which aekit never uses.
+        raise ValueError(f"{path}: not a .npy file (no NumPy header); save plain numeric arrays with numpy.save")
     try:
         # allow_pickle=False: a data file must never be able to run code.
         return np.asarray(np.load(path, allow_pickle=False))
-    except (ValueError, OSError, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path} holds Python objects, which aekit never loads (unpickling can run code); save a "
+                             "plain numeric array with numpy.save") from None
+        raise ValueError(
+            f"{path}: could not read as a .npy array ({exc}); save plain numeric arrays with numpy.save"
+        ) from exc
+    except (OSError, EOFError) as exc:
         raise ValueError(
             f"{path}: could not read as a .npy array ({exc}); save plain numeric arrays with numpy.save"
         ) from exc
