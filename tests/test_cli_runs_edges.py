@@ -182,3 +182,18 @@ def test_data_files_that_are_not_arrays_or_have_moved(tmp_path: Path, capsys: py
         code, _, err = call(capsys, *args)
         assert code == 2 and f"was trained on {data}, which is not there any more; pass --data" in err
     assert call(capsys, "evaluate", str(run), "--data", str(tmp_path / "moved.npy"))[0] == 0
+
+
+def test_flags_that_do_not_apply_to_the_output_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "r"
+    assert call(capsys, "train", "--family", "linear", "--latent-dim", "4", "--limit", "200", "--quiet",
+                "--out", str(run))[0] == 0
+    code, _, err = call(capsys, "generate", str(run), "--components", "3", "--out", str(tmp_path / "g.npy"))
+    assert code == 2 and "--components 3 sets the mixture of --density gmm, but the density is gaussian" in err
+    assert call(capsys, "generate", str(run), "--density", "gmm", "--components", "3", "--n", "4",
+                "--out", str(tmp_path / "g.npy"))[0] == 0
+    code, _, err = call(capsys, "reconstruct", str(run), "--n", "5", "--out", str(tmp_path / "r.npy"))
+    assert code == 2 and "--n 5 sets the pairs a .png shows" in err and not (tmp_path / "r.npy").exists()
+    code, _, err = call(capsys, "interpolate", str(run), "--pair", "0", "1", "--steps", "3000", "--out",
+                        str(tmp_path / "i.png"))
+    assert code == 2 and "--steps 3000 is too many for one .png strip; use at most 100" in err

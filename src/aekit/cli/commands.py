@@ -111,6 +111,9 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
     from aekit.report.metrics import reconstruction_metrics
 
     out = _check_suffix(ns.out, (".npy", ".png"), "reconstructions")
+    if ns.n is not None and out.suffix.lower() != ".png":
+        raise UsageError(f"--n {ns.n} sets the pairs a .png shows, but --out {out} is a .npy of every reconstruction; "
+                         "leave --n out, or write a .png")
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)
@@ -122,7 +125,7 @@ def _cmd_reconstruct(ns: argparse.Namespace) -> int:
         from aekit.report.figures import reconstruction_figure, reconstruction_pairs
 
         # The figure shows fewer pairs than asked for when the data are lines (tabular, signals): say so.
-        shown = reconstruction_pairs(ds.X, ns.n)
+        shown = reconstruction_pairs(ds.X, ns.n or 10)
         atomic_write_bytes(out, reconstruction_figure(ds.X[:shown], R[:shown], n=shown, source=_described(ds, ns.limit)))
         summary["pairs_shown"] = shown
         what = (f"a figure of {shown} originals beside their reconstructions" if shown > 1

@@ -50,8 +50,8 @@ def add_parsers(add: AddParser, with_prior: list[str]) -> None:
     sp.add_argument("--density", choices=_DENSITIES, default="auto",
                     help="what the codes are drawn from (default: auto: the prior of a family that declares one, "
                          "else gaussian)")
-    sp.add_argument("--components", type=_positive_int, default=10, metavar="K",
-                    help="components of the gmm density (default: 10)")
+    sp.add_argument("--components", type=_positive_int, default=None, metavar="K",
+                    help="components of the gmm density (--density gmm only; default: 10)")
     sp.add_argument("--label", type=int, default=None, metavar="Y",
                     help="class label to generate, for a conditional model (e.g. a vae trained with --conditional)")
     _add_data_args(sp, split_default=_GENERATE_SPLIT, split_help="split whose codes the density is fitted to")
@@ -128,6 +128,9 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
                          "with `aekit train --family vae --conditional` on labelled data, or leave --label out")
     if density == "auto":
         density = "prior" if can_sample(est) else "gaussian"
+    if ns.components is not None and density != "gmm":
+        raise UsageError(f"--components {ns.components} sets the mixture of --density gmm, but the density is "
+                         f"{density}; add --density gmm, or leave --components out")
     if density == "prior" and not can_sample(est):
         raise UsageError(f"family {family!r} has no prior to sample from; choose --density gaussian or gmm (a density "
                          "fitted to the codes of data) or normal (N(0, I) codes decoded)")
@@ -152,7 +155,7 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
         raise UsageError(f"family {family!r} {why}; --data, --split and --limit choose the data a density is fitted "
                          "to (--density gaussian or gmm), so leave them out")
     _check_out_file(out, ns, spec)
-    g = generate(est, ns.n, X, density=density, n_components=ns.components, random_state=ns.seed, source=source,
+    g = generate(est, ns.n, X, density=density, n_components=ns.components or 10, random_state=ns.seed, source=source,
                  label=ns.label)
     if out.suffix.lower() == ".png":
         from aekit.report.figures import samples_figure
@@ -170,6 +173,10 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- interpolate
 
 
+#: The most points an interpolation strip draws in one .png (more would make a picture no viewer opens).
+_MAX_STRIP = 100
+
+
 def _cmd_interpolate(ns: argparse.Namespace) -> int:
     from aekit.engine.rundir import atomic_write_bytes
     from aekit.model.sampling import interpolate
@@ -177,6 +184,9 @@ def _cmd_interpolate(ns: argparse.Namespace) -> int:
     out = _check_suffix(ns.out, (".npy", ".png"), "interpolations")
     if ns.steps < 2:
         raise UsageError(f"--steps {ns.steps}: a path needs at least 2 points (its two ends)")
+    if out.suffix.lower() == ".png" and ns.steps > _MAX_STRIP:
+        raise UsageError(f"--steps {ns.steps} is too many for one .png strip; use at most {_MAX_STRIP} with a .png, or "
+                         "write every point to a .npy")
     est = _load_run(ns.run)
     spec, split = _run_data(Path(ns.run), ns, "all")
     ds = _load(spec, split=split, download=ns.download)

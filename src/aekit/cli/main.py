@@ -128,9 +128,9 @@ def _main_parser() -> _Parser:
     _add_data_args(sp, split_default=_TRANSFORM_SPLIT, split_help="split to reconstruct")
     sp.add_argument("--out", required=True, metavar="FILE", help="output .npy (all reconstructions) or .png (a figure)")
     sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    sp.add_argument("--n", type=_positive_int, default=10, metavar="N",
+    sp.add_argument("--n", type=_positive_int, default=None, metavar="N",
                     help="pairs shown in a .png: images side by side, at most 4 line plots for tabular data and signals "
-                         "(default: 10)")
+                         "(.png only; default: 10)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary with the metrics")
 
     with_prior = [n for n, e in catalog().items() if "sample" in e.capabilities]
