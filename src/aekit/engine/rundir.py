@@ -443,8 +443,10 @@ def open_checkpoint_dir(path: str | os.PathLike, record: dict[str, Any], *, resu
                 f"the checkpoint in {p} was written by a fit of {old.get('family')!r}, not {record['family']!r}; "
                 f"resume it with that family, or start a new fit (resume=False) in another folder"
             )
-        then, now = old.get("data"), record["data"]
-        if isinstance(then, dict) and then.get("checksum") != now.get("checksum") and not allow_data_change:
+        then: dict[str, Any] = old["data"] if isinstance(old.get("data"), dict) else {}
+        now: dict[str, Any] = record["data"]
+        known = then.get("checksum") is not None and now.get("checksum") is not None
+        if known and then["checksum"] != now["checksum"] and not allow_data_change:
             def describe(fp: dict[str, Any]) -> str:
                 shape = "x".join(str(s) for s in fp.get("sample_shape", []))
                 return f"{fp.get('n_samples')} samples of shape {shape}, checksum {str(fp.get('checksum'))[:12]}"

@@ -404,8 +404,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X = check_array(X)
         info = self._resolve_for(X, y)
         if checkpoint_dir is not None:
-            open_checkpoint_dir(checkpoint_dir, self._fit_record(X, y), resume=resume,
-                                allow_data_change=allow_data_change)
+            # With allow_data_change the data are not compared, so they need no checksum (a run directory of
+            # `aekit train` keeps its own fingerprint of the data and passes it).
+            open_checkpoint_dir(checkpoint_dir, self._fit_record(X, y, checksum=not allow_data_change),
+                                resume=resume, allow_data_change=allow_data_change)
         seed = self._seed()
         scaler = Scaler.fit(str(self.resolved_.get("scaling", self._scaling())), X)
         Xs = scaler.transform(X)
@@ -420,19 +422,23 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.module_.eval()
         return self
 
-    def _fit_record(self, X: np.ndarray, y: Any) -> dict[str, Any]:
-        """The family and a fingerprint of the data (size, shape, a BLAKE2 checksum of ``X`` and ``y``), kept
-        beside a checkpoint so that a resume on other data or as another family is refused."""
-        h = hashlib.blake2b(digest_size=16)
+    def _fit_record(self, X: np.ndarray, y: Any, checksum: bool = True) -> dict[str, Any]:
+        """The family and a fingerprint of the data (size, shape, a BLAKE2 checksum of ``X`` and ``y``, or None
+        without ``checksum``), kept beside a checkpoint so that a resume on other data or as another family is
+        refused."""
         Xc = np.ascontiguousarray(X)
-        h.update(str((Xc.shape, Xc.dtype.str)).encode())
-        h.update(Xc.view(np.uint8).data if Xc.size else b"")
-        if y is not None:
-            yc = np.ascontiguousarray(np.asarray(y))
-            h.update(str((yc.shape, yc.dtype.str)).encode())
-            if yc.dtype.kind in "biuf":
-                h.update(yc.view(np.uint8).data if yc.size else b"")
-        data = {"n_samples": int(Xc.shape[0]), "sample_shape": [int(d) for d in Xc.shape[1:]], "checksum": h.hexdigest()}
+        digest = None
+        if checksum:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(str((Xc.shape, Xc.dtype.str)).encode())
+            h.update(Xc.view(np.uint8).data if Xc.size else b"")
+            if y is not None:
+                yc = np.ascontiguousarray(np.asarray(y))
+                h.update(str((yc.shape, yc.dtype.str)).encode())
+                if yc.dtype.kind in "biuf":
+                    h.update(yc.view(np.uint8).data if yc.size else b"")
+            digest = h.hexdigest()
+        data = {"n_samples": int(Xc.shape[0]), "sample_shape": [int(d) for d in Xc.shape[1:]], "checksum": digest}
         return {"format": "aekit-checkpoint", "family": getattr(type(self), "_family_name", type(self).__name__),
                 "data": data}
 
