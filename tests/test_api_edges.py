@@ -182,3 +182,55 @@ def test_helpers_name_mismatched_arrays(data, fitted, tmp_path: Path) -> None:
         aekit.load(other)
     with pytest.raises(NotFittedError):
         aekit.PredictiveSparseDecomposition(latent_dim=8).sparse_codes(X)
+
+
+# ------------------------------------------------------------------------------ applications' inputs
+
+
+def test_compression_refuses_steps_past_float32_values_outside_the_code_range_and_unfit_models(data, fitted) -> None:
+    from sklearn.decomposition import PCA
+
+    X = data[0]
+    cm = aekit.fit_code_model(fitted, X)
+    for kw in ({"step": 1e40}, {"residual_step": 1e40}):
+        with pytest.raises(ValueError, match="at most 3.4e\\+38 \\(it is stored as float32\\)"):
+            aekit.compress(fitted, X[:3], code_model=cm, **kw)
+    with pytest.raises(ValueError, match="outside the range \\[0, 1\\] of the data the code model was fitted to.*0-255"):
+        aekit.compress(fitted, (X[:3] * 255).astype(np.uint8), code_model=cm, residual_step=0.05)
+    # Inside the range the refinement's bound holds.
+    R = aekit.decompress(fitted, aekit.compress(fitted, X[:20], code_model=cm, residual_step=0.05), code_model=cm)
+    assert np.abs(R - X[:20]).max() <= 0.025 + 1e-6
+    with pytest.raises(NotFittedError):
+        aekit.compress(aekit.Autoencoder(), X[:3], code_model=cm)
+    with pytest.raises(ValueError, match="PCA cannot compress: compression needs a fitted aekit model"):
+        aekit.fit_code_model(PCA(4).fit(X.reshape(len(X), -1)), X.reshape(len(X), -1))
+    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+        aekit.fit_code_model(fitted, X, max_samples=0)
+
+
+def test_restoration_refuses_another_scale_channels_last_and_bad_settings(data, fitted) -> None:
+    X = data[0][:4]
+    with pytest.raises(ValueError, match="far outside the range .* pixel values 0-255 need dividing by 255"):
+        aekit.denoise(fitted, X * 255)
+    with pytest.raises(ValueError, match="far outside the range"):
+        aekit.inpaint(fitted, (X * 255).astype(np.uint8), "block:3x3")
+    noisy = X + 0.3 * np.random.default_rng(0).standard_normal(X.shape).astype(np.float32)
+    assert aekit.denoise(fitted, noisy).shape == X.shape  # noise on the input is not another scale
+    with pytest.raises(ValueError, match="channels last \\(N, H, W, C\\); pass them as \\(N, C, H, W\\)"):
+        aekit.denoise(fitted, X.transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="batch_size"):
+        aekit.denoise(fitted, X, batch_size=0)
+    with pytest.raises(ValueError, match="window must be one of"):
+        aekit.denoise(fitted, X, window="x")
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        aekit.denoise(fitted, X, stride=-4)
+    with pytest.raises(ValueError, match="fill_value must be a finite number"):
+        aekit.inpaint(fitted, X, "block:3", fill_value=float("nan"))
+
+
+def test_generation_names_an_unfitted_or_foreign_model(data) -> None:
+    X = data[0]
+    with pytest.raises(NotFittedError):
+        aekit.interpolate(aekit.Autoencoder(), X[0], X[1])
+    with pytest.raises(TypeError, match="expected a fitted aekit estimator with an encoder and a decoder"):
+        aekit.generate(object(), 2, X)

@@ -180,16 +180,22 @@ class CodeModel:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
-def _samples(model: Any, X: Any, name: str = "X") -> tuple[np.ndarray, tuple[int, ...]]:
-    """``X`` as float32 (N, *sample_shape) and its own shape; any shape holding whole samples is accepted."""
+def _check_model(model: Any) -> None:
+    """A fitted aekit estimator with an encoder and a decoder, or a clear error naming the families that have both."""
     from aekit.model.registry import families
 
-    if not callable(getattr(model, "transform", None)) or not callable(getattr(model, "inverse_transform", None)):
+    aekit_model = callable(getattr(model, "_check_fitted", None))
+    if not (aekit_model and callable(getattr(model, "transform", None))
+            and callable(getattr(model, "inverse_transform", None))):
         can = [n for n, f in families().items() if hasattr(f.estimator, "inverse_transform")]
-        raise ValueError(f"{type(model).__name__} cannot compress: it has no encoder and decoder (transform and "
-                         f"inverse_transform); use a model of a family that has: {', '.join(can)}")
-    if callable(getattr(model, "_check_fitted", None)):
-        model._check_fitted()
+        raise ValueError(f"{type(model).__name__} cannot compress: compression needs a fitted aekit model with an "
+                         f"encoder and a decoder (transform and inverse_transform); use one of: {', '.join(can)}")
+    model._check_fitted()
+
+
+def _samples(model: Any, X: Any, name: str = "X") -> tuple[np.ndarray, tuple[int, ...]]:
+    """``X`` as float32 (N, *sample_shape) and its own shape; any shape holding whole samples is accepted."""
+    _check_model(model)
     shape = tuple(int(s) for s in model.sample_shape_)
     A = np.asarray(X, dtype=np.float32)
     d = math.prod(shape)
@@ -259,6 +265,9 @@ def fit_code_model(
     """
     if isinstance(n_contexts, bool) or not isinstance(n_contexts, int) or n_contexts < 1:
         raise ValueError(f"n_contexts must be a positive integer, e.g. 16; got {n_contexts!r}")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int | np.integer) or max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer (the samples the code model is fitted to), e.g. "
+                         f"20000; got {max_samples!r}")
     A, _ = _samples(model, X)
     A = A[:max_samples]
     Z = np.asarray(model.transform(A), np.float64)  # (N, K)
@@ -300,11 +309,15 @@ def fit_code_model(
 def _check_step(value: Any, name: str, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
-            or not math.isfinite(float(value)) or float(value) <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueError(f"{name} must be a positive number, e.g. 0.5; got {value!r}")
-    # The file holds it as float32: coder and decoder use that value.
-    return float(np.float32(value))
+    # The file holds it as float32: coder and decoder use that value, so it is checked as float32.
+    with np.errstate(over="ignore"):
+        v = float(np.float32(value))
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive number of at most {float(np.finfo(np.float32).max):.3g} (it is "
+                         f"stored as float32), e.g. 0.5; got {value!r}")
+    return v
 
 
 def _varint(n: int) -> bytes:
@@ -425,11 +438,21 @@ def compress(
     """
     import constriction
 
+    _check_model(model)
     cm = _check_code_model(model, code_model)
     step_ = _check_step(step, "step")
     rstep = _check_step(residual_step, "residual_step", optional=True)
     assert step_ is not None
     A, shape = _samples(model, X)
+    if rstep is not None:
+        lo, hi = float(A.min()), float(A.max())
+        if lo < cm.low or hi > cm.high:
+            # Decoded values are kept in the code model's range, so the refinement's bound holds only inside it.
+            raise ValueError(
+                f"X holds values from {lo:.4g} to {hi:.4g}, outside the range [{cm.low:.4g}, {cm.high:.4g}] of the "
+                "data the code model was fitted to; the refinement layer codes values in that range only. Fit the code "
+                "model to data that cover these values (aekit.fit_code_model(model, X)), or bring X into the range "
+                "(images: pixel values in [0, 1], not 0-255)")
     Z = np.asarray(model.transform(A), np.float64)  # (N, K)
     steps, scales, qmax, Q = _code_params(cm, step_)
     q = np.clip(np.rint((Z - np.asarray(cm.loc)) / steps), -qmax, qmax).astype(np.int32)  # (N, K)
@@ -480,6 +503,7 @@ def decompress(model: Any, data: bytes, *, code_model: CodeModel, name: str = "t
     """
     import constriction
 
+    _check_model(model)
     cm = _check_code_model(model, code_model)
     data = bytes(data)
     rd = _Reader(data, name)

@@ -95,6 +95,9 @@ def _as_images(X: Any, name: str = "X") -> np.ndarray:
         hint = (f" (flat rows carry no image shape: reshape them, e.g. to ({A.shape[0]}, 1, H, W) with H * W = "
                 f"{A.shape[1]} for gray images)" if A.ndim == 2 else "")
         raise ValueError(f"{name} has shape {A.shape}; pass images as (N, C, H, W) or (N, H, W){hint}")
+    if A.shape[-1] in (1, 3) and A.shape[1] not in (1, 3):
+        raise ValueError(f"{name} has shape {A.shape}, images with their channels last (N, H, W, C); pass them as "
+                         f"(N, C, H, W): {name}.transpose(0, 3, 1, 2)")
     if A.shape[0] == 0 or min(A.shape[2:]) == 0:
         raise ValueError(f"{name} has shape {A.shape}; it holds no pixels")
     if not np.isfinite(A).all():
@@ -209,11 +212,30 @@ def restore_patches(
     return (acc / norm).astype(np.float32)
 
 
+def _check_range(model: Any, A: np.ndarray, name: str = "X") -> None:
+    """Refuse pixel values far outside those the model was trained on (0-255 values for a model of [0, 1] images)."""
+    info = getattr(model, "data_info_", None)
+    lo, hi = getattr(info, "min", None), getattr(info, "max", None)
+    if lo is None or hi is None:
+        return
+    span = max(float(hi) - float(lo), 1e-12)
+    a_lo, a_hi = float(A.min()), float(A.max())
+    if a_lo < lo - 2 * span or a_hi > hi + 2 * span:  # room for noise on the input, none for another scale
+        hint = ("; pixel values 0-255 need dividing by 255" if a_hi > 1.5 and 0 <= lo and hi <= 1 else
+                "; bring them to the scale of the training data")
+        raise ValueError(f"{name} holds values from {a_lo:.4g} to {a_hi:.4g}, far outside the range [{lo:.4g}, "
+                         f"{hi:.4g}] of the images the model was trained on{hint}")
+
+
 def _reconstruct(model: Any, X: np.ndarray, *, stride: Any, window: str, batch_size: int) -> np.ndarray:
     """The model's reconstruction of images ``X`` (N, C, H, W) of any size >= its input, patch-wise."""
     _capable(model)
+    check_count("batch_size", batch_size)
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
     N, C, H, W = X.shape
     pc, h, w = _patch_shape(model, C)
+    _check_stride(stride, (h, w))
     flat = len(model.sample_shape_) == 1
     if C != pc:
         if pc == 1:  # a gray model restores each colour channel as a gray image
@@ -252,6 +274,8 @@ def denoise(
     ndarray, the shape of ``X`` ((N, 1, H, W) for (N, H, W) input), float32
     """
     A = _as_images(X)
+    _capable(model)
+    _check_range(model, A)
     R = _reconstruct(model, A, stride=stride, window=window, batch_size=batch_size)
     return R.reshape(np.shape(X)) if np.ndim(X) == 3 else R
 
@@ -352,7 +376,13 @@ def inpaint(
     """
     if not is_whole(iterations, 1):
         raise ValueError(f"iterations must be a positive integer, e.g. 5; got {iterations!r}")
+    if isinstance(fill_value, bool) or not isinstance(fill_value, int | float | np.number) \
+            or not math.isfinite(float(fill_value)):
+        raise ValueError(f"fill_value must be a finite number, the masked pixels' value before the first "
+                         f"reconstruction, e.g. 0.0; got {fill_value!r}")
     A = _as_images(X)
+    _capable(model)
+    _check_range(model, A)
     M = make_mask(mask, A.shape, random_state) if isinstance(mask, str) else mask
     M = check_mask(M, A.shape)  # (N, C, H, W)
     x = np.where(M, np.asarray(fill_value, A.dtype), A)
@@ -386,6 +416,7 @@ def colorize(
     if A.shape[1] != 1:
         raise ValueError(f"colorize takes gray images (N, H, W) or (N, 1, H, W), got shape {A.shape}; convert colour "
                          "images to gray first (0.299 R + 0.587 G + 0.114 B), or use denoise")
+    _check_range(model, A)
     gray3 = np.repeat(A, 3, axis=1)  # (N, 3, H, W)
     return _reconstruct(model, gray3, stride=stride, window=window, batch_size=batch_size)
 

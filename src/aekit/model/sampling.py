@@ -42,6 +42,15 @@ FITTED = ("gaussian", "gmm")
 Density = Literal["auto", "prior", "normal", "gaussian", "gmm"]
 
 
+def _check_estimator(est: Any) -> None:
+    """A fitted estimator with a decoder (an aekit one is asked whether it is fitted); TypeError for anything else."""
+    if callable(getattr(est, "_check_fitted", None)):
+        est._check_fitted()
+    if not callable(getattr(est, "inverse_transform", None)) and not callable(getattr(est, "sample", None)):
+        raise TypeError(f"expected a fitted aekit estimator with an encoder and a decoder (e.g. "
+                        f"aekit.Autoencoder().fit(X)), got {type(est).__name__}")
+
+
 def is_conditional(est: Any) -> bool:
     """Whether a fitted estimator's generative model takes a class label (a VAE fitted with ``conditional=True``)."""
     return bool(dict(getattr(est, "resolved_", None) or {}).get("conditional", False))
@@ -256,6 +265,7 @@ def generate(
     """
     if density not in DENSITIES:
         raise ValueError(f"unknown density {density!r}; choose one of {', '.join(DENSITIES)}")
+    _check_estimator(est)
     n = check_count("n_samples", n)
     family = getattr(est, "_family_name", type(est).__name__)
     if label is not None:
@@ -327,6 +337,7 @@ def interpolate(est: Any, a: Any, b: Any, steps: int = 10, method: Literal["line
     -------
     ndarray (steps, *sample_shape), in data units
     """
+    _check_estimator(est)
     steps = check_count("steps", steps)
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}")
