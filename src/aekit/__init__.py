@@ -116,6 +116,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
 
 __all__ = [
     "AnomalyDetector",
+    "CodeIndex",
+    "FineTunedClassifier",
+    "code_features",
+    "finetune_features",
     "CodeModel",
     "compress",
     "decompress",

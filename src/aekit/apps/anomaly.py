@@ -43,10 +43,10 @@ The face:
 
 Example::
 
-    >>> import aekit
-    >>> det = aekit.AnomalyDetector(contamination=0.05).fit(X_normal)
-    >>> det.predict(X_new)          # 1 normal, -1 anomaly
-    >>> det.decision_function(X_new)  # higher is more abnormal
+    import aekit
+    det = aekit.AnomalyDetector(contamination=0.05).fit(X_normal)
+    det.predict(X_new)          # 1 normal, -1 anomaly
+    det.decision_function(X_new)  # higher is more abnormal
 """
 
 from __future__ import annotations

@@ -47,10 +47,10 @@ use no network arithmetic to decode: their densities come from the code model on
 
 Example::
 
-    >>> cm = aekit.fit_code_model(ae, X_train)
-    >>> data = aekit.compress(ae, X_test, code_model=cm, step=0.5, residual_step=0.05)
-    >>> X_hat = aekit.decompress(ae, data, code_model=cm)        # X_test's shape, float32
-    >>> len(data) * 8 / len(X_test)                              # bits per image, what the file holds
+    cm = aekit.fit_code_model(ae, X_train)
+    data = aekit.compress(ae, X_test, code_model=cm, step=0.5, residual_step=0.05)
+    X_hat = aekit.decompress(ae, data, code_model=cm)        # X_test's shape, float32
+    len(data) * 8 / len(X_test)                              # bits per image, what the file holds
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ PCA's and their sample quality (:mod:`aekit.report.quality`), as one table, one 
 
 Example::
 
-    >>> import aekit
-    >>> ae = aekit.Autoencoder(latent_dim=8, max_epochs=5).fit(X)
-    >>> S = aekit.generate(ae, 16, X, density="gmm", n_components=10).samples
-    >>> strip = aekit.interpolate(ae, X[0], X[1], steps=10, method="slerp")
+    import aekit
+    ae = aekit.Autoencoder(latent_dim=8, max_epochs=5).fit(X)
+    S = aekit.generate(ae, 16, X, density="gmm", n_components=10).samples
+    strip = aekit.interpolate(ae, X[0], X[1], steps=10, method="slerp")
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ Every family restores through ``reconstruct``; images need the ``"images"`` capa
 
 Example::
 
-    >>> import aekit
-    >>> dae = aekit.DenoisingAutoencoder(corruption="gaussian:0.5").fit(X)      # X: (N, 1, 28, 28)
-    >>> clean = aekit.denoise(dae, noisy)                                      # any (N, 1, H, W), H, W >= 28
-    >>> filled = aekit.inpaint(dae, X, "block:12x12", iterations=5, random_state=0)
+    import aekit
+    dae = aekit.DenoisingAutoencoder(corruption="gaussian:0.5").fit(X)      # X: (N, 1, 28, 28)
+    clean = aekit.denoise(dae, noisy)                                      # any (N, 1, H, W), H, W >= 28
+    filled = aekit.inpaint(dae, X, "block:12x12", iterations=5, random_state=0)
 """
 
 from __future__ import annotations

@@ -84,7 +84,9 @@ def add_parsers(add: AddParser) -> None:
                          "on the training data; 0 scores the reconstruction error (or likelihood) alone (default: 5)")
     sp.add_argument("--contamination", type=_fraction, default=0.1, metavar="F",
                     help="expected share of anomalies in the training data, sets the threshold (default: 0.1)")
-    sp.add_argument("--out", metavar="FILE.csv", help="write per-sample scores (index, score, prediction, label); the "
+    sp.add_argument("--out", metavar="FILE.csv", help="write per-sample scores: columns index, score (decision_function, higher is more abnormal), "
+                                                      "prediction (1 normal, -1 anomaly) and, with --labels, anomaly (1 "
+                                                      "for a sample whose label marks an anomaly, else 0); the "
                                                       f"histogram goes beside it as <stem>-histogram.png instead of "
                                                       f"RUN/{FIGURE}")
     sp.add_argument("--overwrite", action="store_true", help="replace --out and the figure if they exist")

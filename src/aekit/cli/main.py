@@ -69,7 +69,8 @@ __all__ = ["main"]
 
 def _main_parser() -> _Parser:
     p = _parser(
-        "aekit", "Autoencoders from the lectures: train, evaluate, encode, reconstruct, generate, interpolate, sweep and report.",
+        "aekit", "Autoencoders from the lectures: train, evaluate and report them, and put them to work: denoise, inpaint, "
+        "colorize, compress, search, classify and detect anomalies.",
         epilog="Start with `aekit demo`; `aekit COMMAND --help` describes each command.",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -85,7 +86,7 @@ def _main_parser() -> _Parser:
     sp = add("list", "list the registered families")
     sp.add_argument("--json", action="store_true", help="print as JSON")
 
-    sp = add("demo", "train an autoencoder on the bundled digits and write an HTML report (about a minute)",
+    sp = add("demo", "train an autoencoder on the bundled digits and write an HTML report (a few seconds)",
              "Train an autoencoder with a 2-D code on scikit-learn's bundled digits (no download) and write a run "
              "directory with report.html: reconstructions, the latent map coloured by digit, decoder samples and "
              "loss curves.")

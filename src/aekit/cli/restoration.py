@@ -33,9 +33,9 @@ from aekit.cli.common import (
     _write_npy,
 )
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: Formats whose encoding changes pixels: inpainting writes these inputs as PNG, to keep the known pixels exact.
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".gif")  # JPEG compression; GIF keeps 256 colours
 
 
 def add_parsers(add: AddParser) -> None:
@@ -102,7 +102,7 @@ def _read_image(path: Path) -> Any:
     try:
         return read_image(path)  # (C, H, W)
     except ValueError as exc:
-        raise UsageError(f"{exc}; give PNG or JPEG files") from None
+        raise UsageError(f"{exc}; give PNG, JPEG, BMP, GIF, TIFF or WebP files") from None
 
 
 def _read_folder(folder: Path, what: str) -> list[_Image]:
@@ -116,8 +116,10 @@ def _encode_image(pixels: Any, suffix: str) -> bytes:
     u8 = np.clip(np.rint(np.asarray(pixels, np.float64) * 255.0), 0, 255).astype(np.uint8)  # (C, H, W)
     im = Image.fromarray(u8[0]) if u8.shape[0] == 1 else Image.fromarray(u8.transpose(1, 2, 0))
     buf = io.BytesIO()
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix.lower(), "PNG")
-    im.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF",
+           ".webp": "WEBP"}.get(suffix.lower(), "PNG")
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    im.save(buf, format=fmt, **options)
     return buf.getvalue()
 
 

@@ -14,7 +14,8 @@ Sources understood by :func:`load_dataset`:
 * ``"mnist"`` and ``"fashion-mnist"`` -- the four original IDX ``.gz`` files,
   checked against their canonical md5 sums and optionally downloaded,
 * a path to a ``.npy``, ``.npz`` or ``.csv`` file, or to a directory of
-  PNG/JPEG images (optionally one subdirectory per class).
+  images (PNG, JPEG, BMP, GIF, TIFF or WebP; optionally one subdirectory per
+  class).
 
 Errors caused by the data raise ``ValueError`` (or ``FileNotFoundError`` for
 files that are not there) with a message that names the offending value and
@@ -27,6 +28,7 @@ import csv
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
 import shutil
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from aekit.core.params import is_whole
-from aekit.data.preprocessing import float32_overflow_message, layout_message
+from aekit.data.preprocessing import INT64_RANGE, float32_overflow_message, layout_message, whole_int64
 
 __all__ = [
     "CHECKSUMS",
@@ -118,15 +120,15 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
 _TEST_FRACTION = 0.2
 _SPLIT_SEED = 0
 _FILE_SUFFIXES = (".npy", ".npz", ".csv")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Pillow modes holding a single intensity channel (LA: plus alpha, which is dropped).
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: Largest image, in pixels, an image folder may hold (a 6000x5500 photograph). Pillow's own limit
 #: (about 89 million pixels) only warns; a few kilobytes of PNG can declare billions of pixels.
 MAX_IMAGE_PIXELS = 2**25
+# Pillow modes holding a single intensity channel (LA: plus alpha, which is dropped).
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _ACCEPTED = (
-    "paths to .npy, .npz or .csv files, or to a directory of PNG/JPEG images "
-    "(optionally one subdirectory per class), are also accepted"
+    "paths to .npy, .npz or .csv files, or to a directory of images (PNG, JPEG, BMP, GIF, TIFF or WebP; "
+    "optionally one subdirectory per class), are also accepted"
 )
 
 
@@ -468,6 +470,11 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as fh:
         magic = fh.read(4)
+    if magic == b"PK\x05\x06":
+        # A zip archive's end record with no entry before it: what numpy.savez writes when given no arrays.
+        raise ValueError(
+            f"{path}: the .npz archive holds no arrays; save the data into it, e.g. numpy.savez(path, X=X, y=y)"
+        )
     if magic != b"PK\x03\x04":
         # Without this, np.load guesses "pickle" and gives a misleading message.
         raise ValueError(
@@ -480,6 +487,30 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{path}: could not read as a .npz archive ({exc}); save plain numeric arrays with numpy.savez"
         ) from exc
+
+
+# Names, lower-cased, that .npz inputs and labels are read from (the first present wins).
+_NPZ_X = ("x", "data", "images")
+_NPZ_Y = ("y", "labels", "targets", "label", "target")
+
+
+def _check_no_lost_labels(path: Path, arrays: dict[str, np.ndarray], used: set[str], n_samples: set[int]) -> None:
+    """Refuse an archive without labels under a known name that holds another array of one entry per sample.
+
+    Such an array is most likely the labels under a name the loader does not know (``classes``, or ``y_train``
+    beside ``X``); dropping it would train without them and never say so.
+    """
+    lost = [
+        key for key, a in arrays.items()
+        if key not in used and a.ndim in (1, 2) and len(a) in n_samples and (a.ndim == 1 or a.shape[1] == 1)
+    ]
+    if lost:
+        shapes = ", ".join(f"{key} {arrays[key].shape}" for key in lost)
+        raise ValueError(
+            f"{path}: found no labels but arrays with one entry per sample that are not read: {shapes}. Labels are "
+            f"read from {', '.join(_NPZ_Y)} (with x_train/x_test: y_train/y_test); rename the label array to y, "
+            "or remove it from the archive to load the data unlabelled"
+        )
 
 
 def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -503,6 +534,10 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None, bo
         parts = ("train", "test") if split == "all" else (split,)
         xs: list[np.ndarray] = []
         ys: list[np.ndarray | None] = []
+        used = {k for part in ("train", "test") for k in (find(f"x_{part}"), find(f"y_{part}")) if k is not None}
+        if find("y_train") is None and find("y_test") is None:
+            sizes = {len(arrays[k]) for k in used if arrays[k].ndim > 0}
+            _check_no_lost_labels(path, arrays, used, sizes)
         for part in parts:
             x_key, y_key = find(f"x_{part}"), find(f"y_{part}")
             if x_key is None:
@@ -538,16 +573,18 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None, bo
             y_all = np.concatenate([ys[0].reshape(len(ys[0]), -1), ys[1].reshape(len(ys[1]), -1)])
         return np.concatenate(xs), y_all, True
 
-    x_key = find("x", "data", "images")
+    x_key = find(*_NPZ_X)
     if x_key is None and len(arrays) == 1:
         # np.savez(path, array) stores the array as "arr_0".
         x_key = next(iter(arrays))
     if x_key is None:
         raise ValueError(
-            f"{path}: no input array found; name it X, x, data or images (labels: y, labels or targets), "
+            f"{path}: no input array found; name it X, x, data or images (labels: {', '.join(_NPZ_Y)}), "
             f"or use x_train/y_train/x_test/y_test. The file holds: {listing}"
         )
-    y_key = find("y", "labels", "targets")
+    y_key = find(*_NPZ_Y)
+    if y_key is None and arrays[x_key].ndim > 0:
+        _check_no_lost_labels(path, arrays, {x_key}, {len(arrays[x_key])})
     return arrays[x_key], None if y_key is None else arrays[y_key], False
 
 
@@ -559,31 +596,100 @@ def _is_number(text: str) -> bool:
     return True
 
 
+_SAVE_UTF8 = "save it as UTF-8 (in a spreadsheet: Save As, 'CSV UTF-8')"
+
+
+def _read_text(path: Path) -> str:
+    """The text of a UTF-8 file, with a leading byte-order mark dropped; any other encoding is refused."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(
+            f"{path}: the file is UTF-16 (or UTF-32) text, as its byte-order mark {raw[:2]!r} says, but aekit reads "
+            f"UTF-8 only; {_SAVE_UTF8}"
+        )
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: the file holds a NUL byte (line {line}), so it is not UTF-8 text: it may be UTF-16 without "
+            f"a byte-order mark, or not text at all; {_SAVE_UTF8}"
+        )
+    try:
+        # utf-8-sig: spreadsheets often prepend a byte-order mark that would otherwise glue itself onto the
+        # first header name.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} is not valid UTF-8 "
+            f"(the file is probably in a legacy encoding such as Latin-1 or Windows-1252); {_SAVE_UTF8}"
+        ) from None
+
+
+def _delimiter(first_line: str) -> str:
+    """Comma, or the semicolon or tab that separates the values of a first line without a comma.
+
+    Spreadsheets in locales with a decimal comma write semicolons, and .tsv files saved as .csv use tabs.
+    """
+    if "," not in first_line:
+        for d in (";", "\t"):
+            if d in first_line:
+                return d
+    return ","
+
+
+def _pandas_names(cells: list[str]) -> bool:
+    """Whether ``cells`` are exactly 0, 1, ..., len - 1: the column names pandas writes for unnamed columns."""
+    return cells == [str(i) for i in range(len(cells))]
+
+
+def _cell_hint(cell: str, delimiter: str) -> str:
+    if delimiter == "," and (";" in cell or "\t" in cell):
+        return (
+            "; it holds a semicolon or tab: separate values with commas on every line (semicolons or "
+            "tabs are read only when the first line holds no comma)"
+        )
+    if delimiter != "," and "," in cell and _is_number(cell.replace(",", ".", 1)):
+        return "; numbers must use a decimal point, not a decimal comma"
+    return ""
+
+
 def _load_csv(path: Path, label_column: int | str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    # utf-8-sig: spreadsheets often prepend a byte-order mark that would
-    # otherwise glue itself onto the first header name.
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        rows = [(reader.line_num, [cell.strip() for cell in row]) for row in reader if row]
+    text = _read_text(path)
+    first_line = next((line for line in io.StringIO(text) if line.strip()), "")
+    delimiter = _delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [(reader.line_num, [cell.strip() for cell in row]) for row in reader if row]
     if not rows:
         raise ValueError(f"{path}: the file is empty; it needs at least one row of numbers")
 
-    # A header is a first row with no number in it; a header made of numbers
-    # cannot be told apart from data, and a typo in a data row should be
-    # reported as an error rather than silently eaten as a header.
-    header = rows[0][1] if not any(_is_number(c) for c in rows[0][1]) else None
+    # A header is a first row with no number in it, or exactly 0, 1, ..., D-1 with D >= 2 (pandas' names for
+    # unnamed columns, as DataFrame(A).to_csv(index=False) writes them). Any other header made of numbers
+    # cannot be told apart from data, and a typo in a data row should be reported as an error rather than
+    # silently eaten as a header.
+    first = rows[0][1]
+    n_cols = len(first)
+    index_column = n_cols >= 2 and first[0] == "" and (_pandas_names(first[1:]) or not any(map(_is_number, first)))
+    # An unnamed first column under a header is the row index pandas writes by default (to_csv() without
+    # index=False): it numbers the rows and is no feature, so it is dropped.
+    index_column = index_column and all(first[1:])
+    numeric_header = n_cols >= 2 and _pandas_names(first)
+    header = first if index_column or numeric_header or not any(_is_number(c) for c in first) else None
     data = rows[1:] if header is not None else rows
-    n_cols = len(rows[0][1])
     for lineno, row in data:
         if len(row) != n_cols:
             raise ValueError(
                 f"{path}: line {lineno} has {len(row)} columns but line {rows[0][0]} has {n_cols}; "
-                "every row needs the same number of columns"
+                f"every row needs the same number of columns{_cell_hint(' '.join(row), delimiter)}"
             )
     if not data:
         raise ValueError(f"{path}: the file is empty: it has a header row but no data rows")
+    if index_column:
+        assert header is not None
+        header = header[1:]
+        data = [(lineno, row[1:]) for lineno, row in data]
+        n_cols -= 1
 
-    label_idx = _resolve_label_column(path, label_column, header, n_cols)
+    label_idx = _resolve_label_column(path, label_column, header, n_cols, index_column)
     features = [i for i in range(n_cols) if i != label_idx]
     if not features:
         raise ValueError(f"{path}: the file is empty of features: its only column is the label column")
@@ -603,8 +709,8 @@ def _load_csv(path: Path, label_column: int | str | None) -> tuple[np.ndarray, n
                 try:
                     X[r, c] = float(row[i])
                 except ValueError:
-                    hint = ""
-                    if label_column is None:
+                    hint = _cell_hint(row[i], delimiter)
+                    if not hint and label_column is None:
                         hint = "; if this column holds class labels, pass label_column (CLI: --label-column)"
                     raise ValueError(
                         f"{path}: non-numeric value {row[i]!r} at line {lineno}, {column_name(i)}; "
@@ -617,20 +723,30 @@ def _load_csv(path: Path, label_column: int | str | None) -> tuple[np.ndarray, n
     for r, (lineno, row) in enumerate(data):
         cell = row[label_idx]
         try:
-            value = float(cell)
+            # int() first: float() would round labels beyond 2**53.
+            label = int(cell)
         except ValueError:
-            value = math.nan
-        if not value.is_integer():
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not value.is_integer():
+                raise ValueError(
+                    f"{path}: the label column ({column_name(label_idx)}) holds {cell!r} at line {lineno}; "
+                    "labels must be integers, so convert them first (e.g. map each class name to 0, 1, 2, ...)"
+                ) from None
+            label = int(value)
+        if not -(2**63) <= label < 2**63:
             raise ValueError(
-                f"{path}: the label column ({column_name(label_idx)}) holds {cell!r} at line {lineno}; "
-                "labels must be integers, so convert them first (e.g. map each class name to 0, 1, 2, ...)"
+                f"{path}: the label column ({column_name(label_idx)}) holds {cell!r} at line {lineno}, outside "
+                f"the int64 range ({INT64_RANGE}) that labels are stored in; encode the classes as 0, 1, 2, ..."
             )
-        y[r] = int(value)
+        y[r] = label
     return X, y
 
 
 def _resolve_label_column(
-    path: Path, label_column: int | str | None, header: list[str] | None, n_cols: int
+    path: Path, label_column: int | str | None, header: list[str] | None, n_cols: int, index_column: bool = False
 ) -> int | None:
     if label_column is None:
         return None
@@ -653,8 +769,9 @@ def _resolve_label_column(
     if not is_whole(label_column):
         raise ValueError(f"label_column must be a column index or header name, got {label_column!r}")
     if not -n_cols <= label_column < n_cols:
+        after = " after its index column, which is not counted" if index_column else ""
         raise ValueError(
-            f"label_column={label_column} is out of range: {path} has {n_cols} columns "
+            f"label_column={label_column} is out of range: {path} has {n_cols} columns{after} "
             f"(indices 0 to {n_cols - 1}, or -1 for the last)"
         )
     return int(label_column) % n_cols
@@ -663,20 +780,28 @@ def _resolve_label_column(
 def _load_image_dir(root: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
     from PIL import Image, UnidentifiedImageError
 
-    def images_in(directory: Path) -> list[Path]:
-        return sorted(
-            p
-            for p in directory.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _IMAGE_SUFFIXES
-        )
+    # Files that are not read, for the message when no image is found at all.
+    others: list[Path] = []
 
-    top = images_in(root)
+    def images_in(directory: Path, recursive: bool) -> list[Path]:
+        found: list[Path] = []
+        for p in directory.iterdir():
+            if p.name.startswith("."):
+                continue
+            if p.is_file():
+                (found if p.suffix.lower() in _IMAGE_SUFFIXES else others).append(p)
+            elif recursive and p.is_dir():
+                # As torchvision's ImageFolder: a class subdirectory may sort its images into folders of its own.
+                found.extend(images_in(p, recursive))
+        return sorted(found)
+
+    top = images_in(root, recursive=False)
     # Class subdirectories without images are skipped: they are as likely to
     # be unrelated folders as empty classes.
     class_dirs = [
         (d.name, imgs)
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if (imgs := images_in(d))
+        if (imgs := images_in(d, recursive=True))
     ]
     if top and class_dirs:
         raise ValueError(
@@ -688,6 +813,13 @@ def _load_image_dir(root: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[st
         hint = ""
         if any(p.name.endswith(("-ubyte.gz", "-ubyte")) for p in root.iterdir()):
             hint = "; it looks like MNIST IDX files: use load_dataset('mnist', data_dir=...) instead"
+        elif others:
+            names = ", ".join(str(p.relative_to(root)) for p in sorted(others)[:5])
+            more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+            hint = (
+                f"; it holds {len(others)} other file(s), not read because of their suffix: {names}{more}. "
+                "Convert images to PNG to load them"
+            )
         raise ValueError(
             f"{root}: the directory is empty of images: no {'/'.join(_IMAGE_SUFFIXES)} files directly "
             f"in it or in its class subdirectories{hint}"
@@ -771,13 +903,16 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def _image_to_chw(im: Any, gray: bool) -> np.ndarray:
+    """``im`` as (C, H, W) float32 in [0, 1]: C is 1 when ``gray``, else 3 (RGB)."""
+    if im.mode.startswith("I") or im.mode == "F":
+        # 16-bit grayscale PNGs: convert("L") or convert("RGB") would clip to 255 rather than rescale, so
+        # they are scaled first and, in a colour set, repeated into three equal channels.
+        one = np.asarray(im, dtype=np.float32)[None]  # (1, H, W)
+        if im.mode != "F":
+            one /= 65535.0
+        return one if gray else np.repeat(one, 3, axis=0)  # (C, H, W)
     if not gray:
         return np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
-    if im.mode.startswith("I"):
-        # 16-bit grayscale PNGs: convert("L") would clip rather than rescale.
-        return np.asarray(im, dtype=np.float32)[None] / 65535.0
-    if im.mode == "F":
-        return np.asarray(im, dtype=np.float32)[None]
     return np.asarray(im.convert("L"), dtype=np.float32)[None] / 255.0
 
 
@@ -801,6 +936,17 @@ def _check_structure(X: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: " + layout_message("X", X.shape))
     if X.size == 0:
         raise ValueError(f"{name}: X is empty (shape {X.shape}); the data must hold at least one sample")
+    if X.ndim == 4 and X.shape[-1] in (2, 4) and X.shape[1] not in (1, 2, 3, 4):
+        # Gray + alpha or RGBA with channels last: read as (N, C, H, W), a (N, 32, 32, 4) batch would train on
+        # 32 "channels" of 32x4 pixels without a word.
+        c = X.shape[-1]
+        drop = "X[..., :1] keeps the gray channel" if c == 2 else "X[..., :3] keeps the RGB channels"
+        raise ValueError(
+            f"{name}: X has shape {X.shape}, which looks like images with {c} channels last (N, H, W, C); aekit "
+            "moves only 1 (gray) or 3 (RGB) channels to the front. Drop the alpha channel "
+            f"({drop}) or convert the images to gray or RGB, or transpose to (N, C, H, W) "
+            f"(X.transpose(0, 3, 1, 2)) to keep all {c} channels"
+        )
     return X
 
 
@@ -829,15 +975,19 @@ def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
         raise ValueError(
             f"{name}: X has {n} samples but y has {len(y)} labels; they must have the same length"
         )
-    if y.dtype.kind in "biu":
-        return y.astype(np.int64)
-    if y.dtype.kind == "f":
-        ok = np.isfinite(y) & (y == np.round(y))
+    if y.dtype.kind in "biuf":
+        ok = whole_int64(y)
         if not ok.all():
             i = int(np.argmin(ok))
+            if y.dtype.kind == "f" and not (np.isfinite(y[i]) and y[i] == np.round(y[i])):
+                raise ValueError(
+                    f"{name}: labels must be integers, but y[{i}] is {y[i]}; convert them to integer "
+                    "class codes first"
+                )
             raise ValueError(
-                f"{name}: labels must be integers, but y[{i}] is {y[i]}; convert them to integer "
-                "class codes first"
+                f"{name}: labels must lie in the int64 range ({INT64_RANGE}), but y[{i}] is {y[i]:g} "
+                f"({int((~ok).sum())} label(s) outside it); encode the classes as 0, 1, 2, ... first "
+                "(e.g. numpy.unique(y, return_inverse=True)[1])"
             )
         return y.astype(np.int64)
     raise ValueError(
@@ -956,7 +1106,7 @@ def load_dataset(
     name_or_path : str or os.PathLike
         A name from :data:`DATASETS` (case-insensitive; ``fashion_mnist`` is
         accepted too), or a path to a ``.npy``, ``.npz`` or ``.csv`` file or
-        to a directory of PNG/JPEG images. A ``str`` equal to a built-in name
+        to a directory of images. A ``str`` equal to a built-in name
         is the built-in set; pass a ``pathlib.Path`` to load a file of that
         name instead.
     split : {"train", "test", "all"}, default "train"
@@ -976,7 +1126,8 @@ def load_dataset(
         Files that exist but fail the md5 check are never overwritten.
     label_column : int or str, optional
         For ``.csv`` files only: the 0-based index (negative counts from the
-        end) or header name of the integer label column.
+        end, a dropped index column is not counted) or header name of the
+        integer label column.
     limit : int, optional
         Keep only the first ``limit`` samples of the split, for quick runs.
 
@@ -1000,12 +1151,34 @@ def load_dataset(
     Notes
     -----
     Array layouts: 4-D arrays are images, transposed from NHWC when the last
-    axis is 1 or 3 and the second is not; 3-D uint8 arrays are single-channel
-    images ``(N, H, W)``; other 3-D arrays are signals ``(N, C, L)``; 2-D
-    arrays are tabular. ``.npz`` inputs are read from ``X``/``x``/``data``/
-    ``images`` (or the only array) and labels from ``y``/``labels``/
-    ``targets``. In an image folder, each subdirectory is a class, numbered
-    in name order; images are grayscale if all are single-channel, else RGB.
+    axis is 1 or 3 and the second is not; a last axis of 2 or 4 (gray + alpha,
+    RGBA) with a second axis that is no channel count (1 to 4) is refused, as
+    it cannot be told apart from ``(N, C, H, W)`` with a narrow width; 3-D
+    uint8 arrays are single-channel images ``(N, H, W)``; other 3-D arrays are
+    signals ``(N, C, L)``; 2-D arrays are tabular. Labels must be integers in
+    the int64 range.
+
+    ``.npz`` inputs are read from ``X``/``x``/``data``/``images`` (or the
+    only array) and labels from ``y``/``labels``/``targets``/``label``/
+    ``target`` (case-insensitive). An archive without labels under these
+    names that holds another array with one entry per sample (``classes``,
+    or ``y_train`` beside ``X``) is refused, since those are most likely the
+    labels under a name not read.
+
+    ``.csv`` files must be UTF-8 (a byte-order mark is accepted). Values are
+    separated by commas, or by semicolons or tabs when the first line holds
+    no comma. The first row is a header when it holds no number, or when it
+    is exactly ``0,1,...,D-1`` with ``D >= 2`` (the names pandas gives
+    unnamed columns); a data file whose first row really is those numbers
+    must write one of them differently (``0.0``). A header whose first name
+    alone is empty (``,0,1,2`` or ``,a,b``, as ``DataFrame.to_csv()`` writes
+    the row index) marks an index column, which is dropped.
+
+    In an image folder (PNG, JPEG, BMP, GIF, TIFF or WebP files), each
+    subdirectory is a class, numbered in name order, and holds its images
+    directly or in folders of its own (as torchvision's ``ImageFolder``);
+    images are grayscale if all are single-channel, else RGB. 16-bit images
+    are divided by 65535.
 
     Examples
     --------
@@ -1055,6 +1228,12 @@ def load_dataset(
 
     assert path is not None
     name = str(path)
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        # Path("") is the current directory, which would be loaded as an image folder.
+        raise ValueError(
+            f"the data set name is empty ({name_or_path!r}); name a built-in data set ({', '.join(DATASETS)}); "
+            + _ACCEPTED
+        )
     if not path.exists():
         text = str(name_or_path)
         looks_like_path = (
@@ -1075,6 +1254,11 @@ def load_dataset(
     classes: tuple[str, ...] | None = None
     presplit = False
     y: np.ndarray | None
+    if path.is_dir() and path.suffix.lower() in _FILE_SUFFIXES:
+        raise ValueError(
+            f"{path} is a directory, but a name ending in {path.suffix} names a {path.suffix} file; pass the "
+            "file itself (or rename the directory to load the images in it)"
+        )
     if path.is_dir():
         X, y, classes = _load_image_dir(path)
     else:

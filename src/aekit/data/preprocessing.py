@@ -100,6 +100,22 @@ def check_array(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | No
 
 #: The label that marks an unlabelled sample, as in scikit-learn's semi-supervised estimators.
 UNLABELLED = -1
+#: The range labels must lie in, as text for messages: they are stored as int64.
+INT64_RANGE = "-2**63 to 2**63 - 1"
+
+
+def whole_int64(arr: np.ndarray) -> np.ndarray:
+    """Boolean mask, the shape of the numeric array ``arr``, of the values that are whole numbers in int64's range.
+
+    Exactly these survive ``arr.astype(np.int64)`` unchanged: a float at or beyond 2**63 in magnitude (``1e20``)
+    becomes INT64_MIN with only a RuntimeWarning, and a uint64 above 2**63 - 1 wraps to a negative number.
+    """
+    if arr.dtype.kind in "bi":
+        return np.ones(arr.shape, dtype=bool)
+    if arr.dtype.kind == "u":
+        return np.asarray(arr <= np.iinfo(np.int64).max)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (arr == np.round(arr)) & (arr >= -(2.0**63)) & (arr < 2.0**63)
 
 
 def check_labels(y: Any, n_samples: int, name: str = "y", match: str = "X") -> np.ndarray:
@@ -108,7 +124,8 @@ def check_labels(y: Any, n_samples: int, name: str = "y", match: str = "X") -> n
     Integers (any integer or boolean dtype) and floats that hold integers (``3.0``) are labels;
     :data:`UNLABELLED` (-1) marks a sample without a label, as in scikit-learn's semi-supervised
     module. Raises a ValueError naming the problem and the fix for ``None``, a shape other than
-    ``(n_samples,)``, strings or other non-numeric labels, and fractional, NaN or infinite values. ``name``
+    ``(n_samples,)``, strings or other non-numeric labels, fractional, NaN or infinite values, and values
+    outside the int64 range (``1e20``), which have no int64 value. ``name``
     and ``match`` are the caller's words for the labels and for what sets their count.
     """
     if y is None:
@@ -125,13 +142,16 @@ def check_labels(y: Any, n_samples: int, name: str = "y", match: str = "X") -> n
             arr = arr.astype(np.float64)
         except (TypeError, ValueError):
             pass
-    if arr.dtype.kind in "biu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if not bad.any():
+    if arr.dtype.kind in "biuf":
+        ok = whole_int64(arr)
+        if ok.all():
             return arr.astype(np.int64)
-        got = f"{int(bad.sum())} values that are not integers, such as {arr[bad][:3].tolist()}"
+        bad = arr[~ok]
+        fraction = ~np.isfinite(bad) | (bad != np.round(bad)) if bad.dtype.kind == "f" else np.zeros(bad.shape, bool)
+        if fraction.any():
+            got = f"{int(fraction.sum())} values that are not integers, such as {bad[fraction][:3].tolist()}"
+        else:
+            got = f"{bad.size} values outside the int64 range ({INT64_RANGE}), such as {bad[:3].tolist()}"
     else:
         got = f"dtype {arr.dtype}"
     raise ValueError(

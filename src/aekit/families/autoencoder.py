@@ -516,7 +516,8 @@ class ITQPCAAutoencoderModule(ITQCodes, PCAAutoencoderModule):
 
 @register(
     "autoencoder",
-    "deep nonlinear autoencoder, MLP or convolutional; sigmoid+BCE for [0,1] data, linear+MSE otherwise",
+    "deep nonlinear autoencoder, MLP or convolutional; PCA start plus a learned correction with a clipped output and "
+    "MSE for [0,1] data, linear output and MSE otherwise (sigmoid and BCE with init='random')",
     capabilities=("gradient", "images", "stackable"),
 )
 @declare_params(AdaptiveNetConfig, AdaptiveTrainConfig)

@@ -320,7 +320,7 @@ class VAE(BaseAutoencoder):
     'bernoulli'
     >>> vae.sample(4, random_state=0).shape
     (4, 1, 8, 8)
-    >>> bool(vae.elbo(X[:10]).mean() <= vae.log_likelihood(X[:10], n_samples=100).mean())
+    >>> bool(vae.elbo(X[:10], n_samples=100).mean() <= vae.log_likelihood(X[:10], n_samples=100).mean())
     True
     """
 
