@@ -118,7 +118,7 @@ def _encode_image(pixels: Any, suffix: str) -> bytes:
     buf = io.BytesIO()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF",
            ".webp": "WEBP"}.get(suffix.lower(), "PNG")
-    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    options: dict[str, Any] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
     im.save(buf, format=fmt, **options)
     return buf.getvalue()
 
