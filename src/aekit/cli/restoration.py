@@ -118,7 +118,7 @@ def _encode_image(pixels: Any, suffix: str) -> bytes:
     buf = io.BytesIO()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF",
            ".webp": "WEBP"}.get(suffix.lower(), "PNG")
-    options: dict[str, Any] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    options: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
     im.save(buf, format=fmt, **options)
     return buf.getvalue()
 
