@@ -234,3 +234,99 @@ def test_generation_names_an_unfitted_or_foreign_model(data) -> None:
         aekit.interpolate(aekit.Autoencoder(), X[0], X[1])
     with pytest.raises(TypeError, match="expected a fitted aekit estimator with an encoder and a decoder"):
         aekit.generate(object(), 2, X)
+
+
+# ------------------------------------------------------------------------------ fits that fail, and resumes
+
+
+def test_a_refused_or_interrupted_fit_leaves_the_estimator_as_it_was(data, tmp_path: Path) -> None:
+    import aekit.engine.training as training
+
+    X = data[0]
+    m = aekit.Autoencoder(**{**TINY, "max_epochs": 2}).fit(X)
+    codes = m.transform(X[:3])
+    m.set_params(latent_dim=6)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunPathError):
+        m.fit(X, checkpoint_dir=tmp_path / "afile")
+    assert m.resolved_.latent_dim == 4 and np.array_equal(m.transform(X[:3]), codes) and len(m.history_) == 2
+    with pytest.raises(ModelFileError, match="no checkpoint to resume from"):
+        m.fit(X, checkpoint_dir=tmp_path / "none", resume=True)
+    assert np.array_equal(m.transform(X[:3]), codes)
+
+    class Stop(training.Callback):
+        def on_step_end(self, state) -> None:
+            if state.step == 5:
+                raise KeyboardInterrupt
+
+    fresh = aekit.Autoencoder(**TINY)
+    fresh._callbacks = lambda: [Stop()]  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X)
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(fresh))
+    with pytest.raises(NotFittedError):
+        fresh.transform(X[:2])
+
+
+def test_a_diverged_fit_keeps_the_last_good_weights_with_their_history(data) -> None:
+    from aekit.engine.training import TrainingDivergedError
+
+    m = aekit.Autoencoder(**{**TINY, "max_epochs": 3, "init": "random", "learning_rate": 1e8, "output": "linear"})
+    with pytest.raises(TrainingDivergedError, match="last good weights of epoch") as info:
+        m.fit(data[0])
+    import re
+
+    good = int(re.search(r"last good weights of epoch (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert len(m.history_) == good and np.isfinite(m.transform(data[0][:2])).all()
+
+
+def test_a_resume_keeps_the_settings_and_the_seed_it_started_with(data, tmp_path: Path) -> None:
+    X = data[0]
+    kw = {**TINY, "validation_fraction": 0.2, "patience": 5, "init": "random"}
+    ckpt = tmp_path / "c"
+    aekit.Autoencoder(**{**kw, "max_epochs": 2, "random_state": None}).fit(X, checkpoint_dir=ckpt)
+    seed = json.loads((ckpt / FIT_RECORD).read_text())["seed"]
+    with pytest.raises(ValueError, match="started with other settings: learning_rate=0.01 \\(was 0.001\\)"):
+        aekit.Autoencoder(**{**kw, "max_epochs": 4, "learning_rate": 1e-2}).fit(X, checkpoint_dir=ckpt, resume=True)
+    resumed = aekit.Autoencoder(**{**kw, "max_epochs": 3, "random_state": None}).fit(X, checkpoint_dir=ckpt, resume=True)
+    straight = aekit.Autoencoder(**{**kw, "max_epochs": 3, "random_state": seed}).fit(X)
+    for k, v in straight.module_.state_dict().items():
+        assert torch.equal(v, resumed.module_.state_dict()[k]), k
+    with pytest.raises(ModelFileError, match="holds 3 trained epochs, more than max_epochs=2; resume with max_epochs=3"):
+        aekit.Autoencoder(**{**kw, "max_epochs": 2, "random_state": seed}).fit(X, checkpoint_dir=ckpt, resume=True)
+
+
+def test_a_checkpoint_folder_is_locked_and_a_flipped_bit_is_found(data, tmp_path: Path) -> None:
+    import os
+    import socket
+
+    X = data[0]
+    ckpt = tmp_path / "c"
+    aekit.Autoencoder(**{**TINY, "max_epochs": 2}).fit(X, checkpoint_dir=ckpt)
+    lock = ckpt / ".aekit.lock"
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live process
+    with pytest.raises(RunExistsError, match=f"is being written by process {os.getppid()}"):
+        aekit.Autoencoder(**{**TINY, "max_epochs": 3}).fit(X, checkpoint_dir=ckpt, resume=True)
+    lock.unlink()
+    path = ckpt / "checkpoint.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 0x10  # a bit of the last tensor's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="is corrupt: its CRC-32"):
+        aekit.Autoencoder(**{**TINY, "max_epochs": 3}).fit(X, checkpoint_dir=ckpt, resume=True)
+
+
+def test_more_threads_than_cores_are_capped_with_a_warning(data) -> None:
+    from aekit.engine.training import _available_cores
+
+    with pytest.warns(RuntimeWarning, match="threads=512 is more than the"):
+        m = aekit.Autoencoder(**{**TINY, "threads": 512}).fit(data[0])
+    assert m.history_[0]["threads"] == _available_cores()
+
+
+def test_figure_text_is_drawn_as_written() -> None:
+    from aekit.report.figures import reconstruction_figure
+
+    X = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
+    png = reconstruction_figure(X, X, source="price$x^$.npy")  # mathtext would fail to parse this
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -626,9 +626,7 @@ def rate_distortion_figure(
 
     ``pair`` is ``(originals, decodings)``, each (n, C, H, W) with values in [0, 1], or None.
     """
-    import io
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 5.2 if pair is not None else 3.4), layout="constrained")
@@ -653,7 +651,6 @@ def rate_distortion_figure(
         axi.set_xticks([])
         axi.set_yticks([])
         axi.set_title("originals (top) and their decodings (bottom)", fontsize="small", loc="left")
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    from aekit.report.figures import figure_png
+
+    return figure_png(fig)

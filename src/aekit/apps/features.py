@@ -342,7 +342,6 @@ def finetune_features(
 
 def accuracy_figure(labels: list[str], accuracies: list[float], *, title: str = "Test accuracy") -> bytes:
     """PNG of a horizontal bar chart of test accuracies, one bar per row of features, its value written on it."""
-    import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -358,6 +357,6 @@ def accuracy_figure(labels: list[str], accuracies: list[float], *, title: str = 
     ax.set_xlim(0.0, 1.12)
     ax.set_xlabel("test accuracy")
     ax.set_title(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    from aekit.report.figures import figure_png
+
+    return figure_png(fig)

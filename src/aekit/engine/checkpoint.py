@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,9 +27,14 @@ from aekit.engine.weights import check_state_dict, save_tensors
 
 # The header metadata key holding the loop's state as one JSON string.
 META_KEY = "aekit_checkpoint"
+# The header metadata key holding the CRC-32 of that string and the tensors (checkpoints written before it
+# existed have none and are read unchecked).
+CRC_KEY = "aekit_crc32"
 # Bumped when the meaning of a field changes; a checkpoint of another version is refused, not guessed at.
 FORMAT_VERSION = 1
 _PREFIXES = ("model.", "best.", "optim.", "rng.")
+# What AdamW keeps for each parameter.
+_OPTIMIZER_STATE = ("step", "exp_avg", "exp_avg_sq")
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -81,7 +87,21 @@ def save_checkpoint(directory: str | os.PathLike, state: TrainState) -> None:
         "threads": state.threads,
         "optimizer": {"param_groups": groups},
     }
-    save_tensors(Path(directory) / CHECKPOINT_FILE, tensors, metadata={META_KEY: json.dumps(meta, allow_nan=False)})
+    text = json.dumps(meta, allow_nan=False)
+    save_tensors(Path(directory) / CHECKPOINT_FILE, tensors,
+                 metadata={META_KEY: text, CRC_KEY: f"{_crc32(text, tensors):08x}"})
+
+
+def _crc32(text: str, tensors: Mapping[str, torch.Tensor]) -> int:
+    """CRC-32 of the metadata text and every tensor's name and bytes, in name order: a flipped bit anywhere in
+    the file is found on loading, not trained on."""
+    crc = zlib.crc32(text.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        crc = zlib.crc32(name.encode(), crc)
+        data: Any = t.reshape(-1).view(torch.uint8).numpy()  # a buffer: read in place, not copied
+        crc = zlib.crc32(data, crc) if t.numel() else crc
+    return crc
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -167,7 +187,9 @@ def _check_counters(check: _Checker, meta: dict[str, Any], max_epochs: int) -> N
     epoch = check.int_(meta, "epoch", 0)
     step = check.int_(meta, "step", 0)
     if epoch > max_epochs:
-        check.fail("epoch", f"is {epoch}, more than max_epochs={max_epochs} of this run")
+        # Not damage: a resume asked for fewer epochs than the checkpoint holds.
+        raise ModelFileError(f"{check.path} holds {epoch} trained epochs, more than max_epochs={max_epochs}; resume with "
+                         f"max_epochs={epoch} or more (on the command line, --epochs), or start a new fit")
     history = meta.get("history")
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
         check.fail("history", f"must be a list of rows (JSON objects), found {type(history).__name__}")
@@ -224,12 +246,18 @@ def _check_optimizer(
         if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
             check.fail(name, f"names no parameter of this model (it has {len(params)})")
         pid, key = int(parts[1]), parts[2]
+        if key not in _OPTIMIZER_STATE:
+            check.fail(name, f"is not a state of the optimizer (it keeps {', '.join(_OPTIMIZER_STATE)})")
         if key == "step":
             if val.numel() != 1 or float(val) != step:
                 check.fail(name, f"is {val.tolist()}, but the metadata's step is {step}")
         elif val.shape != params[pid].shape or not val.is_floating_point():
             check.fail(name, f"has shape {tuple(val.shape)} and dtype {val.dtype}; the parameter is {tuple(params[pid].shape)}")
         state.setdefault(pid, {})[key] = val
+    for pid, st in state.items():
+        missing = [k for k in _OPTIMIZER_STATE if k not in st]
+        if missing:
+            check.fail(f"optim.{pid}.{missing[0]}", "is missing")
     return state
 
 
@@ -249,6 +277,14 @@ def load_checkpoint(directory: str | os.PathLike, state: TrainState) -> None:
         )
     metadata, tensors = _read(path)
     check = _Checker(path)
+    header = metadata or {}
+    stored, text = header.get(CRC_KEY), header.get(META_KEY)
+    if stored is not None and text is not None:
+        found = f"{_crc32(text, tensors):08x}"
+        if found != stored:
+            raise ModelFileError(f"{path} is corrupt: its CRC-32 {stored} does not match its content ({found}); "
+                                 "restore the file, or train again from the start (fit without resume=True; on the "
+                                 "command line, aekit train --overwrite)")
     meta = _parse_meta(check, metadata)
     _check_counters(check, meta, state.config.max_epochs)
     unknown = sorted(k for k in tensors if not k.startswith(_PREFIXES))

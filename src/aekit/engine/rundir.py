@@ -409,15 +409,27 @@ def claim_run_dir(
 CHECKPOINT_FILES: tuple[str, ...] = (*_STAGE_FILES, "pretrain-layer-*")
 
 
+#: Parameters a resumed fit may change: how long it trains, where, how many threads, and how much it says.
+RESUMABLE = frozenset({"max_epochs", "device", "verbose", "threads"})
+
+
+@contextmanager
 def open_checkpoint_dir(path: str | os.PathLike, record: dict[str, Any], *, resume: bool,
-                        allow_data_change: bool = False) -> Path:
-    """Check ``path`` as the checkpoint folder of a fit described by ``record``, and write the record there.
+                        allow_data_change: bool = False) -> Iterator[int]:
+    """Claim ``path`` as the checkpoint folder of a fit described by ``record`` for the ``with`` block, write the
+    record there, and yield the seed the fit is to use.
+
+    The claim is the lock file of run directories (:func:`claim_run_dir`): a second process fitting into the
+    same folder is refused while the first trains; a process that holds it already (``aekit train`` writing its
+    run) keeps it.
 
     ``path`` must be new, empty, an aekit run, or a folder holding only aekit's checkpoint files
-    (:data:`CHECKPOINT_FILES`): nothing of the user's is written over. ``record`` names the family (``"family"``)
-    and the training data (``"data"``, a fingerprint); it is kept in :data:`FIT_RECORD`. With ``resume``, a
-    recorded fit of another family is refused, and so is other data unless ``allow_data_change``; a folder
-    without a record (written before records were kept) is resumed unchecked.
+    (:data:`CHECKPOINT_FILES`): nothing of the user's is written over. ``record`` names the family (``"family"``),
+    the parameters (``"params"``), the seed (``"seed"``) and the training data (``"data"``, a fingerprint); it is
+    kept in :data:`FIT_RECORD`. With ``resume``, a recorded fit of another family is refused, so are parameters
+    other than :data:`RESUMABLE` changed (``random_state=None`` keeps the recorded seed), and so is other data
+    unless ``allow_data_change``; the recorded seed is returned. A folder without a record (written before records
+    were kept) is resumed unchecked.
     """
     if str(path).strip() == "":
         raise RunPathError("checkpoint_dir is an empty path; give a folder such as 'checkpoints/ae'")
@@ -426,15 +438,29 @@ def open_checkpoint_dir(path: str | os.PathLike, record: dict[str, Any], *, resu
         raise RunPathError("checkpoint_dir {p} exists and is a file; give a folder path", p=p)
     if p.is_dir() and run_config(p) is None:
         entries = foreign_entries(p, CHECKPOINT_FILES)
-        # Without a checkpoint or its record the folder is not aekit's, whatever its files are called.
-        ours = (p / FIT_RECORD).is_file() or has_checkpoint(p)
-        others = [n for n in entries if not (ours and _matches(n, CHECKPOINT_FILES))]
+        # Without a checkpoint or its record the folder is not aekit's, whatever its files are called. A live
+        # process's lock is aekit's too: taking the lock below says who holds it.
+        kept = (p / FIT_RECORD).is_file() or has_checkpoint(p)
+        others = [n for n in entries if n != LOCK_FILE and not (kept and _matches(n, CHECKPOINT_FILES))]
         if others:
             shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
             raise RunExistsError(
                 "checkpoint_dir {p} holds files aekit did not write ({shown}); aekit writes checkpoints only into a "
                 "new or empty folder or its own: choose another checkpoint_dir", p=p, shown=shown,
             )
+    held = p.is_dir() and _read_lock(p / LOCK_FILE) == (os.getpid(), socket.gethostname())
+    p.mkdir(parents=True, exist_ok=True)
+    if not held:
+        _take_lock(p)
+    try:
+        yield _check_and_record(p, record, resume, allow_data_change)
+    finally:
+        if not held:
+            (p / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _check_and_record(p: Path, record: dict[str, Any], resume: bool, allow_data_change: bool) -> int:
+    """The refusals of :func:`open_checkpoint_dir` that read the recorded fit, then the record written."""
     meta = p / FIT_RECORD
     if resume and meta.is_file():
         old = read_json(meta)
@@ -456,9 +482,32 @@ def open_checkpoint_dir(path: str | os.PathLike, record: dict[str, Any], *, resu
                 "same data, or pass {allow_data_change} to continue on the new data",
                 p=p, then=describe(then), now=describe(now),
             )
-    p.mkdir(parents=True, exist_ok=True)
+        was: dict[str, Any] = old["params"] if isinstance(old.get("params"), dict) else {}
+        given = record.get("params", {})
+        seed = old.get("seed")
+        # random_state None means "the seed it started with", and the recorded seed is what a None stood for.
+        same_seed = lambda a, b: b is None or (a is None and b == seed)  # noqa: E731
+        changed = sorted(k for k in was.keys() & given.keys() if k not in RESUMABLE and _differs(was[k], given[k])
+                         and not (k == "random_state" and same_seed(was[k], given[k])))
+        if changed:
+            said = ", ".join(f"{k}={given[k]!r} (was {was[k]!r})" for k in changed)
+            raise ValueError(f"the checkpoint in {p} was started with other settings: {said}; a resumed fit continues "
+                             f"exactly as it started, so only {', '.join(sorted(RESUMABLE))} may change. Resume with "
+                             "the settings it was started with, or start a new fit (resume=False)")
+        if isinstance(old.get("seed"), int) and not isinstance(old.get("seed"), bool):
+            record = {**record, "seed": old["seed"]}
     write_json(meta, record)
-    return p
+    return int(record["seed"])
+
+
+def _as_json(value: Any) -> Any:
+    """A parameter value as JSON gives it back: tuples as lists, at any depth."""
+    return [_as_json(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two parameter values, one read back from JSON, differ (a tuple and the list JSON made of it do not)."""
+    return bool(_as_json(a) != _as_json(b))
 
 
 def _rmdir_quietly(p: Path) -> None:

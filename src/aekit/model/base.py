@@ -31,7 +31,7 @@ from aekit.core.devices import resolve_device
 from aekit.core.params import AUTO, auto_rule, check_value, field_types, seed_from
 from aekit.data.preprocessing import Scaler, check_array
 from aekit.engine.rundir import open_checkpoint_dir
-from aekit.engine.training import Callback, TrainConfig, fit_module
+from aekit.engine.training import Callback, TrainConfig, TrainingDivergedError, fit_module
 
 E = TypeVar("E", bound=type)
 C = TypeVar("C")
@@ -224,6 +224,11 @@ class Resolved(Mapping[str, Any]):
         return (Resolved, (self._values,))
 
 
+def _fitted_name(name: str) -> bool:
+    """A fitted attribute's name, by scikit-learn's convention (``module_``, ``history_``; not ``__dict__``)."""
+    return name.endswith("_") and not name.startswith("_")
+
+
 @contextmanager
 def _own_rng(device: torch.device | None = None) -> Iterator[None]:
     """Run with torch's global RNG forked, so the caller's random state is the same afterwards."""
@@ -400,15 +405,40 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Returns
         -------
         self
+
+        A fit that fails leaves the estimator as it was before the call (fitted or not), with one exception:
+        after :class:`~aekit.engine.training.TrainingDivergedError` it holds the last good weights and the
+        history of their epochs, as the error says. The checkpoint folder keeps what training reached.
         """
+        before = {k: v for k, v in vars(self).items() if _fitted_name(k)}
+        try:
+            return self._fit(X, y, checkpoint_dir, resume, allow_data_change)
+        except TrainingDivergedError as exc:
+            self.history_ = list(exc.history)
+            self.module_.eval()
+            raise
+        except BaseException:
+            for k in [k for k in vars(self) if _fitted_name(k)]:
+                delattr(self, k)
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X: Any, y: Any, checkpoint_dir: str | os.PathLike | None, resume: bool,
+             allow_data_change: bool) -> BaseAutoencoder:
         X = check_array(X)
         info = self._resolve_for(X, y)
-        if checkpoint_dir is not None:
-            # With allow_data_change the data are not compared, so they need no checksum (a run directory of
-            # `aekit train` keeps its own fingerprint of the data and passes it).
-            open_checkpoint_dir(checkpoint_dir, self._fit_record(X, y, checksum=not allow_data_change),
-                                resume=resume, allow_data_change=allow_data_change)
         seed = self._seed()
+        if checkpoint_dir is None:
+            return self._train_on(X, y, info, seed, None, resume)
+        # With allow_data_change the data are not compared, so they need no checksum (a run directory of
+        # `aekit train` keeps its own fingerprint of the data and passes it). A resume takes the seed the
+        # checkpoint was started with (the validation split and initialization depend on it).
+        record = self._fit_record(X, y, seed, checksum=not allow_data_change)
+        with open_checkpoint_dir(checkpoint_dir, record, resume=resume, allow_data_change=allow_data_change) as seed:
+            return self._train_on(X, y, info, seed, checkpoint_dir, resume)
+
+    def _train_on(self, X: np.ndarray, y: Any, info: DataInfo, seed: int,
+                  checkpoint_dir: str | os.PathLike | None, resume: bool) -> BaseAutoencoder:
         scaler = Scaler.fit(str(self.resolved_.get("scaling", self._scaling())), X)
         Xs = scaler.transform(X)
         self.scaler_ = scaler
@@ -422,10 +452,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.module_.eval()
         return self
 
-    def _fit_record(self, X: np.ndarray, y: Any, checksum: bool = True) -> dict[str, Any]:
-        """The family and a fingerprint of the data (size, shape, a BLAKE2 checksum of ``X`` and ``y``, or None
-        without ``checksum``), kept beside a checkpoint so that a resume on other data or as another family is
-        refused."""
+    def _fit_record(self, X: np.ndarray, y: Any, seed: int, checksum: bool = True) -> dict[str, Any]:
+        """The family, the parameters, the seed and a fingerprint of the data (size, shape, a BLAKE2 checksum of
+        ``X`` and ``y``, or None without ``checksum``), kept beside a checkpoint so that a resume on other data,
+        as another family or with other settings is refused, and a resume takes the seed it started with."""
         Xc = np.ascontiguousarray(X)
         digest = None
         if checksum:
@@ -439,8 +469,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     h.update(yc.view(np.uint8).data if yc.size else b"")
             digest = h.hexdigest()
         data = {"n_samples": int(Xc.shape[0]), "sample_shape": [int(d) for d in Xc.shape[1:]], "checksum": digest}
+        params = {k: v if isinstance(v, str | int | float | bool | type(None) | tuple | list) else repr(v)
+                  for k, v in self.get_params(deep=False).items()}
         return {"format": "aekit-checkpoint", "family": getattr(type(self), "_family_name", type(self).__name__),
-                "data": data}
+                "params": params, "seed": int(seed), "data": data}
 
     def _resolve_for(self, X: np.ndarray, y: Any = None) -> DataInfo:
         """Check the parameters and ``X`` (already through ``check_array``), resolve them for this data and

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from aekit.model.registry import declared_capabilities
@@ -50,11 +51,18 @@ _MAX_MARKED = 60
 _DPI = 110
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure, dpi: int = _DPI) -> bytes:
+    """The figure as PNG bytes. Its text is drawn as written: a ``$`` in a file or class name is not mathtext
+    (which would italicize, or fail to parse and lose the whole figure)."""
     FigureCanvasAgg(fig)
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+_png = figure_png
 
 
 def _as_image(x: np.ndarray) -> tuple[np.ndarray, str | None]:
