@@ -163,3 +163,17 @@ def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(aekit.engine.training.CSVLogger, "on_epoch_end", on_epoch_end)
+
+
+# A tiny network with a random start, for command-line runs that only check files and messages.
+CLI_TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120",
+            "--quiet", "--init", "random"]
+
+
+def cli_call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the ``aekit`` command line in this process: its exit status, stdout and stderr."""
+    from aekit.cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

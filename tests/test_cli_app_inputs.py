@@ -113,6 +113,16 @@ def test_colorize_refuses_a_colour_run_not_trained_with_the_grayscale_corruption
 # ------------------------------------------------------------------------ 3. label files
 
 
+def _label_file(folder: Path, content: object) -> Path:
+    """A labels file in ``folder``: text as given (a .txt), anything else as a .npy array."""
+    labels = folder / ("labels.txt" if isinstance(content, str) else "labels.npy")
+    if isinstance(content, str):
+        labels.write_text(content)
+    else:
+        np.save(labels, content)
+    return labels
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (np.array(["a"] * N_TEST), r"holds the label 'a', not a number"),
     ("a\n" * N_TEST, r"holds the label 'a', not a number"),
@@ -125,11 +135,7 @@ def test_colorize_refuses_a_colour_run_not_trained_with_the_grayscale_corruption
 def test_anomaly_label_files_give_one_clear_message(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object, message: str
 ) -> None:
-    labels = tmp_path / ("labels.txt" if isinstance(content, str) else "labels.npy")
-    if isinstance(content, str):
-        labels.write_text(content)
-    else:
-        np.save(labels, content)
+    labels = _label_file(tmp_path, content)
     _refused(capsys, ["anomaly", str(runs["ae"]), "--labels", str(labels), "--normal-label", "0"],
              f"^aekit: error: --labels {re.escape(str(labels))} ", message)
 
@@ -144,11 +150,7 @@ def test_anomaly_label_files_give_one_clear_message(
 def test_features_label_files_give_one_clear_message(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object, message: str
 ) -> None:
-    labels = tmp_path / ("labels.txt" if isinstance(content, str) else "labels.npy")
-    if isinstance(content, str):
-        labels.write_text(content)
-    else:
-        np.save(labels, content)
+    labels = _label_file(tmp_path, content)
     line = _refused(capsys, ["features", str(runs["ae"]), "--labels", str(labels)],
                     f"^aekit: error: --labels {re.escape(str(labels))} ", message)
     assert "-1 marks" not in line

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli_call as call
 
 import aekit
-from aekit.cli.main import main
-
-
-def call(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import interrupt_after_epoch
+from conftest import CLI_TINY, cli_call, interrupt_after_epoch
 
 import aekit
-from aekit.cli.main import main
 
-TINY = ["--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "32", "--seed", "0", "--limit", "120", "--quiet",
-        "--init", "random"]
+TINY = CLI_TINY
+call = cli_call
 
 
-def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+def _killed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *, after: int,
+                of: int) -> Path:
+    """A run of ``of`` epochs stopped by a Ctrl-C once epoch ``after`` is checkpointed."""
+    run = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, after)
+        assert call(capsys, "train", "--family", "autoencoder", "--epochs", str(of), *TINY, "--out", str(run))[0] == 130
+    return run
 
 
 def test_an_interrupted_run_refuses_fewer_epochs_untouched_and_says_it_is_unfinished(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "killed"
-    with monkeypatch.context() as m:
-        interrupt_after_epoch(m, 3)
-        assert call(capsys, "train", "--family", "autoencoder", "--epochs", "6", *TINY, "--out", str(run))[0] == 130
+    run = _killed_run(tmp_path, monkeypatch, capsys, after=3, of=6)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     code, _, err = call(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert code == 2 and "has 3 epochs of training already, more than --epochs 2; pass --epochs 3 or more" in err
@@ -154,10 +154,7 @@ def test_the_demo_never_replaces_a_run_of_another_kind(tmp_path: Path, capsys: p
 def test_a_lost_checkpoint_is_not_silently_trained_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "killed"
-    with monkeypatch.context() as m:
-        interrupt_after_epoch(m, 2)
-        assert call(capsys, "train", "--family", "autoencoder", "--epochs", "4", *TINY, "--out", str(run))[0] == 130
+    run = _killed_run(tmp_path, monkeypatch, capsys, after=2, of=4)
     (run / "checkpoint.safetensors").unlink()
     history = (run / "history.csv").read_bytes()
     code, _, err = call(capsys, "train", "--resume", str(run))
