@@ -330,3 +330,34 @@ def test_figure_text_is_drawn_as_written() -> None:
     X = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
     png = reconstruction_figure(X, X, source="price$x^$.npy")  # mathtext would fail to parse this
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------ family methods
+
+
+def test_a_conditional_vae_scores_with_its_labels_and_names_y(data) -> None:
+    X, y = data
+    vae = aekit.VAE(**{**TINY, "conditional": True}).fit(X, y)
+    assert vae.score(X, y) == pytest.approx(float(vae.elbo(X, y=y).mean()))
+    assert vae.score(X) == pytest.approx(float(vae.elbo(X).mean()))
+    with pytest.raises(ValueError, match="^y=\\[42\\] is not among the classes"):
+        vae.elbo(X[:20], y=np.full(20, 42))
+    plain = aekit.VAE(**TINY).fit(X)
+    with pytest.raises(ValueError, match="^y=array.* was given, but this VAE is not conditional.*leave y out"):
+        plain.elbo(X[:20], y=y[:20])
+
+
+def test_a_classifier_needs_two_classes_and_one_weight_per_sample(data) -> None:
+    X, y = data
+    kw = {**TINY, "pretrain_epochs": 1, "objective": "classify"}
+    with pytest.raises(ValueError, match="y holds a single class \\(7\\)"):
+        aekit.StackedAutoencoder(**kw).fit(X, np.full(len(X), 7))
+    m = aekit.StackedAutoencoder(**kw).fit(X, y)
+    with pytest.raises(ValueError, match="sample_weight has shape \\(5,\\), expected \\(240,\\)"):
+        m.score(X, y, sample_weight=np.ones(5))
+
+
+def test_psd_code_gap_of_all_zero_codes_is_not_a_huge_number(data) -> None:
+    p = aekit.PredictiveSparseDecomposition(latent_dim=16, alpha=50.0, max_epochs=1, verbose=0, random_state=0)
+    gap = p.fit(data[0].reshape(len(data[0]), -1)).code_gap(data[0].reshape(len(data[0]), -1))
+    assert gap["relative_distance"] in (0.0, float("inf")) and np.isnan(gap["support_recall"])

@@ -250,7 +250,8 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
             ``support_precision``: of the entries where F(X) is nonzero, the fraction where H* is
             nonzero with the same sign; ``support_recall``: of the nonzero entries of H*, the fraction
             F(X) gets nonzero with the same sign (the tanh encoder has no exact zeros: precision is
-            then the density of H*).
+            then the density of H*). Where a denominator is 0 (every exact code is zero, or a zero objective),
+            a ratio is ``inf`` (0 when the numerator is 0 too) and a support fraction ``nan``.
         """
         Xs = self._prepare(X)
         m: PSDModule = self.module_
@@ -272,13 +273,18 @@ class PredictiveSparseDecomposition(BaseAutoencoder):
                 obj_fast += float((0.5 * squared_error(fast @ D, xf) + m.alpha * l1_penalty(fast)).sum())
                 obj_opt += float((0.5 * squared_error(opt @ D, xf) + m.alpha * l1_penalty(opt)).sum())
         n = Xs.shape[0]
+
+        def ratio(a: float, b: float) -> float:
+            """a / b, with 0 / 0 = 0 (both exact) and a / 0 = inf (the exact value is 0, the other is not)."""
+            return a / b if b > 0 else (0.0 if a == 0 else math.inf)
+
         return {
-            "relative_distance": math.sqrt(sq_diff) / max(math.sqrt(sq_opt), 1e-30),
-            "objective_ratio": obj_fast / max(obj_opt, 1e-30),
+            "relative_distance": ratio(math.sqrt(sq_diff), math.sqrt(sq_opt)),
+            "objective_ratio": ratio(obj_fast, obj_opt) if obj_opt > 0 or obj_fast > 0 else 1.0,
             "objective_fast": obj_fast / n,
             "objective_optimal": obj_opt / n,
-            "support_precision": n_both / max(n_fast, 1),
-            "support_recall": n_both / max(n_opt, 1),
+            "support_precision": n_both / n_fast if n_fast else math.nan,  # no nonzero fast code: undefined
+            "support_recall": n_both / n_opt if n_opt else math.nan,  # H* all zero: nothing to recall
         }
 
     @property

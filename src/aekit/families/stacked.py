@@ -479,6 +479,11 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
                 f"objective='classify' needs at least one labelled sample, but every label is {UNLABELLED} "
                 "(unlabelled); pass labels, or use objective='reconstruct'"
             )
+        if classes is not None and len(classes) < 2:
+            raise ValueError(
+                f"y holds a single class ({classes[0]}); a classifier needs samples of at least two classes, so pass "
+                "labels of two or more, or use objective='reconstruct'"
+            )
         return classes
 
     def _may_classify(self) -> bool:

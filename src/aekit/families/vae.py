@@ -434,22 +434,23 @@ class VAE(BaseAutoencoder):
             return None if not conditional else torch.full((n,), UNLABELLED, dtype=torch.int64)
         if not conditional:
             raise ValueError(
-                f"label={label!r} was given, but this {type(self).__name__} is not conditional (it was fitted with "
-                "conditional=False); leave the label out, or fit with conditional=True and labels y"
+                f"{name}={label!r} was given, but this {type(self).__name__} is not conditional (it was fitted with "
+                f"conditional=False); leave {'the label' if name == 'label' else name} out, or fit with "
+                "conditional=True and labels y"
             )
         classes: tuple[int, ...] = tuple(self.data_info_.classes or ())
         arr = np.asarray(label)
         if arr.ndim == 0:
             value = arr.item()
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"label must be an integer class label, got {label!r}; use one of {list(classes)}")
+                raise ValueError(f"{name} must be an integer class label, got {label!r}; use one of {list(classes)}")
             labels = np.full(n, value, dtype=np.int64)
         else:
             labels = check_labels(arr, n, name, match)
         bad = sorted(set(labels.tolist()) - set(classes) - {UNLABELLED})
         if bad:
             shown = bad[0] if arr.ndim == 0 else bad[:5]
-            raise ValueError(f"label={shown!r} is not among the classes {list(classes)} this {type(self).__name__} "
+            raise ValueError(f"{name}={shown!r} is not among the classes {list(classes)} this {type(self).__name__} "
                              "was trained on; use one of them")
         return torch.from_numpy(class_indices(labels, classes))
 
@@ -516,6 +517,14 @@ class VAE(BaseAutoencoder):
     def score_samples(self, X: Any) -> np.ndarray:
         """The ELBO of each sample in nats (:meth:`elbo`), a lower bound on log p(x); higher is more likely."""
         return self.elbo(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The mean ELBO of ``X`` in nats; a conditional model scores ``X`` given its labels ``y`` when they are
+        passed (a model fitted without labels ignores ``y``, as a scikit-learn transformer does)."""
+        self._check_fitted()
+        if y is not None and bool(self.resolved_.conditional):
+            return float(np.mean(self.elbo(X, y=y)))
+        return float(np.mean(self.score_samples(X)))
 
     # ------------------------------------------------------------------ internals
 

@@ -138,5 +138,11 @@ class ClassifierMixin:
                 f"score needs at least one labelled sample in y, but every label is {UNLABELLED}; pass the labels "
                 "of X, or call score(X) for the reconstruction score"
             )
-        weight = None if sample_weight is None else np.asarray(sample_weight)[labelled]
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64)
+            if weight.shape != labels.shape:
+                raise ValueError(f"sample_weight has shape {weight.shape}, expected {labels.shape}: one weight per "
+                                 "sample of X")
+            weight = weight[labelled]
         return float(accuracy_score(labels[labelled], pred[labelled], sample_weight=weight))
