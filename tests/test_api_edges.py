@@ -350,7 +350,7 @@ def test_a_conditional_vae_scores_with_its_labels_and_names_y(data) -> None:
 def test_a_classifier_needs_two_classes_and_one_weight_per_sample(data) -> None:
     X, y = data
     kw = {**TINY, "pretrain_epochs": 1, "objective": "classify"}
-    with pytest.raises(ValueError, match="y holds a single class \\(7\\)"):
+    with pytest.raises(ValueError, match="y holds one class \\(7\\)"):
         aekit.StackedAutoencoder(**kw).fit(X, np.full(len(X), 7))
     m = aekit.StackedAutoencoder(**kw).fit(X, y)
     with pytest.raises(ValueError, match="sample_weight has shape \\(5,\\), expected \\(240,\\)"):

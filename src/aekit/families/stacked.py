@@ -481,7 +481,7 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
             )
         if classes is not None and len(classes) < 2:
             raise ValueError(
-                f"y holds a single class ({classes[0]}); a classifier needs samples of at least two classes, so pass "
+                f"y holds one class ({classes[0]}); a classifier needs samples of at least two classes, so pass "
                 "labels of two or more, or use objective='reconstruct'"
             )
         return classes
