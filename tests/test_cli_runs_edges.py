@@ -194,3 +194,30 @@ def test_flags_that_do_not_apply_to_the_output_are_refused(tmp_path: Path, capsy
     code, _, err = call(capsys, "interpolate", str(run), "--pair", "0", "1", "--steps", "3000", "--out",
                         str(tmp_path / "i.png"))
     assert code == 2 and "--steps 3000 is too many for one .png strip; use at most 100" in err
+
+
+def test_config_files_and_flags_are_checked_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def refused(text: str, *extra: str) -> str:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(text)
+        code, _, err = call(capsys, "train", "--config", str(cfg), *extra, "--out", str(tmp_path / "r"))
+        assert code == 2 and not (tmp_path / "r").exists(), err
+        return err
+
+    assert "download='false' must be true or false" in refused('family = "autoencoder"\ndownload = "false"\n')
+    assert "--epochs does not apply: --solver svd" in refused('family = "linear"\nepochs = 1\n')
+    assert "--split bogus must be train, test or all" in refused('family = "autoencoder"\nsplit = "bogus"\n')
+    assert "unknown device 'bogus'" in refused('family = "autoencoder"\n', "--device", "bogus")
+    assert "--seed 99999999999999999999 must be a whole number from 0 to 2**32 - 1" in refused(
+        'family = "autoencoder"\n', "--seed", "99999999999999999999")
+
+
+def test_tuple_flags_take_what_messages_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "r"
+    assert call(capsys, "train", "--family", "autoencoder", "--hidden-dims", "(16, 8)", "--latent-dim", "2",
+                "--epochs", "1", "--limit", "120", "--quiet", "--out", str(run))[0] == 0
+    assert json.loads((run / "config.json").read_text())["params"]["hidden_dims"] == [16, 8]
+    for bad in ("", "16,,8"):
+        code, _, err = call(capsys, "train", "--family", "autoencoder", f"--hidden-dims={bad}", "--out",
+                            str(tmp_path / "x"))
+        assert code == 2 and "expected a tuple of integers" in err and not (tmp_path / "x").exists()

@@ -283,7 +283,7 @@ def _cmd_train(args: list[str]) -> int:
     for s in specs:  # flags override the file
         if s.name not in _NOT_FLAGS and hasattr(ns, s.name):
             params[s.name] = getattr(ns, s.name)
-    if hasattr(ns, "epochs"):
+    if hasattr(ns, "epochs") or "max_epochs" in file_params:
         _check_epochs(info, params)
     for name, alias in TRAIN_ALIASES.items():
         if hasattr(ns, alias):
@@ -303,8 +303,28 @@ def _cmd_train(args: list[str]) -> int:
     label_column = pick("label_column", None)
     if isinstance(label_column, str):
         label_column = _label_column(label_column)
-    spec = _data_spec(str(pick("data", "digits")), pick("data_dir", None), str(pick("split", "train")), limit, label_column)
-    ns.download = bool(pick("download", False))
+    split = pick("split", "train")
+    if split not in ("train", "test", "all"):
+        raise UsageError(f"split={split!r} must be train, test or all")
+    data_dir = pick("data_dir", None)
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise UsageError(f"data_dir={data_dir!r} must be a path (a string)")
+    download = pick("download", False)
+    if not isinstance(download, bool):  # a string "false" in a file is not False
+        raise UsageError(f"download={download!r} must be true or false (a TOML boolean, without quotes)")
+    spec = _data_spec(str(pick("data", "digits")), data_dir, str(split), limit, label_column)
+    ns.download = download
+    if "random_state" in params:
+        seed = params["random_state"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+            raise UsageError(f"--seed {seed!r} must be a whole number from 0 to 2**32 - 1 (4294967295)")
+    if "device" in params:
+        from aekit.core.devices import resolve_device
+
+        try:
+            resolve_device(str(params["device"]))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     return _run_training(info, params, spec, ns.out, ns)
 
 

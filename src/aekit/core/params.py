@@ -353,7 +353,18 @@ def _parse_one(text: str, base: Any) -> Any:
         return text
     if origin is tuple:
         args = get_args(base)
-        items = [x for x in text.split(",") if x.strip()]
+        inner = text.strip()
+        if inner.startswith("(") and inner.endswith(")"):
+            inner = inner[1:-1]  # Python's spelling, as messages write it: (), (16,), (32, 64)
+        if inner.strip().lower() in ("", "none"):
+            if not text.strip():
+                raise ValueError(text)  # nothing typed: not the empty tuple by accident
+            return ()
+        items = inner.split(",")
+        if items[-1].strip() == "" and len(items) > 1:
+            items = items[:-1]  # a trailing comma, as in (16,)
+        if any(not x.strip() for x in items):
+            raise ValueError(text)  # 16,,8: an empty item is a typing slip
         if len(args) == 2 and args[1] is Ellipsis:
             elem = _split(args[0])[0]
             return tuple(_parse_one(x.strip(), elem) for x in items)
