@@ -131,7 +131,9 @@ class SparseCoding(BaseAutoencoder):
     ``set_params`` does later (it changes the next fit). For codes with another ``alpha`` on the
     learned dictionary, call :func:`aekit.sparse_encode` on ``components_``. ``inverse_transform`` is
     ``h @ components_``. The data are used as given (``scaling="none"``): centre them first, e.g.
-    remove each image patch's mean, as sparse coding of natural images does.
+    remove each image patch's mean, as sparse coding of natural images does. With another ``scaling``
+    the dictionary lives in the scaled units: encode ``scaler_.transform(X)`` with it, and
+    ``inverse_transform`` maps back to the data's units.
 
     Examples
     --------

@@ -290,7 +290,8 @@ class StackedAutoencoder(ClassifierMixin, Autoencoder):
         Fine-tuning objective. "reconstruct": the reconstruction of the data through the unrolled
         network. "classify": cross-entropy of a linear softmax head on the top code, trained with the
         encoder on the labelled samples of ``y`` (-1 marks an unlabelled sample, used by pretraining
-        only); the decoder keeps its pretrained weights. "auto": "classify" when ``fit`` gets ``y``
+        only); the decoder keeps its pretrained weights (with ``tied=True`` the decoder's weights are the
+        encoder's, so they follow the fine-tuned encoder). "auto": "classify" when ``fit`` gets ``y``
         with at least one label, else "reconstruct". "none": no fine-tuning (``y`` is ignored). The
         default ignores ``y``, as a transformer in a scikit-learn pipeline must (a pipeline passes the
         labels of the final classifier to every step).
