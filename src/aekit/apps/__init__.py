@@ -5,8 +5,10 @@ from typing import Any
 
 
 def is_fitted(model: Any) -> bool:
-    """Whether ``model`` has fitted attributes (scikit-learn's convention: names ending in ``_``)."""
-    return any(k.endswith("_") and not k.startswith("__") for k in getattr(model, "__dict__", {}))
+    """Whether ``model`` has fitted attributes (:func:`aekit.model.base.fitted_name`)."""
+    from aekit.model.base import fitted_name
+
+    return any(fitted_name(k) for k in getattr(model, "__dict__", {}))
 
 
 def clone_keeping_fitted(est: Any, name: str = "model") -> Any:

@@ -405,6 +405,7 @@ def _laplace_bits(r: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
 
 
 def _check_code_model(model: Any, code_model: Any) -> CodeModel:
+    _check_model(model)
     if not isinstance(code_model, CodeModel):
         raise TypeError(f"code_model must be a CodeModel (from aekit.fit_code_model), got {type(code_model).__name__}")
     if _fingerprint(model) != code_model.model_sha256:
@@ -438,7 +439,6 @@ def compress(
     """
     import constriction
 
-    _check_model(model)
     cm = _check_code_model(model, code_model)
     step_ = _check_step(step, "step")
     rstep = _check_step(residual_step, "residual_step", optional=True)
@@ -503,7 +503,6 @@ def decompress(model: Any, data: bytes, *, code_model: CodeModel, name: str = "t
     """
     import constriction
 
-    _check_model(model)
     cm = _check_code_model(model, code_model)
     data = bytes(data)
     rd = _Reader(data, name)
@@ -626,7 +625,6 @@ def rate_distortion_figure(
 
     ``pair`` is ``(originals, decodings)``, each (n, C, H, W) with values in [0, 1], or None.
     """
-
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 5.2 if pair is not None else 3.4), layout="constrained")

@@ -342,12 +342,9 @@ def finetune_features(
 
 def accuracy_figure(labels: list[str], accuracies: list[float], *, title: str = "Test accuracy") -> bytes:
     """PNG of a horizontal bar chart of test accuracies, one bar per row of features, its value written on it."""
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 0.5 * len(labels) + 1.0), layout="constrained")
-    FigureCanvasAgg(fig)
     ax = fig.subplots()
     pos = np.arange(len(labels))[::-1]
     ax.barh(pos, accuracies, color="#4c72b0")

@@ -274,7 +274,6 @@ def denoise(
     ndarray, the shape of ``X`` ((N, 1, H, W) for (N, H, W) input), float32
     """
     A = _as_images(X)
-    _capable(model)
     _check_range(model, A)
     R = _reconstruct(model, A, stride=stride, window=window, batch_size=batch_size)
     return R.reshape(np.shape(X)) if np.ndim(X) == 3 else R
@@ -381,7 +380,6 @@ def inpaint(
         raise ValueError(f"fill_value must be a finite number, the masked pixels' value before the first "
                          f"reconstruction, e.g. 0.0; got {fill_value!r}")
     A = _as_images(X)
-    _capable(model)
     _check_range(model, A)
     M = make_mask(mask, A.shape, random_state) if isinstance(mask, str) else mask
     M = check_mask(M, A.shape)  # (N, C, H, W)

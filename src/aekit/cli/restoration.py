@@ -345,15 +345,15 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
     out = Path(ns.out)
     if out.suffix.lower() != ".npy" or out.is_dir():
         raise UsageError(f"--out {out}: a data set is restored into a .npy array; give a path ending in .npy")
-    _check_parent(out)
     spec, split = _run_data(Path(ns.run), ns, "all")
-    _check_out_file(out, ns, spec)
+    _check_out_file(out, ns, spec)  # its folders can be made, it is none of the inputs, --overwrite
     for flag, value in (("--clean", ns.clean), ("--mask", getattr(ns, "mask", None))):
         if value is not None and out.exists() and Path(value).is_file() and out.samefile(value):
             raise UsageError(f"--out {out} is the {flag} file; write the result to another file")
     ds = _load(spec, split=split, download=ns.download)
     X = ds.X
     mask = None
+    sample_masks: Any = None  # (N, C, H, W) True = missing, once the mask is read
     if ns.command == "inpaint":
         mpath = Path(ns.mask)
         if mpath.suffix.lower() == ".npy" and mpath.is_file():
@@ -369,10 +369,10 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
             except ValueError as exc:
                 raise UsageError(f"--mask: {exc}") from None
         try:
-            missing = bool(_sample_masks(mask, X.shape).any())
+            sample_masks = _sample_masks(mask, X.shape)
         except ValueError as exc:
             raise UsageError(f"--mask {ns.mask}: {exc}") from None
-        if not missing:
+        if not sample_masks.any():
             raise UsageError(_NOTHING_MISSING.format(mask=ns.mask, what="of any sample"))
     clean = None
     if ns.clean is not None:
@@ -389,10 +389,10 @@ def _array(ns: argparse.Namespace, est: Any) -> int:
         if clean.shape != R.shape:
             raise UsageError(f"--clean {ns.clean} has shape {clean.shape} but the restored images {R.shape}; give "
                              "references of the same images")
-        masks = [None] * len(R) if mask is None else list(_sample_masks(mask, R.shape))
+        masks = [None] * len(R) if mask is None else list(sample_masks)
         scores = _scores(list(clean), list(R), masks, [str(i) for i in range(len(R))], restoration_scores)
     n = FIGURE_IMAGES
-    shown_masks = [None] * len(R[:n]) if mask is None else list(_sample_masks(mask, R.shape)[:n])
+    shown_masks = [None] * len(R[:n]) if mask is None else list(sample_masks[:n])
     section = _section(ns, _chw(X[:n]), _chw(R[:n]), None if clean is None else _chw(clean[:n]), shown_masks, scores)
     _write_npy(out, R)
     _report(ns, f"{len(R)} sample(s) of {ds.name}", out, scores)

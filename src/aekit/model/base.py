@@ -224,9 +224,9 @@ class Resolved(Mapping[str, Any]):
         return (Resolved, (self._values,))
 
 
-def _fitted_name(name: str) -> bool:
+def fitted_name(name: str) -> bool:
     """A fitted attribute's name, by scikit-learn's convention (``module_``, ``history_``; not ``__dict__``)."""
-    return name.endswith("_") and not name.startswith("_")
+    return name.endswith("_") and not name.startswith("__")
 
 
 @contextmanager
@@ -410,7 +410,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         after :class:`~aekit.engine.training.TrainingDivergedError` it holds the last good weights and the
         history of their epochs, as the error says. The checkpoint folder keeps what training reached.
         """
-        before = {k: v for k, v in vars(self).items() if _fitted_name(k)}
+        before = {k: v for k, v in vars(self).items() if fitted_name(k)}
         try:
             return self._fit(X, y, checkpoint_dir, resume, allow_data_change)
         except TrainingDivergedError as exc:
@@ -418,7 +418,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.module_.eval()
             raise
         except BaseException:
-            for k in [k for k in vars(self) if _fitted_name(k)]:
+            for k in [k for k in vars(self) if fitted_name(k)]:
                 delattr(self, k)
             self.__dict__.update(before)
             raise
