@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import inspect
 import math
 import os
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 
 from aekit.core.devices import resolve_device
 from aekit.core.params import AUTO, auto_rule, check_value, field_types, seed_from
-from aekit.data.preprocessing import Scaler, check_array
+from aekit.data.preprocessing import Scaler, check_array, data_checksum
 from aekit.engine.rundir import open_checkpoint_dir
 from aekit.engine.training import Callback, TrainConfig, TrainingDivergedError, fit_module
 
@@ -456,19 +455,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """The family, the parameters, the seed and a fingerprint of the data (size, shape, a BLAKE2 checksum of
         ``X`` and ``y``, or None without ``checksum``), kept beside a checkpoint so that a resume on other data,
         as another family or with other settings is refused, and a resume takes the seed it started with."""
-        Xc = np.ascontiguousarray(X)
-        digest = None
-        if checksum:
-            h = hashlib.blake2b(digest_size=16)
-            h.update(str((Xc.shape, Xc.dtype.str)).encode())
-            h.update(Xc.view(np.uint8).data if Xc.size else b"")
-            if y is not None:
-                yc = np.ascontiguousarray(np.asarray(y))
-                h.update(str((yc.shape, yc.dtype.str)).encode())
-                if yc.dtype.kind in "biuf":
-                    h.update(yc.view(np.uint8).data if yc.size else b"")
-            digest = h.hexdigest()
-        data = {"n_samples": int(Xc.shape[0]), "sample_shape": [int(d) for d in Xc.shape[1:]], "checksum": digest}
+        data = {"n_samples": int(X.shape[0]), "sample_shape": [int(d) for d in X.shape[1:]],
+                "checksum": data_checksum(X, y) if checksum else None}
         params = {k: v if isinstance(v, str | int | float | bool | type(None) | tuple | list) else repr(v)
                   for k, v in self.get_params(deep=False).items()}
         return {"format": "aekit-checkpoint", "family": getattr(type(self), "_family_name", type(self).__name__),
